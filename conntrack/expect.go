@@ -1,0 +1,255 @@
+package conntrack
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ftpct/ftpct/ftpparse"
+)
+
+// Expectation is one expected data connection: a connection from Peer (any
+// source port) to Addr:Port, as it arrives at this host. Where To is valid the
+// connection is translated to To (the endpoint that was really announced).
+type Expectation struct {
+	ID      uint64
+	Session uint64
+	Kind    ftpparse.Kind
+	Peer    netip.Addr
+	Addr    netip.Addr
+	Port    uint16
+	To      netip.AddrPort
+	Created time.Time
+	Expires time.Time
+}
+
+// Key returns the expectation's table key.
+func (e *Expectation) Key() ExpectKey { return MakeExpectKey(e.Peer, e.Addr, e.Port) }
+
+func (e *Expectation) String() string {
+	s := fmt.Sprintf("%s %s -> %s", e.Kind, e.Peer, netip.AddrPortFrom(e.Addr, e.Port))
+	if e.To.IsValid() {
+		s += " => " + e.To.String()
+	}
+	return s
+}
+
+// ExpectKey is the packed key of an expectation: what the data connection's
+// first packet carries.
+type ExpectKey struct {
+	Peer, Addr [16]byte
+	Port       uint16
+}
+
+// MakeExpectKey builds an ExpectKey without allocating.
+func MakeExpectKey(peer, addr netip.Addr, port uint16) ExpectKey {
+	return ExpectKey{Peer: peer.As16(), Addr: addr.As16(), Port: port}
+}
+
+// Request asks for an expectation. Port is the preferred port; when To is
+// valid (the data connection is translated) another free port may be chosen,
+// as the kernel's nf_nat_ftp does.
+type Request struct {
+	Session uint64
+	Kind    ftpparse.Kind
+	Peer    netip.Addr
+	Addr    netip.Addr
+	Port    uint16
+	To      netip.AddrPort
+}
+
+// ExpectLimits bound the expectation table.
+type ExpectLimits struct {
+	// PerSession is the most pending expectations one control connection may
+	// have; a new one evicts the oldest (the kernel keeps 1).
+	PerSession int
+	// Total is the most pending expectations altogether; past it new ones are refused.
+	Total int
+	// Timeout is how long an expectation waits for its connection.
+	Timeout time.Duration
+	// MinPort is the lowest port a translated expectation may be moved to.
+	MinPort uint16
+}
+
+// ExpectTable holds pending expectations.
+type ExpectTable struct {
+	lim ExpectLimits
+
+	mu        sync.Mutex
+	byKey     map[ExpectKey]Expectation
+	bySession map[uint64][]ExpectKey // oldest first
+	nextID    uint64
+}
+
+// NewExpectTable returns an empty table with the given limits.
+func NewExpectTable(lim ExpectLimits) *ExpectTable {
+	if lim.PerSession < 1 {
+		lim.PerSession = 1
+	}
+	if lim.MinPort == 0 {
+		lim.MinPort = 1024
+	}
+	return &ExpectTable{lim: lim, byKey: make(map[ExpectKey]Expectation), bySession: make(map[uint64][]ExpectKey)}
+}
+
+// Limits returns the table's limits.
+func (t *ExpectTable) Limits() ExpectLimits { return t.lim }
+
+// Add inserts an expectation for r, refreshing it if the same session already
+// expects the same tuple with the same target (a retransmitted or repeated
+// announcement). Expectations evicted to stay within the per-session limit are
+// appended to evicted; the caller closes their holes. The returned bool is
+// false when an existing expectation was refreshed rather than created.
+func (t *ExpectTable) Add(r Request, now time.Time, evicted []Expectation) (Expectation, bool, []Expectation, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	port, refresh, err := t.choosePort(r)
+	if err != nil {
+		return Expectation{}, false, evicted, err
+	}
+	k := MakeExpectKey(r.Peer, r.Addr, port)
+	if refresh {
+		e := t.byKey[k]
+		e.Expires = now.Add(t.lim.Timeout)
+		e.Kind = r.Kind
+		t.byKey[k] = e
+		return e, false, evicted, nil
+	}
+	if len(t.byKey) >= t.lim.Total {
+		return Expectation{}, false, evicted, ErrTableFull
+	}
+	keys := t.bySession[r.Session]
+	for len(keys) >= t.lim.PerSession {
+		evicted = append(evicted, t.byKey[keys[0]])
+		delete(t.byKey, keys[0])
+		keys = append(keys[:0], keys[1:]...)
+	}
+	t.nextID++
+	e := Expectation{ID: t.nextID, Session: r.Session, Kind: r.Kind, Peer: r.Peer, Addr: r.Addr, Port: port, To: r.To, Created: now, Expires: now.Add(t.lim.Timeout)}
+	t.byKey[k] = e
+	t.bySession[r.Session] = append(keys, k)
+	return e, true, evicted, nil
+}
+
+// choosePort returns the port to expect, and whether the tuple is already
+// expected by the same session for the same target.
+func (t *ExpectTable) choosePort(r Request) (uint16, bool, error) {
+	free := func(p uint16) (ok, same bool) {
+		e, exists := t.byKey[MakeExpectKey(r.Peer, r.Addr, p)]
+		if !exists {
+			return true, false
+		}
+		if e.Session == r.Session && e.To == r.To {
+			return true, true
+		}
+		return false, false
+	}
+	if ok, same := free(r.Port); ok {
+		return r.Port, same, nil
+	}
+	if !r.To.IsValid() {
+		// Untranslated: the announced port is the port; nothing to choose.
+		return 0, false, ErrConflict
+	}
+	// Like nf_nat_ftp: try the following ports, wrapping within [MinPort, 65535].
+	p := r.Port
+	for i := 0; i < 128; i++ {
+		p++
+		if p < t.lim.MinPort {
+			p = t.lim.MinPort
+		}
+		if ok, same := free(p); ok {
+			return p, same, nil
+		}
+	}
+	return 0, false, ErrNoPort
+}
+
+// removeLocked deletes the expectation with key k.
+func (t *ExpectTable) removeLocked(k ExpectKey) (Expectation, bool) {
+	e, ok := t.byKey[k]
+	if !ok {
+		return e, false
+	}
+	delete(t.byKey, k)
+	keys := t.bySession[e.Session]
+	for i := range keys {
+		if keys[i] == k {
+			keys = append(keys[:i], keys[i+1:]...)
+			break
+		}
+	}
+	if len(keys) == 0 {
+		delete(t.bySession, e.Session)
+	} else {
+		t.bySession[e.Session] = keys
+	}
+	return e, true
+}
+
+// Take removes and returns the expectation a new data connection with key k
+// fulfilled.
+func (t *ExpectTable) Take(k ExpectKey) (Expectation, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.removeLocked(k)
+}
+
+// Remove deletes the expectation e if it is still the one in the table.
+func (t *ExpectTable) Remove(e Expectation) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := e.Key()
+	if cur, ok := t.byKey[k]; !ok || cur.ID != e.ID {
+		return false
+	}
+	t.removeLocked(k)
+	return true
+}
+
+// Expire removes the expectations whose time is up and appends them to dst.
+func (t *ExpectTable) Expire(now time.Time, dst []Expectation) []Expectation {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, e := range t.byKey {
+		if !now.Before(e.Expires) {
+			t.removeLocked(k)
+			dst = append(dst, e)
+		}
+	}
+	return dst
+}
+
+// RemoveSession removes all expectations of a session and appends them to dst.
+func (t *ExpectTable) RemoveSession(id uint64, dst []Expectation) []Expectation {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, k := range append([]ExpectKey(nil), t.bySession[id]...) {
+		if e, ok := t.removeLocked(k); ok {
+			dst = append(dst, e)
+		}
+	}
+	return dst
+}
+
+// List returns the pending expectations ordered by ID.
+func (t *ExpectTable) List() []Expectation {
+	t.mu.Lock()
+	out := make([]Expectation, 0, len(t.byKey))
+	for _, e := range t.byKey {
+		out = append(out, e)
+	}
+	t.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Len returns the number of pending expectations.
+func (t *ExpectTable) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byKey)
+}

@@ -1,0 +1,20 @@
+//go:build !linux
+
+package conntrack
+
+import "context"
+
+// Kernel talks to the kernel's conntrack table; only on Linux.
+type Kernel struct{}
+
+// DialKernel fails: not supported on this OS.
+func DialKernel() (*Kernel, error) { return nil, ErrUnsupported }
+
+// Close does nothing.
+func (k *Kernel) Close() error { return nil }
+
+// Lookup fails: not supported on this OS.
+func (k *Kernel) Lookup(Tuple) (Binding, error) { return Binding{}, ErrUnsupported }
+
+// WatchNew fails: not supported on this OS.
+func WatchNew(ctx context.Context, mark uint32, fn func(Binding)) error { return ErrUnsupported }

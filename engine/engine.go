@@ -1,0 +1,503 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/ftpct/ftpct/conntrack"
+	"github.com/ftpct/ftpct/ftpparse"
+	"github.com/ftpct/ftpct/rewrite"
+	"github.com/ftpct/ftpct/rules"
+)
+
+// Kernel finds a control connection's NAT binding (conntrack.Kernel).
+type Kernel interface {
+	Lookup(conntrack.Tuple) (conntrack.Binding, error)
+}
+
+// Holes opens and closes pinholes (rules.Manager).
+type Holes interface {
+	Open(rules.Hole) error
+	Close(rules.Hole) error
+}
+
+// Config is the engine's policy.
+type Config struct {
+	// Timeout is how long an expectation waits for its data connection.
+	Timeout time.Duration
+	// PerSession is the most pending expectations per control connection.
+	PerSession int
+	// MaxExpect is the most pending expectations altogether.
+	MaxExpect int
+	// MaxSessions is the most control connections tracked.
+	MaxSessions int
+	// AllowLowPorts allows holes to privileged ports (< 1024).
+	AllowLowPorts bool
+	// IdleCheck: sessions idle this long are checked against the kernel's
+	// table and forgotten when the kernel no longer tracks them.
+	IdleCheck time.Duration
+	// Logger receives rate-limited events; nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig is the kernel helper's behaviour with ftpct's safer defaults.
+func DefaultConfig() Config {
+	return Config{Timeout: 5 * time.Minute, PerSession: 1, MaxExpect: 4096, MaxSessions: 65536, IdleCheck: time.Minute}
+}
+
+// Engine holds the state shared by all Workers.
+type Engine struct {
+	cfg      Config
+	sessions *conntrack.Table
+	exps     *conntrack.ExpectTable
+	kernel   Kernel
+	holes    Holes
+	log      *slog.Logger
+	logLim   *limiter
+	stats    Stats
+	now      func() time.Time
+}
+
+// New returns an engine.
+func New(cfg Config, kernel Kernel, holes Holes) *Engine {
+	d := DefaultConfig()
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = d.Timeout
+	}
+	if cfg.PerSession <= 0 {
+		cfg.PerSession = d.PerSession
+	}
+	if cfg.MaxExpect <= 0 {
+		cfg.MaxExpect = d.MaxExpect
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = d.MaxSessions
+	}
+	if cfg.IdleCheck <= 0 {
+		cfg.IdleCheck = d.IdleCheck
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{
+		cfg:      cfg,
+		sessions: conntrack.NewTable(cfg.MaxSessions),
+		exps:     conntrack.NewExpectTable(conntrack.ExpectLimits{PerSession: cfg.PerSession, Total: cfg.MaxExpect, Timeout: cfg.Timeout}),
+		kernel:   kernel,
+		holes:    holes,
+		log:      log,
+		logLim:   newLimiter(20, 100),
+		now:      time.Now,
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Engine) Stats() Snapshot {
+	s := &e.stats
+	return Snapshot{
+		Packets: s.Packets.Load(), Modified: s.Modified.Load(), Dropped: s.Dropped.Load(),
+		NotTCP: s.NotTCP.Load(), NoConntrack: s.NoConntrack.Load(),
+		Sessions: s.Sessions.Load(), SessionsOpen: uint64(e.sessions.Len()), SessionsFull: s.SessionsFull.Load(),
+		Lines: s.Lines.Load(), Commands: s.Commands.Load(), Malformed: s.Malformed.Load(),
+		PartialLines: s.PartialLines.Load(), Rewrites: s.Rewrites.Load(), Replays: s.Replays.Load(),
+		OutOfOrder:    s.OutOfOrder.Load(),
+		ExpectCreated: s.ExpectCreated.Load(), ExpectUsed: s.ExpectUsed.Load(), ExpectExpired: s.ExpectExpired.Load(),
+		ExpectEvicted: s.ExpectEvicted.Load(), ExpectRefused: s.ExpectRefused.Load(), ExpectPending: uint64(e.exps.Len()),
+		TLSSessions: s.TLSSessions.Load(), Errors: s.Errors.Load(),
+	}
+}
+
+// Expectations lists the pending expectations.
+func (e *Engine) Expectations() []conntrack.Expectation { return e.exps.List() }
+
+// Sessions lists the tracked control connections.
+func (e *Engine) Sessions() []*conntrack.Session { return e.sessions.Sessions(nil) }
+
+func (e *Engine) hole(x conntrack.Expectation) rules.Hole {
+	return rules.Hole{Peer: x.Peer, Addr: x.Addr, Port: x.Port, To: x.To, Timeout: x.Expires.Sub(e.now()).Round(time.Second)}
+}
+
+// DataConnection is called for each new connection the kernel let in
+// through one of our holes (conntrack event with our mark). It marks the
+// matching expectation used.
+func (e *Engine) DataConnection(b conntrack.Binding) {
+	k := conntrack.MakeExpectKey(b.Orig.Src, b.Orig.Dst, b.Orig.DstPort)
+	x, ok := e.exps.Take(k)
+	if !ok {
+		return
+	}
+	e.stats.ExpectUsed.Add(1)
+	// The set element is gone (one-shot); drop the DNAT mapping too.
+	if x.To.IsValid() {
+		if err := e.holes.Close(e.hole(x)); err != nil {
+			e.stats.Errors.Add(1)
+		}
+	}
+	if e.logLim.Allow(e.now()) {
+		e.log.Info("data connection", "session", x.Session, "kind", x.Kind.String(),
+			"from", netip.AddrPortFrom(b.Orig.Src, b.Orig.SrcPort).String(),
+			"to", netip.AddrPortFrom(b.Orig.Dst, b.Orig.DstPort).String(),
+			"translated_to", addrPortString(x.To))
+	}
+}
+
+func addrPortString(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// Run does the engine's housekeeping until ctx is cancelled: it expires
+// expectations and forgets control connections the kernel no longer tracks.
+func (e *Engine) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastGC := e.now()
+	var expired []conntrack.Expectation
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		now := e.now()
+		expired = e.exps.Expire(now, expired[:0])
+		e.stats.ExpectExpired.Add(uint64(len(expired)))
+		if now.Sub(lastGC) >= e.cfg.IdleCheck/4 {
+			lastGC = now
+			e.collect(now)
+		}
+	}
+}
+
+// collect forgets idle sessions the kernel no longer tracks.
+func (e *Engine) collect(now time.Time) {
+	var gone []conntrack.Expectation
+	for _, s := range e.sessions.Sessions(nil) {
+		s.Lock()
+		idle := now.Sub(s.LastSeen)
+		s.Unlock()
+		if idle < e.cfg.IdleCheck {
+			continue
+		}
+		if _, err := e.kernel.Lookup(s.Binding.Orig); !errors.Is(err, conntrack.ErrNoEntry) {
+			continue
+		}
+		e.sessions.Remove(s)
+		gone = e.exps.RemoveSession(s.ID, gone[:0])
+		for _, x := range gone {
+			_ = e.holes.Close(e.hole(x))
+		}
+	}
+}
+
+// Worker handles packets for one queue reader. Not safe for concurrent use.
+type Worker struct {
+	e     *Engine
+	out   []byte
+	edits []rewrite.Edit
+	repl  []byte
+	evict []conntrack.Expectation
+}
+
+// NewWorker returns a worker with its own buffers.
+func (e *Engine) NewWorker() *Worker {
+	return &Worker{
+		e:     e,
+		out:   make([]byte, 0, 65536+256),
+		edits: make([]rewrite.Edit, 0, 16),
+		repl:  make([]byte, 0, 1024),
+		evict: make([]conntrack.Expectation, 0, 4),
+	}
+}
+
+// Handle decides what to do with one packet (an IP datagram). With
+// VerdictModified the returned slice holds the packet to send instead.
+func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
+	e := w.e
+	e.stats.Packets.Add(1)
+	var p rewrite.Packet
+	if err := rewrite.Decode(pkt, &p); err != nil {
+		e.stats.NotTCP.Add(1)
+		return VerdictAccept, nil
+	}
+	payload := p.Payload(pkt)
+	sess, dir, ok := e.sessions.Lookup(conntrack.MakeKey(p.Src, p.Dst, p.SrcPort, p.DstPort))
+	now := e.now()
+	if !ok {
+		if len(payload) == 0 {
+			// Handshake and bare ACKs before any data: nothing to parse or adjust.
+			return VerdictAccept, nil
+		}
+		var err error
+		sess, dir, err = w.learn(&p, now)
+		if err != nil {
+			return VerdictAccept, nil
+		}
+	}
+
+	sess.Lock()
+	defer sess.Unlock()
+	sess.LastSeen = now
+	if p.Flags&(rewrite.FlagFIN|rewrite.FlagRST) != 0 {
+		sess.Closing = true
+	}
+	d := &sess.Dir[dir]
+	w.edits = w.edits[:0]
+	w.repl = w.repl[:0]
+	if len(payload) > 0 {
+		if v, drop := w.scan(sess, dir, &p, payload, now); drop {
+			return v, nil
+		}
+	}
+	out, changed, err := rewrite.Rewrite(w.out[:0], pkt, &p, w.edits, &d.Adj, &sess.Dir[dir.Other()].Adj)
+	if err != nil {
+		e.stats.Errors.Add(1)
+		if e.logLim.Allow(now) {
+			e.log.Warn("rewrite failed, packet passed untouched", "session", sess.ID, "err", err)
+		}
+		return VerdictAccept, nil
+	}
+	if !changed {
+		return VerdictAccept, nil
+	}
+	w.out = out[:0]
+	e.stats.Modified.Add(1)
+	return VerdictModified, out
+}
+
+// learn creates the session of a packet from the kernel's conntrack entry.
+func (w *Worker) learn(p *rewrite.Packet, now time.Time) (*conntrack.Session, conntrack.Dir, error) {
+	e := w.e
+	t := conntrack.Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort}
+	b, err := e.kernel.Lookup(t)
+	if err != nil {
+		e.stats.NoConntrack.Add(1)
+		return nil, 0, err
+	}
+	s, err := e.sessions.Add(b, now)
+	if err != nil {
+		e.stats.SessionsFull.Add(1)
+		if e.logLim.Allow(now) {
+			e.log.Warn("control connection not tracked", "conn", t.String(), "err", err)
+		}
+		return nil, 0, err
+	}
+	_, dir, ok := e.sessions.Lookup(t.Key())
+	if !ok {
+		// The packet's tuple is neither of the kernel's: should not happen.
+		e.stats.NoConntrack.Add(1)
+		return nil, 0, conntrack.ErrNoEntry
+	}
+	if s.Created.Equal(now) {
+		e.stats.Sessions.Add(1)
+	}
+	return s, dir, nil
+}
+
+// scan replays earlier rewrites on retransmitted bytes and parses the new
+// bytes of a segment, filling w.edits. It returns drop=true when the segment
+// must be dropped (its sender will retransmit it).
+func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet, payload []byte, now time.Time) (Verdict, bool) {
+	e := w.e
+	d := &sess.Dir[dir]
+	start := p.Seq
+	end := start.Add(int32(len(payload)))
+	if !d.Started {
+		d.Started = true
+		d.Next = start
+	}
+	if start.After(d.Next) {
+		// A gap: an earlier segment was lost. Line boundaries after it are
+		// unknown, so let the sender retransmit this one in order.
+		e.stats.OutOfOrder.Add(1)
+		e.stats.Dropped.Add(1)
+		return VerdictDrop, true
+	}
+	// Bytes before d.Next were seen: replay rewrites made in them.
+	if start.Before(d.Next) {
+		for i := range d.Recent {
+			r := &d.Recent[i]
+			if r.OrigLen == 0 {
+				continue
+			}
+			rEnd := r.Pos.Add(int32(r.OrigLen))
+			if !rEnd.After(start) || !r.Pos.Before(end) {
+				continue // outside this segment
+			}
+			if r.Pos.Before(start) || rEnd.After(end) {
+				// The segment cuts a rewritten argument: it cannot be
+				// rewritten consistently. The sender will retransmit.
+				e.stats.Dropped.Add(1)
+				return VerdictDrop, true
+			}
+			off := int(r.Pos.Diff(start))
+			w.insertEdit(rewrite.Edit{Off: off, End: off + int(r.OrigLen), Repl: r.Replacement()})
+			e.stats.Replays.Add(1)
+		}
+	}
+	if !end.After(d.Next) {
+		return VerdictAccept, false
+	}
+	off := int(d.Next.Diff(start))
+	d.Next = end
+	for off < len(payload) {
+		eol := ftpparse.LineEnd(payload, off)
+		if eol < 0 {
+			if !d.MidLine && !sess.TLS {
+				e.stats.PartialLines.Add(1)
+			}
+			d.MidLine = true
+			break
+		}
+		if d.MidLine {
+			d.MidLine = false
+		} else {
+			e.stats.Lines.Add(1)
+			if !sess.TLS {
+				w.line(sess, dir, payload[off:eol], off, start, now)
+			}
+		}
+		off = eol
+	}
+	return VerdictAccept, false
+}
+
+// insertEdit keeps w.edits sorted by offset.
+func (w *Worker) insertEdit(ed rewrite.Edit) {
+	w.edits = append(w.edits, ed)
+	for i := len(w.edits) - 1; i > 0 && w.edits[i].Off < w.edits[i-1].Off; i-- {
+		w.edits[i], w.edits[i-1] = w.edits[i-1], w.edits[i]
+	}
+}
+
+var (
+	authPrefix = []byte("AUTH ")
+	tlsReply   = []byte("234")
+)
+
+// line handles one complete line starting at payload offset off.
+func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, off int, segStart rewrite.Seq, now time.Time) {
+	e := w.e
+	var m ftpparse.Match
+	var err error
+	if dir == conntrack.DirOrig {
+		m, err = ftpparse.ParseClient(line)
+		if err == nil && m.Kind == ftpparse.KindNone && len(line) >= len(authPrefix) && bytes.EqualFold(line[:len(authPrefix)], authPrefix) {
+			sess.AuthSent = true
+		}
+	} else {
+		m, err = ftpparse.ParseServer(line)
+		if err == nil && m.Kind == ftpparse.KindNone && sess.AuthSent && bytes.HasPrefix(line, tlsReply) {
+			sess.TLS = true
+			e.stats.TLSSessions.Add(1)
+			e.log.Warn("control connection switched to TLS: its data connections cannot be opened by ftpct",
+				"session", sess.ID, "client", sess.Binding.Orig.Src.String(), "server", sess.Binding.Orig.Dst.String())
+		}
+	}
+	if err != nil {
+		e.stats.Malformed.Add(1)
+		if e.logLim.Allow(now) {
+			e.log.Warn("malformed announcement passed untouched", "session", sess.ID, "from", dir.String(), "err", err)
+		}
+		return
+	}
+	if m.Kind == ftpparse.KindNone {
+		return
+	}
+	e.stats.Commands.Add(1)
+
+	// Addresses as the kernel's tuples tell them: the sender's own address,
+	// how the receiver sees the sender (after NAT), and the receiver, who
+	// will open the data connection.
+	own := sess.Tuple(dir)
+	seen := sess.Tuple(dir.Other())
+	sender, seenAs, peer := own.Src, seen.Dst, seen.Src
+	announced := m.Addr
+	if m.Kind == ftpparse.KindEPSV {
+		announced = sender
+	}
+	if reason := e.check(announced, sender, m.Port); reason != ReasonNone {
+		e.refuse(sess, m, reason, now)
+		return
+	}
+	req := conntrack.Request{Session: sess.ID, Kind: m.Kind, Peer: peer, Addr: seenAs, Port: m.Port}
+	if seenAs != sender {
+		req.To = netip.AddrPortFrom(sender, m.Port)
+	}
+	x, created, evicted, err := e.exps.Add(req, now, w.evict[:0])
+	w.evict = evicted[:0]
+	for _, old := range evicted {
+		e.stats.ExpectEvicted.Add(1)
+		if err := e.holes.Close(e.hole(old)); err != nil {
+			e.stats.Errors.Add(1)
+		}
+	}
+	if err != nil {
+		reason := ReasonLimit
+		if errors.Is(err, conntrack.ErrConflict) || errors.Is(err, conntrack.ErrNoPort) {
+			reason = ReasonConflict
+		}
+		e.refuse(sess, m, reason, now)
+		return
+	}
+	if err := e.holes.Open(e.hole(x)); err != nil {
+		e.exps.Remove(x)
+		e.stats.Errors.Add(1)
+		e.refuse(sess, m, ReasonRules, now)
+		if e.logLim.Allow(now) {
+			e.log.Error("open hole", "err", err)
+		}
+		return
+	}
+	if created {
+		e.stats.ExpectCreated.Add(1)
+		if e.logLim.Allow(now) {
+			e.log.Info("expect", "session", sess.ID, "kind", m.Kind.String(), "peer", x.Peer.String(),
+				"dst", netip.AddrPortFrom(x.Addr, x.Port).String(), "translated_to", addrPortString(x.To))
+		}
+	}
+	if seenAs == sender && x.Port == m.Port {
+		return // nothing translated: the announcement stands as it is
+	}
+	n := len(w.repl)
+	w.repl = ftpparse.AppendArg(w.repl, m, seenAs, x.Port)
+	repl := w.repl[n:]
+	orig := line[m.Start:m.End]
+	if bytes.Equal(repl, orig) {
+		return
+	}
+	if len(repl) > conntrack.MaxEditLen {
+		e.stats.Errors.Add(1)
+		return
+	}
+	at := off + m.Start
+	w.insertEdit(rewrite.Edit{Off: at, End: off + m.End, Repl: repl})
+	sess.Dir[dir].Remember(segStart.Add(int32(at)), len(orig), repl)
+	e.stats.Rewrites.Add(1)
+}
+
+// check applies the policy to an announcement.
+func (e *Engine) check(announced, sender netip.Addr, port uint16) Reason {
+	if announced.Unmap() != sender.Unmap() {
+		return ReasonAddress
+	}
+	if port < 1024 && !e.cfg.AllowLowPorts {
+		return ReasonLowPort
+	}
+	return ReasonNone
+}
+
+func (e *Engine) refuse(sess *conntrack.Session, m ftpparse.Match, r Reason, now time.Time) {
+	e.stats.ExpectRefused.Add(1)
+	if e.logLim.Allow(now) {
+		e.log.Warn("announcement refused, no hole opened", "session", sess.ID, "kind", m.Kind.String(),
+			"addr", m.Addr.String(), "port", m.Port, "reason", r.String())
+	}
+}

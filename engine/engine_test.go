@@ -1,0 +1,427 @@
+package engine
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/ftpct/ftpct/conntrack"
+	"github.com/ftpct/ftpct/rewrite"
+	"github.com/ftpct/ftpct/rules"
+)
+
+// fakeKernel answers lookups for a fixed set of connections, by either tuple.
+type fakeKernel struct{ bindings []conntrack.Binding }
+
+func (k *fakeKernel) Lookup(t conntrack.Tuple) (conntrack.Binding, error) {
+	for _, b := range k.bindings {
+		if b.Orig == t || b.Reply == t {
+			return b, nil
+		}
+	}
+	return conntrack.Binding{}, conntrack.ErrNoEntry
+}
+
+// fakeHoles records the holes opened and closed.
+type fakeHoles struct {
+	open   map[string]rules.Hole
+	closed []string
+	fail   bool
+}
+
+func holeKey(h rules.Hole) string {
+	return netip.AddrPortFrom(h.Addr, h.Port).String() + "<" + h.Peer.String()
+}
+
+func (f *fakeHoles) Open(h rules.Hole) error {
+	if f.fail {
+		return errors.New("injected failure")
+	}
+	if f.open == nil {
+		f.open = map[string]rules.Hole{}
+	}
+	f.open[holeKey(h)] = h
+	return nil
+}
+
+func (f *fakeHoles) Close(h rules.Hole) error {
+	delete(f.open, holeKey(h))
+	f.closed = append(f.closed, holeKey(h))
+	return nil
+}
+
+var (
+	client            = netip.MustParseAddr("10.0.1.2")
+	gwPublic          = netip.MustParseAddr("203.0.113.1")
+	server            = netip.MustParseAddr("203.0.113.2")
+	outsider          = netip.MustParseAddr("198.51.100.7")
+	privSrv           = netip.MustParseAddr("10.0.2.2")
+	client6           = netip.MustParseAddr("2001:db8:1::2")
+	server6           = netip.MustParseAddr("2001:db8:2::2")
+	masqueradeBinding = conntrack.Binding{
+		Orig:  conntrack.Tuple{Src: client, Dst: server, SrcPort: 40000, DstPort: 21},
+		Reply: conntrack.Tuple{Src: server, Dst: gwPublic, SrcPort: 21, DstPort: 40000},
+	}
+	dnatBinding = conntrack.Binding{
+		Orig:  conntrack.Tuple{Src: outsider, Dst: gwPublic, SrcPort: 5000, DstPort: 21},
+		Reply: conntrack.Tuple{Src: privSrv, Dst: outsider, SrcPort: 21, DstPort: 5000},
+	}
+	routed6Binding = conntrack.Binding{
+		Orig:  conntrack.Tuple{Src: client6, Dst: server6, SrcPort: 40001, DstPort: 21},
+		Reply: conntrack.Tuple{Src: server6, Dst: client6, SrcPort: 21, DstPort: 40001},
+	}
+)
+
+// seg is one TCP segment as a test writes it.
+type seg struct {
+	src, dst     netip.Addr
+	sport, dport uint16
+	seq, ack     uint32
+	payload      string
+	sack         [][2]uint32
+	flags        string // "A" ack (default), "F" fin
+}
+
+// build serializes s with correct checksums.
+func build(t testing.TB, s seg) []byte {
+	t.Helper()
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport), Seq: s.seq, Ack: s.ack, ACK: true, PSH: s.payload != "", Window: 502}
+	if strings.Contains(s.flags, "F") {
+		tcp.FIN = true
+	}
+	if len(s.sack) > 0 {
+		var data []byte
+		for _, b := range s.sack {
+			data = append(data, byte(b[0]>>24), byte(b[0]>>16), byte(b[0]>>8), byte(b[0]), byte(b[1]>>24), byte(b[1]>>16), byte(b[1]>>8), byte(b[1]))
+		}
+		tcp.Options = []layers.TCPOption{{OptionType: layers.TCPOptionKindNop}, {OptionType: layers.TCPOptionKindNop},
+			{OptionType: layers.TCPOptionKindSACK, OptionLength: uint8(2 + len(data)), OptionData: data}}
+	}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	var err error
+	if s.src.Is4() {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: s.src.AsSlice(), DstIP: s.dst.AsSlice(), Flags: layers.IPv4DontFragment}
+		tcp.SetNetworkLayerForChecksum(ip)
+		err = gopacket.SerializeLayers(buf, opts, ip, tcp, gopacket.Payload(s.payload))
+	} else {
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: s.src.AsSlice(), DstIP: s.dst.AsSlice()}
+		tcp.SetNetworkLayerForChecksum(ip)
+		err = gopacket.SerializeLayers(buf, opts, ip, tcp, gopacket.Payload(s.payload))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(nil), buf.Bytes()...)
+}
+
+// got is what a test checks of an output packet.
+type got struct {
+	Verdict string
+	Seq     uint32
+	Ack     uint32
+	Payload string
+	SACK    [][2]uint32
+}
+
+// inspect decodes an output packet with gopacket and verifies its checksums.
+func inspect(t testing.TB, v Verdict, in, out []byte) got {
+	t.Helper()
+	pkt := in
+	if v == VerdictModified {
+		pkt = out
+	}
+	g := got{Verdict: v.String()}
+	var first gopacket.LayerType = layers.LayerTypeIPv4
+	if pkt[0]>>4 == 6 {
+		first = layers.LayerTypeIPv6
+	}
+	p := gopacket.NewPacket(pkt, first, gopacket.Default)
+	tl, ok := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if !ok {
+		t.Fatalf("output is not TCP: %v", p)
+	}
+	g.Seq, g.Ack, g.Payload = tl.Seq, tl.Ack, string(tl.Payload)
+	for _, o := range tl.Options {
+		if o.OptionType == layers.TCPOptionKindSACK {
+			for i := 0; i+8 <= len(o.OptionData); i += 8 {
+				d := o.OptionData[i:]
+				g.SACK = append(g.SACK, [2]uint32{uint32(d[0])<<24 | uint32(d[1])<<16 | uint32(d[2])<<8 | uint32(d[3]), uint32(d[4])<<24 | uint32(d[5])<<16 | uint32(d[6])<<8 | uint32(d[7])})
+			}
+		}
+	}
+	// Checksums: rebuild from the decoded layers and compare bytes.
+	var dp rewrite.Packet
+	if err := rewrite.Decode(pkt, &dp); err != nil {
+		t.Fatalf("output does not decode: %v", err)
+	}
+	if want := rewrite.TCPChecksum(pkt, &dp); want != tl.Checksum {
+		t.Errorf("TCP checksum %#04x, want %#04x", tl.Checksum, want)
+	}
+	if ip4, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok {
+		if int(ip4.Length) != len(pkt) {
+			t.Errorf("IPv4 total length %d, packet is %d bytes", ip4.Length, len(pkt))
+		}
+		if want := rewrite.IPv4HeaderChecksum(pkt[:ip4.IHL*4]); want != ip4.Checksum {
+			t.Errorf("IPv4 header checksum %#04x, want %#04x", ip4.Checksum, want)
+		}
+	}
+	return g
+}
+
+func newTestEngine(bindings ...conntrack.Binding) (*Engine, *fakeHoles) {
+	h := &fakeHoles{}
+	e := New(Config{}, &fakeKernel{bindings: bindings}, h)
+	e.now = func() time.Time { return time.Unix(1_700_000_000, 0) }
+	return e, h
+}
+
+// step is one packet through the engine and what must come out.
+type step struct {
+	name string
+	in   seg
+	want got
+}
+
+func runSteps(t *testing.T, w *Worker, steps []step) {
+	t.Helper()
+	for _, s := range steps {
+		in := build(t, s.in)
+		v, out := w.Handle(in)
+		g := inspect(t, v, in, out)
+		if diff := cmp.Diff(s.want, g); diff != "" {
+			t.Fatalf("step %q (-want +got):\n%s", s.name, diff)
+		}
+	}
+}
+
+func TestMasqueradedActiveMode(t *testing.T) {
+	e, holes := newTestEngine(masqueradeBinding)
+	w := e.NewWorker()
+	c2s := func(seq, ack uint32, payload string) seg {
+		return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: ack, payload: payload}
+	}
+	s2c := func(seq, ack uint32, payload string, sack ...[2]uint32) seg {
+		return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: seq, ack: ack, payload: payload, sack: sack}
+	}
+	port1 := "PORT 10,0,1,2,156,64\r\n"       // 22 bytes
+	port1w := "PORT 203,0,113,1,156,64\r\n"   // 25 bytes: +3
+	eprt := "EPRT |1|10.0.1.2|40002|\r\n"     // 25 bytes
+	eprtw := "EPRT |1|203.0.113.1|40002|\r\n" // 28 bytes: +3
+	runSteps(t, w, []step{
+		{"user", c2s(1000, 5000, "USER anonymous\r\n"), got{Verdict: "accept", Seq: 1000, Ack: 5000, Payload: "USER anonymous\r\n"}},
+		{"reply", s2c(5000, 1016, "331 ok\r\n"), got{Verdict: "accept", Seq: 5000, Ack: 1016, Payload: "331 ok\r\n"}},
+		{"PORT rewritten", c2s(1016, 5008, port1), got{Verdict: "accept-modified", Seq: 1016, Ack: 5008, Payload: port1w}},
+		{"ack of rewritten PORT mapped back", s2c(5008, 1041, "200 PORT ok\r\n"), got{Verdict: "accept-modified", Seq: 5008, Ack: 1038, Payload: "200 PORT ok\r\n"}},
+		{"retransmitted PORT rewritten the same", c2s(1016, 5008, port1), got{Verdict: "accept-modified", Seq: 1016, Ack: 5008, Payload: port1w}},
+		{"later command shifted", c2s(1038, 5021, "LIST\r\n"), got{Verdict: "accept-modified", Seq: 1041, Ack: 5021, Payload: "LIST\r\n"}},
+		{"SACK edges mapped back", s2c(5021, 1047, "", [2]uint32{1041, 1047}), got{Verdict: "accept-modified", Seq: 5021, Ack: 1044, SACK: [][2]uint32{{1038, 1044}}}},
+		{"EPRT accumulates", c2s(1044, 5021, eprt), got{Verdict: "accept-modified", Seq: 1047, Ack: 5021, Payload: eprtw}},
+		{"after two rewrites", c2s(1069, 5021, "NOOP\r\n"), got{Verdict: "accept-modified", Seq: 1075, Ack: 5021, Payload: "NOOP\r\n"}},
+		{"ack after two rewrites", s2c(5021, 1081, "200 ok\r\n"), got{Verdict: "accept-modified", Seq: 5021, Ack: 1075, Payload: "200 ok\r\n"}},
+	})
+	// One pending expectation per session: the EPRT replaced the PORT's.
+	want := map[string]rules.Hole{
+		"203.0.113.1:40002<203.0.113.2": {Peer: server, Addr: gwPublic, Port: 40002, To: netip.AddrPortFrom(client, 40002), Timeout: 5 * time.Minute},
+	}
+	if diff := cmp.Diff(want, holes.open, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+		t.Errorf("open holes (-want +got):\n%s", diff)
+	}
+	st := e.Stats()
+	if st.Rewrites != 2 || st.Replays != 1 || st.ExpectCreated != 2 || st.ExpectEvicted != 1 || st.Commands != 2 {
+		t.Errorf("stats: rewrites=%d replays=%d created=%d evicted=%d commands=%d; want 2 1 2 1 2", st.Rewrites, st.Replays, st.ExpectCreated, st.ExpectEvicted, st.Commands)
+	}
+}
+
+func TestPipelinedCommands(t *testing.T) {
+	e, holes := newTestEngine(masqueradeBinding)
+	w := e.NewWorker()
+	in := "NOOP\r\nPORT 10,0,1,2,156,65\r\nRETR f\r\n"
+	out := "NOOP\r\nPORT 203,0,113,1,156,65\r\nRETR f\r\n"
+	runSteps(t, w, []step{
+		{"pipelined", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 7, ack: 9, payload: in},
+			got{Verdict: "accept-modified", Seq: 7, Ack: 9, Payload: out}},
+	})
+	if len(holes.open) != 1 {
+		t.Errorf("holes = %v, want one", holes.open)
+	}
+}
+
+func TestDNATPassiveMode(t *testing.T) {
+	e, holes := newTestEngine(dnatBinding)
+	w := e.NewWorker()
+	// Packets as they arrive before NAT: the client's to the public address,
+	// the server's from its private address.
+	s2c := func(seq, ack uint32, payload string) seg {
+		return seg{src: privSrv, dst: outsider, sport: 21, dport: 5000, seq: seq, ack: ack, payload: payload}
+	}
+	c2s := func(seq, ack uint32, payload string) seg {
+		return seg{src: outsider, dst: gwPublic, sport: 5000, dport: 21, seq: seq, ack: ack, payload: payload}
+	}
+	runSteps(t, w, []step{
+		{"227 rewritten", s2c(100, 200, "227 Entering Passive Mode (10,0,2,2,195,80).\r\n"),
+			got{Verdict: "accept-modified", Seq: 100, Ack: 200, Payload: "227 Entering Passive Mode (203,0,113,1,195,80).\r\n"}},
+		{"client ack mapped", c2s(200, 149, "RETR x\r\n"), got{Verdict: "accept-modified", Seq: 200, Ack: 146, Payload: "RETR x\r\n"}},
+		{"229 keeps its port", s2c(146, 208, "229 Entering Extended Passive Mode (|||50001|)\r\n"),
+			got{Verdict: "accept-modified", Seq: 149, Ack: 208, Payload: "229 Entering Extended Passive Mode (|||50001|)\r\n"}},
+	})
+	want := rules.Hole{Peer: outsider, Addr: gwPublic, Port: 50001, To: netip.AddrPortFrom(privSrv, 50001), Timeout: 5 * time.Minute}
+	if h, ok := holes.open[holeKey(want)]; !ok || h != want {
+		t.Errorf("holes = %v, want %v", holes.open, want)
+	}
+}
+
+func TestRoutedIPv6NoRewrite(t *testing.T) {
+	e, holes := newTestEngine(routed6Binding)
+	w := e.NewWorker()
+	runSteps(t, w, []step{
+		{"EPRT |2| untouched", seg{src: client6, dst: server6, sport: 40001, dport: 21, seq: 1, ack: 1, payload: "EPRT |2|2001:db8:1::2|40005|\r\n"},
+			got{Verdict: "accept", Seq: 1, Ack: 1, Payload: "EPRT |2|2001:db8:1::2|40005|\r\n"}},
+	})
+	want := rules.Hole{Peer: server6, Addr: client6, Port: 40005, Timeout: 5 * time.Minute}
+	if h, ok := holes.open[holeKey(want)]; !ok || h != want {
+		t.Errorf("holes = %v, want %v", holes.open, want)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	tests := []struct {
+		name      string
+		payload   string
+		failRules bool
+		wantStat  func(Snapshot) uint64
+		wantHoles int
+	}{
+		{name: "other address", payload: "PORT 10,0,1,99,156,64\r\n", wantStat: func(s Snapshot) uint64 { return s.ExpectRefused }},
+		{name: "privileged port", payload: "PORT 10,0,1,2,0,22\r\n", wantStat: func(s Snapshot) uint64 { return s.ExpectRefused }},
+		{name: "malformed", payload: "PORT 10,0,1,300,156,64\r\n", wantStat: func(s Snapshot) uint64 { return s.Malformed }},
+		{name: "rules fail", payload: "PORT 10,0,1,2,156,64\r\n", failRules: true, wantStat: func(s Snapshot) uint64 { return s.ExpectRefused }},
+		{name: "split line passes", payload: "PORT 10,0,1,2,1", wantStat: func(s Snapshot) uint64 { return s.PartialLines }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, holes := newTestEngine(masqueradeBinding)
+			holes.fail = tt.failRules
+			w := e.NewWorker()
+			s := seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: tt.payload}
+			in := build(t, s)
+			v, out := w.Handle(in)
+			g := inspect(t, v, in, out)
+			if diff := cmp.Diff(got{Verdict: "accept", Seq: 1, Ack: 1, Payload: tt.payload}, g); diff != "" {
+				t.Errorf("packet must pass untouched (-want +got):\n%s", diff)
+			}
+			if n := tt.wantStat(e.Stats()); n != 1 {
+				t.Errorf("counter = %d, want 1 (stats %+v)", n, e.Stats())
+			}
+			if len(holes.open) != tt.wantHoles {
+				t.Errorf("holes = %v, want %d", holes.open, tt.wantHoles)
+			}
+		})
+	}
+}
+
+func TestGapDropsUntilInOrder(t *testing.T) {
+	e, _ := newTestEngine(masqueradeBinding)
+	w := e.NewWorker()
+	c2s := func(seq uint32, payload string) seg {
+		return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
+	}
+	runSteps(t, w, []step{
+		{"first", c2s(100, "NOOP\r\n"), got{Verdict: "accept", Seq: 100, Ack: 1, Payload: "NOOP\r\n"}},
+	})
+	in := build(t, c2s(112, "PORT 10,0,1,2,156,64\r\n"))
+	if v, _ := w.Handle(in); v != VerdictDrop {
+		t.Fatalf("segment after a gap: verdict %v, want drop", v)
+	}
+	runSteps(t, w, []step{
+		{"gap filled", c2s(106, "NOOP\r\n"), got{Verdict: "accept", Seq: 106, Ack: 1, Payload: "NOOP\r\n"}},
+		{"retransmitted after gap", c2s(112, "PORT 10,0,1,2,156,64\r\n"), got{Verdict: "accept-modified", Seq: 112, Ack: 1, Payload: "PORT 203,0,113,1,156,64\r\n"}},
+	})
+}
+
+func TestTLSStopsParsing(t *testing.T) {
+	e, holes := newTestEngine(masqueradeBinding)
+	w := e.NewWorker()
+	runSteps(t, w, []step{
+		{"auth", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "AUTH TLS\r\n"}, got{Verdict: "accept", Seq: 1, Ack: 1, Payload: "AUTH TLS\r\n"}},
+		{"234", seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: 11, payload: "234 Proceed\r\n"}, got{Verdict: "accept", Seq: 1, Ack: 11, Payload: "234 Proceed\r\n"}},
+		{"ciphertext that looks like PORT", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 11, ack: 14, payload: "PORT 10,0,1,2,156,64\r\n"}, got{Verdict: "accept", Seq: 11, Ack: 14, Payload: "PORT 10,0,1,2,156,64\r\n"}},
+	})
+	if len(holes.open) != 0 || e.Stats().TLSSessions != 1 {
+		t.Errorf("holes=%v tls=%d, want none and 1", holes.open, e.Stats().TLSSessions)
+	}
+}
+
+func TestUnknownConnectionPasses(t *testing.T) {
+	e, _ := newTestEngine()
+	w := e.NewWorker()
+	in := build(t, seg{src: client, dst: server, sport: 1, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"})
+	if v, _ := w.Handle(in); v != VerdictAccept {
+		t.Errorf("verdict %v, want accept", v)
+	}
+	if e.Stats().NoConntrack != 1 {
+		t.Errorf("no_conntrack = %d, want 1", e.Stats().NoConntrack)
+	}
+}
+
+func TestDataConnectionMarksUsed(t *testing.T) {
+	e, holes := newTestEngine(masqueradeBinding)
+	w := e.NewWorker()
+	w.Handle(build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}))
+	e.DataConnection(conntrack.Binding{
+		Orig:  conntrack.Tuple{Src: server, Dst: gwPublic, SrcPort: 20, DstPort: 40000},
+		Reply: conntrack.Tuple{Src: client, Dst: server, SrcPort: 40000, DstPort: 20},
+	})
+	if st := e.Stats(); st.ExpectUsed != 1 || st.ExpectPending != 0 {
+		t.Errorf("used=%d pending=%d, want 1 0", st.ExpectUsed, st.ExpectPending)
+	}
+	if len(holes.open) != 0 {
+		t.Errorf("DNAT mapping not closed: %v", holes.open)
+	}
+}
+
+// The steady-state packet path allocates nothing.
+func TestHandleAllocs(t *testing.T) {
+	e, _ := newTestEngine(masqueradeBinding)
+	w := e.NewWorker()
+	w.Handle(build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}))
+	pkts := [][]byte{
+		build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 23, ack: 1, payload: "NOOP\r\n"}),
+		build(t, seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: 29, payload: "200 ok\r\n"}),
+		build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}),
+	}
+	for i, p := range pkts {
+		if n := testing.AllocsPerRun(200, func() { w.Handle(p) }); n != 0 {
+			t.Errorf("packet %d: %v allocs per Handle, want 0", i, n)
+		}
+	}
+}
+
+func BenchmarkHandle(b *testing.B) {
+	cases := []struct {
+		name string
+		seg  seg
+	}{
+		{"adjust-only", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 23, ack: 1, payload: "NOOP\r\n"}},
+		{"replay-PORT", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			e, _ := newTestEngine(masqueradeBinding)
+			w := e.NewWorker()
+			w.Handle(build(b, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}))
+			p := build(b, c.seg)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				w.Handle(p)
+			}
+		})
+	}
+}

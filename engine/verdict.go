@@ -1,0 +1,58 @@
+package engine
+
+// Verdict is what to do with a packet.
+type Verdict uint8
+
+const (
+	// VerdictAccept lets the packet through unchanged.
+	VerdictAccept Verdict = iota
+	// VerdictModified lets the rewritten packet through instead.
+	VerdictModified
+	// VerdictDrop drops the packet; its sender retransmits it.
+	VerdictDrop
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case VerdictAccept:
+		return "accept"
+	case VerdictModified:
+		return "accept-modified"
+	case VerdictDrop:
+		return "drop"
+	}
+	return "unknown"
+}
+
+// Reason says why an announcement opened no hole.
+type Reason uint8
+
+const (
+	ReasonNone Reason = iota
+	// ReasonAddress: the announced address is not the sender's own.
+	ReasonAddress
+	// ReasonLowPort: the announced port is privileged (< 1024).
+	ReasonLowPort
+	// ReasonLimit: the expectation table is full.
+	ReasonLimit
+	// ReasonConflict: the tuple is expected for another endpoint.
+	ReasonConflict
+	// ReasonRules: the hole could not be opened in the kernel.
+	ReasonRules
+)
+
+func (r Reason) String() string {
+	switch r {
+	case ReasonAddress:
+		return "announced address is not the sender's own"
+	case ReasonLowPort:
+		return "announced port is privileged (< 1024)"
+	case ReasonLimit:
+		return "too many pending expectations"
+	case ReasonConflict:
+		return "tuple already expected for another endpoint"
+	case ReasonRules:
+		return "could not open the hole"
+	}
+	return "none"
+}
