@@ -60,7 +60,7 @@ type DirState struct {
 	// MidLine reports that the stream is inside a line whose start was not parsed.
 	MidLine bool
 	// Recent holds the latest rewrites (a ring; zero OrigLen = unused).
-	Recent [RecentEdits]Edit
+	Recent     [RecentEdits]Edit
 	recentNext uint8
 }
 
