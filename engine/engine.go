@@ -427,6 +427,11 @@ func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, o
 		e.refuse(sess, m, reason, now)
 		return
 	}
+	if seenAs != sender && !m.Kind.Carries(seenAs) {
+		// A 227 or PORT cannot announce the translated (IPv6) address.
+		e.refuse(sess, m, ReasonFamily, now)
+		return
+	}
 	req := conntrack.Request{Session: sess.ID, Kind: m.Kind, Peer: peer, Addr: seenAs, Port: m.Port}
 	if seenAs != sender {
 		req.To = netip.AddrPortFrom(sender, m.Port)

@@ -39,6 +39,8 @@ const (
 	ReasonConflict
 	// ReasonRules: the hole could not be opened in the kernel.
 	ReasonRules
+	// ReasonFamily: the announcement's syntax cannot carry the translated address.
+	ReasonFamily
 )
 
 func (r Reason) String() string {
@@ -53,6 +55,8 @@ func (r Reason) String() string {
 		return "tuple already expected for another endpoint"
 	case ReasonRules:
 		return "could not open the hole"
+	case ReasonFamily:
+		return "announcement cannot carry the translated address family"
 	}
 	return "none"
 }
