@@ -1,0 +1,189 @@
+package rewrite
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+)
+
+// TCP header flag bits (RFC 9293 section 3.1), as in Packet.Flags.
+const (
+	FlagFIN uint8 = 0x01
+	FlagSYN uint8 = 0x02
+	FlagRST uint8 = 0x04
+	FlagPSH uint8 = 0x08
+	FlagACK uint8 = 0x10
+	FlagURG uint8 = 0x20
+	FlagECE uint8 = 0x40
+	FlagCWR uint8 = 0x80
+)
+
+// IP protocol / IPv6 next-header numbers (IANA; linux/in.h, linux/in6.h).
+const (
+	protoHopByHop = 0
+	protoTCP      = 6
+	protoRouting  = 43
+	protoFragment = 44
+	protoDstOpts  = 60
+)
+
+const (
+	ipv4MinHeader = 20
+	ipv6Header    = 40
+	tcpMinHeader  = 20
+	// maxExtHeaders bounds the IPv6 extension header walk.
+	maxExtHeaders = 8
+)
+
+// Packet holds the decoded fields and offsets of one IPv4 or IPv6 packet carrying TCP. It is
+// caller-owned and filled by Decode without allocating; offsets refer into the decoded buffer.
+type Packet struct {
+	V6               bool
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	Seq, Ack         Seq
+	Flags            uint8 // TCP flags byte: FlagFIN, FlagSYN, ...
+	IPHeaderLen      int   // bytes before the TCP header: IPv4 IHL*4, IPv6 40 + extension headers
+	TCPOff           int   // offset of the TCP header (== IPHeaderLen)
+	PayloadOff       int   // offset of the TCP payload
+	Len              int   // packet length per the IP header; trailing bytes of b beyond it are ignored
+}
+
+// Decode parses the IPv4 or IPv6 packet in b (starting at the IP header) into p. It walks
+// IPv6 hop-by-hop, routing and destination options headers; fragments are refused
+// (ErrFragment). It never panics and never allocates; p's offsets satisfy
+// TCPOff+20 <= PayloadOff <= Len <= len(b) on success. On error p is undefined.
+func Decode(b []byte, p *Packet) error {
+	if len(b) < 1 {
+		return fmt.Errorf("decode: empty: %w", ErrShort)
+	}
+	switch b[0] >> 4 {
+	case 4:
+		if err := decodeIPv4(b, p); err != nil {
+			return err
+		}
+	case 6:
+		if err := decodeIPv6(b, p); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("decode: version %d: %w", b[0]>>4, ErrVersion)
+	}
+	return decodeTCP(b, p)
+}
+
+func decodeIPv4(b []byte, p *Packet) error {
+	if len(b) < ipv4MinHeader {
+		return fmt.Errorf("decode ipv4: %d bytes: %w", len(b), ErrShort)
+	}
+	ihl := int(b[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(b[2:]))
+	switch {
+	case ihl < ipv4MinHeader:
+		return fmt.Errorf("decode ipv4: header length %d: %w", ihl, ErrBadHeader)
+	case total < ihl:
+		return fmt.Errorf("decode ipv4: total length %d < header %d: %w", total, ihl, ErrBadHeader)
+	case total > len(b):
+		return fmt.Errorf("decode ipv4: total length %d > %d bytes: %w", total, len(b), ErrShort)
+	}
+	if b[9] != protoTCP {
+		return fmt.Errorf("decode ipv4: protocol %d: %w", b[9], ErrNotTCP)
+	}
+	if frag := binary.BigEndian.Uint16(b[6:]); frag&0x3fff != 0 { // MF bit or fragment offset
+		return fmt.Errorf("decode ipv4: %w", ErrFragment)
+	}
+	p.V6 = false
+	p.Src = netip.AddrFrom4([4]byte(b[12:16]))
+	p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
+	p.IPHeaderLen = ihl
+	p.Len = total
+	return nil
+}
+
+func decodeIPv6(b []byte, p *Packet) error {
+	if len(b) < ipv6Header {
+		return fmt.Errorf("decode ipv6: %d bytes: %w", len(b), ErrShort)
+	}
+	plen := int(binary.BigEndian.Uint16(b[4:]))
+	if plen == 0 {
+		return fmt.Errorf("decode ipv6: payload length 0 (jumbogram or empty): %w", ErrBadHeader)
+	}
+	total := ipv6Header + plen
+	if total > len(b) {
+		return fmt.Errorf("decode ipv6: length %d > %d bytes: %w", total, len(b), ErrShort)
+	}
+	next, off := b[6], ipv6Header
+	for i := 0; ; i++ {
+		if next == protoTCP {
+			break
+		}
+		if i == maxExtHeaders {
+			return fmt.Errorf("decode ipv6: more than %d extension headers: %w", maxExtHeaders, ErrBadHeader)
+		}
+		switch next {
+		case protoHopByHop:
+			if off != ipv6Header {
+				return fmt.Errorf("decode ipv6: hop-by-hop header not first: %w", ErrBadHeader)
+			}
+		case protoRouting, protoDstOpts:
+		case protoFragment:
+			return fmt.Errorf("decode ipv6: %w", ErrFragment)
+		default:
+			return fmt.Errorf("decode ipv6: next header %d: %w", next, ErrNotTCP)
+		}
+		if off+8 > total {
+			return fmt.Errorf("decode ipv6: extension header %d at %d: %w", next, off, ErrShort)
+		}
+		hlen := (int(b[off+1]) + 1) * 8
+		if off+hlen > total {
+			return fmt.Errorf("decode ipv6: extension header %d length %d at %d: %w", next, hlen, off, ErrShort)
+		}
+		next = b[off]
+		off += hlen
+	}
+	p.V6 = true
+	p.Src = netip.AddrFrom16([16]byte(b[8:24]))
+	p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
+	p.IPHeaderLen = off
+	p.Len = total
+	return nil
+}
+
+func decodeTCP(b []byte, p *Packet) error {
+	t := p.IPHeaderLen
+	if t+tcpMinHeader > p.Len {
+		return fmt.Errorf("decode tcp: header at %d, packet length %d: %w", t, p.Len, ErrShort)
+	}
+	doff := int(b[t+12]>>4) * 4
+	if doff < tcpMinHeader || t+doff > p.Len {
+		return fmt.Errorf("decode tcp: data offset %d at %d, packet length %d: %w", doff, t, p.Len, ErrBadHeader)
+	}
+	p.TCPOff = t
+	p.PayloadOff = t + doff
+	p.SrcPort = binary.BigEndian.Uint16(b[t:])
+	p.DstPort = binary.BigEndian.Uint16(b[t+2:])
+	p.Seq = Seq(binary.BigEndian.Uint32(b[t+4:]))
+	p.Ack = Seq(binary.BigEndian.Uint32(b[t+8:]))
+	p.Flags = b[t+13]
+	return nil
+}
+
+// Payload returns the TCP payload of the packet p was decoded from: b[p.PayloadOff:p.Len].
+// It refers into b.
+func (p *Packet) Payload(b []byte) []byte {
+	return b[p.PayloadOff:p.Len]
+}
+
+// SrcAddrPort returns the sender's address and port.
+func (p *Packet) SrcAddrPort() netip.AddrPort { return netip.AddrPortFrom(p.Src, p.SrcPort) }
+
+// DstAddrPort returns the receiver's address and port.
+func (p *Packet) DstAddrPort() netip.AddrPort { return netip.AddrPortFrom(p.Dst, p.DstPort) }
+
+// dataSeq returns the original sequence number of the first payload byte (a SYN occupies one).
+func (p *Packet) dataSeq() Seq {
+	if p.Flags&FlagSYN != 0 {
+		return p.Seq + 1
+	}
+	return p.Seq
+}

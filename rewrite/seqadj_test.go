@@ -1,0 +1,303 @@
+package rewrite
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+type recordOp struct {
+	pos     Seq
+	delta   int32
+	wantErr error
+}
+
+func TestSeqAdjRecord(t *testing.T) {
+	tests := []struct {
+		name     string
+		ops      []recordOp
+		wantRecs []Record
+		wantBase int32
+	}{
+		{name: "zero value", wantRecs: nil},
+		{name: "one record", ops: []recordOp{{pos: 100, delta: 4}}, wantRecs: []Record{{100, 4}}},
+		{name: "zero delta records nothing", ops: []recordOp{{pos: 100, delta: 0}}},
+		{
+			name:     "increasing records",
+			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 200, delta: -2}, {pos: 300, delta: 1}},
+			wantRecs: []Record{{100, 4}, {200, -2}, {300, 1}},
+		},
+		{
+			name:     "retransmission of newest is idempotent",
+			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 100, delta: 4}},
+			wantRecs: []Record{{100, 4}},
+		},
+		{
+			name:     "retransmission of an older record is idempotent",
+			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 200, delta: -2}, {pos: 100, delta: 4}},
+			wantRecs: []Record{{100, 4}, {200, -2}},
+		},
+		{
+			name:     "same position with another delta conflicts",
+			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 100, delta: 3, wantErr: ErrConflict}},
+			wantRecs: []Record{{100, 4}},
+		},
+		{
+			name:     "unrecorded position before newest is out of order",
+			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 200, delta: -2}, {pos: 150, delta: 1, wantErr: ErrOutOfOrder}},
+			wantRecs: []Record{{100, 4}, {200, -2}},
+		},
+		{
+			name:     "position before oldest is out of order",
+			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 50, delta: 1, wantErr: ErrOutOfOrder}},
+			wantRecs: []Record{{100, 4}},
+		},
+		{
+			name:     "wrap-around: records crossing zero are in order",
+			ops:      []recordOp{{pos: 0xFFFFFFF0, delta: 4}, {pos: 0xFFFFFFFC, delta: 2}, {pos: 0x10, delta: -1}},
+			wantRecs: []Record{{0xFFFFFFF0, 4}, {0xFFFFFFFC, 2}, {0x10, -1}},
+		},
+		{
+			name:     "wrap-around: before zero after a record past zero is out of order",
+			ops:      []recordOp{{pos: 0x10, delta: 4}, {pos: 0xFFFFFFF0, delta: 1, wantErr: ErrOutOfOrder}},
+			wantRecs: []Record{{0x10, 4}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var a SeqAdj
+			for i, op := range tt.ops {
+				before := a
+				err := a.Record(op.pos, op.delta)
+				if !errors.Is(err, op.wantErr) || (err == nil) != (op.wantErr == nil) {
+					t.Fatalf("op %d Record(%d, %d) = %v, want %v", i, op.pos, op.delta, err, op.wantErr)
+				}
+				if err != nil && a != before {
+					t.Errorf("op %d: failed Record changed the SeqAdj", i)
+				}
+			}
+			if diff := cmp.Diff(tt.wantRecs, a.Records()); diff != "" {
+				t.Errorf("records (-want +got):\n%s", diff)
+			}
+			if a.Base() != tt.wantBase {
+				t.Errorf("base = %d, want %d", a.Base(), tt.wantBase)
+			}
+		})
+	}
+}
+
+func TestSeqAdjFold(t *testing.T) {
+	var a SeqAdj
+	for i := range MaxRecords + 3 {
+		if err := a.Record(Seq(1000+100*i), int32(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Records 1, 2, 3 (at 1000, 1100, 1200) are folded into the base.
+	if got, want := a.Base(), int32(1+2+3); got != want {
+		t.Errorf("base = %d, want %d", got, want)
+	}
+	if a.Len() != MaxRecords || a.At(0) != (Record{Pos: 1300, Delta: 4}) {
+		t.Errorf("after fold: len %d, oldest %+v", a.Len(), a.At(0))
+	}
+	// Offsets stay exact for anything after the folded records.
+	sumTo := func(k int) int32 { return int32(k * (k + 1) / 2) } // deltas 1..k
+	tests := []struct {
+		name string
+		s    Seq
+		want int32
+	}{
+		{name: "between folded records: base applies (best effort)", s: 1150, want: sumTo(3)},
+		{name: "at oldest kept record", s: 1300, want: sumTo(3)},
+		{name: "after oldest kept record", s: 1301, want: sumTo(4)},
+		{name: "after newest", s: 1000 + 100*(MaxRecords+2) + 1, want: sumTo(MaxRecords + 3)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := a.Offset(tt.s); got != tt.want {
+				t.Errorf("Offset(%d) = %d, want %d", tt.s, got, tt.want)
+			}
+		})
+	}
+	// A folded position can no longer be recognised as a retransmission.
+	if err := a.Record(1000, 1); !errors.Is(err, ErrOutOfOrder) {
+		t.Errorf("Record(folded pos) = %v, want ErrOutOfOrder", err)
+	}
+	// The newest record is still recognised.
+	if err := a.Record(Seq(1000+100*(MaxRecords+2)), MaxRecords+3); err != nil {
+		t.Errorf("Record(newest again) = %v", err)
+	}
+}
+
+func TestSeqAdjMapping(t *testing.T) {
+	// Stream: +4 at original 100, -2 at original 200, +10 at original 300.
+	// Wire positions of the records: 100, 204, 302.
+	var a SeqAdj
+	for _, r := range []Record{{100, 4}, {200, -2}, {300, 10}} {
+		if err := a.Record(r.Pos, r.Delta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name       string
+		s          Seq // original, for Offset/MapSeq
+		wantOffset int32
+		wantMap    Seq
+		w          Seq // wire, for UnmapAck
+		wantUnmap  Seq
+	}{
+		{name: "before everything", s: 50, wantOffset: 0, wantMap: 50, w: 50, wantUnmap: 50},
+		{name: "at first record", s: 100, wantOffset: 0, wantMap: 100, w: 100, wantUnmap: 100},
+		{name: "just after first record", s: 101, wantOffset: 4, wantMap: 105, w: 101, wantUnmap: 97},
+		{name: "at second record", s: 200, wantOffset: 4, wantMap: 204, w: 204, wantUnmap: 200},
+		{name: "after second record", s: 250, wantOffset: 2, wantMap: 252, w: 252, wantUnmap: 250},
+		{name: "at third record", s: 300, wantOffset: 2, wantMap: 302, w: 302, wantUnmap: 300},
+		{name: "after third record", s: 400, wantOffset: 12, wantMap: 412, w: 412, wantUnmap: 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			type res struct {
+				Offset int32
+				Map    Seq
+				Unmap  Seq
+			}
+			want := res{tt.wantOffset, tt.wantMap, tt.wantUnmap}
+			got := res{a.Offset(tt.s), a.MapSeq(tt.s), a.UnmapAck(tt.w)}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSeqAdjWrapAround(t *testing.T) {
+	// +4 at 0xFFFFFFF0, -3 at 0x8 (after crossing zero).
+	var a SeqAdj
+	if err := a.Record(0xFFFFFFF0, 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Record(0x8, -3); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		s         Seq
+		wantMap   Seq
+		w         Seq
+		wantUnmap Seq
+	}{
+		{name: "before first", s: 0xFFFFFFE0, wantMap: 0xFFFFFFE0, w: 0xFFFFFFE0, wantUnmap: 0xFFFFFFE0},
+		{name: "after first, before zero", s: 0xFFFFFFF8, wantMap: 0xFFFFFFFC, w: 0xFFFFFFFC, wantUnmap: 0xFFFFFFF8},
+		{name: "crossing zero by the offset", s: 0xFFFFFFFE, wantMap: 0x2, w: 0x2, wantUnmap: 0xFFFFFFFE},
+		{name: "at second record", s: 0x8, wantMap: 0xC, w: 0xC, wantUnmap: 0x8},
+		{name: "after second record", s: 0x20, wantMap: 0x21, w: 0x21, wantUnmap: 0x20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := a.MapSeq(tt.s); got != tt.wantMap {
+				t.Errorf("MapSeq(%#x) = %#x, want %#x", tt.s, got, tt.wantMap)
+			}
+			if got := a.UnmapAck(tt.w); got != tt.wantUnmap {
+				t.Errorf("UnmapAck(%#x) = %#x, want %#x", tt.w, got, tt.wantUnmap)
+			}
+		})
+	}
+}
+
+// TestSeqAdjRoundTrip checks UnmapAck(MapSeq(s)) == s for positions not inside a shrunk
+// range, and the nil receiver.
+func TestSeqAdjRoundTrip(t *testing.T) {
+	var a SeqAdj
+	for _, r := range []Record{{0xFFFFFF00, 7}, {0xFFFFFFF0, -5}, {0x40, 3}} {
+		if err := a.Record(r.Pos, r.Delta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A shrinking record at pos removes |delta| bytes after pos: original positions
+	// (pos, pos+|delta|] lie inside its replaced range and have no wire image of their own.
+	inside := func(s Seq) bool { return s.After(0xFFFFFFF0) && !s.After(0xFFFFFFF5) }
+	for s := Seq(0xFFFFFE00); s != 0x200; s++ {
+		if inside(s) {
+			continue
+		}
+		if got := a.UnmapAck(a.MapSeq(s)); got != s {
+			t.Fatalf("UnmapAck(MapSeq(%#x)) = %#x", s, got)
+		}
+	}
+	var nilAdj *SeqAdj
+	if nilAdj.MapSeq(5) != 5 || nilAdj.UnmapAck(5) != 5 || !nilAdj.IsZero() || nilAdj.Len() != 0 {
+		t.Error("nil SeqAdj must map to identity")
+	}
+}
+
+func TestSeqAdjBinary(t *testing.T) {
+	var full SeqAdj
+	for i := range MaxRecords + 2 {
+		if err := full.Record(Seq(0xFFFFFF00+50*i), int32(i%5)-2|1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		in   SeqAdj
+	}{
+		{name: "zero", in: SeqAdj{}},
+		{name: "one", in: func() SeqAdj { var a SeqAdj; _ = a.Record(7, -2); return a }()},
+		{name: "full with base", in: full},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := tt.in.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got SeqAdj
+			if err := got.UnmarshalBinary(b); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.in, got, cmp.AllowUnexported(SeqAdj{})); diff != "" {
+				t.Errorf("round trip (-want +got):\n%s", diff)
+			}
+		})
+	}
+	bad := []struct {
+		name string
+		b    []byte
+	}{
+		{name: "empty", b: nil},
+		{name: "bad version", b: []byte{9, 0, 0, 0, 0, 0}},
+		{name: "count too big", b: append([]byte{1, MaxRecords + 1, 0, 0, 0, 0}, make([]byte, 8*(MaxRecords+1))...)},
+		{name: "length mismatch", b: []byte{1, 1, 0, 0, 0, 0, 0, 0}},
+		{name: "zero delta", b: []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0}},
+		{name: "unsorted", b: []byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 1}},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			a := full
+			if err := a.UnmarshalBinary(tt.b); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("UnmarshalBinary = %v, want ErrCorrupt", err)
+			}
+			if diff := cmp.Diff(full, a, cmp.AllowUnexported(SeqAdj{}), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("failed UnmarshalBinary changed the value (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSeqAdjAllocs(t *testing.T) {
+	var a SeqAdj
+	for i := range MaxRecords {
+		_ = a.Record(Seq(100*i), 3)
+	}
+	n := testing.AllocsPerRun(1000, func() {
+		_ = a.Record(Seq(100*(MaxRecords-1)), 3)
+		_ = a.MapSeq(777)
+		_ = a.UnmapAck(777)
+		_ = a.Offset(5)
+	})
+	if n != 0 {
+		t.Errorf("SeqAdj methods allocate %v times per run", n)
+	}
+}
