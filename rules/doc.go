@@ -1,0 +1,75 @@
+// Package rules is ftpct's rule manager: the only package that talks to
+// nftables (over netlink, github.com/google/nftables; no nft binary per
+// call) and iptables (github.com/coreos/go-iptables, only at Install and
+// Remove).
+//
+// # What Install puts in place
+//
+// One table per family, "ip <Table>" and (Config.IPv6) "ip6 <Table>":
+//
+//   - set ports { type inet_service } holding Config.Ports.
+//   - chains divert_pre (hook prerouting) and divert_out (hook output), both
+//     at priority raw (-300, NF_IP_PRI_RAW), i.e. before conntrack (-200,
+//     NF_IP_PRI_CONNTRACK; include/uapi/linux/netfilter_ipv4.h): control
+//     packets with tcp dport or sport in @ports go to the xt NFQUEUE target,
+//     revision 3 (struct xt_NFQ_info_v3, include/uapi/linux/netfilter/xt_NFQUEUE.h):
+//     queuenum Config.Queue, queues_total Config.Queues (flow-hash
+//     balanced, NFQ_FLAG_CPU_FANOUT off), flags NFQ_FLAG_BYPASS (0x01) so
+//     that control traffic keeps flowing when no daemon listens. The
+//     prerouting chain returns early for iifname "lo": local traffic is
+//     diverted once, in output. The xt target is used instead of nft's
+//     "queue" expression because kernels without CONFIG_NFT_QUEUE lack the
+//     latter; nft lists the rules translated as "queue num N bypass" and
+//     warns that the table is "managed by iptables-nft".
+//   - set expect { type addr . addr . inet_service; flags timeout } and map
+//     xlate { addr . addr . inet_service : addr . inet_service; flags timeout }.
+//   - chains pinhole_pre (prerouting) and pinhole_out (output) at priority
+//     mangle (-150, NF_IP_PRI_MANGLE): a NEW connection whose
+//     saddr . daddr . tcp dport is in @expect deletes that element (one-shot)
+//     and gets ct mark |= Config.Mark.
+//   - chain xlate_pre, type nat, prerouting, priority -101
+//     (NF_IP_PRI_NAT_DST - 1, before iptables-nft's nat chains): a marked
+//     connection is DNATed to the map value, if the map has one.
+//
+// With Config.Accept, "-m connmark --mark M/M -m comment --comment ftpct -j
+// ACCEPT" is inserted at the top of filter INPUT and FORWARD by iptables
+// (and ip6tables), whichever backend (nft or legacy) the binary uses. An
+// identical rule left by a crashed run is not duplicated, and Remove
+// deletes it. Without the binary, Install fails with ErrNoIptables (the
+// operator can run with Accept off and add the rules from Script).
+//
+// Install starts by resetting its own tables (add, delete, add in one
+// batch); it never flushes the ruleset or touches other tables. On failure
+// it removes whatever it had added. Remove deletes the own tables and the
+// accept rules by exact rule spec; it is idempotent.
+//
+// Set keys and map data are concatenations in which every field occupies a
+// whole number of 32-bit registers (NFT_REG32_SIZE,
+// include/uapi/linux/netfilter/nf_tables.h): a port is 2 bytes plus 2 zero
+// bytes. Holes are deleted from the plain set, never through a map-delete
+// rule (nft 1.0.6 cannot print one, which breaks `nft list ruleset`).
+//
+// # Holes
+//
+// Open adds the set element (and the map element when Hole.To is valid) in
+// one atomic batch with a kernel timeout, so a hole closes by itself even
+// if the daemon dies. Close deletes each element in its own batch and
+// ignores ENOENT: an element already used by its connection or expired is
+// not an error.
+//
+// # Privileges, namespaces, concurrency
+//
+// Everything needs CAP_NET_ADMIN (root); permission errors say so.
+// Config.NetNS names a network namespace file (e.g. /run/netns/x): the
+// netlink socket is opened there and the iptables binary is started from
+// a locked OS thread switched into it (the thread is discarded afterwards).
+// A Manager is safe for concurrent use: one lasting netlink connection is
+// shared under a mutex. Shutdown closes it without removing rules.
+//
+// Script renders the operator-facing equivalent (an `nft -f` script with
+// the iptables commands as comments) for `ftpct rules` and for operators
+// who run with --no-install-rules.
+//
+// On operating systems other than Linux, New returns ErrNotSupported; the
+// Config, Hole and Script code builds and tests everywhere.
+package rules

@@ -1,0 +1,105 @@
+package rules
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Hole is one expected data connection: a SYN from Peer to Addr:Port (any
+// source port) is let through once, and DNATed to To when To is valid.
+type Hole struct {
+	Peer    netip.Addr     // source address of the expected SYN (exact)
+	Addr    netip.Addr     // its destination address as it arrives here (exact)
+	Port    uint16         // its destination port (exact); any source port
+	To      netip.AddrPort // if valid: DNAT the connection to this endpoint
+	Timeout time.Duration  // kernel-side element timeout (millisecond resolution, rounded up)
+}
+
+// normalize unmaps IPv4-mapped IPv6 addresses and checks that the hole can
+// be expressed in one table family.
+func (h Hole) normalize() (Hole, error) {
+	bad := func(format string, a ...any) (Hole, error) {
+		return h, fmt.Errorf("%w %v: %s", ErrInvalidHole, h, fmt.Sprintf(format, a...))
+	}
+	h.Peer = h.Peer.Unmap()
+	h.Addr = h.Addr.Unmap()
+	if !h.Peer.IsValid() || !h.Addr.IsValid() {
+		return bad("peer and address are required")
+	}
+	if h.Peer.Is4() != h.Addr.Is4() {
+		return bad("peer and address are of different families")
+	}
+	if h.Peer.Zone() != "" || h.Addr.Zone() != "" {
+		return bad("zoned addresses are not supported")
+	}
+	if h.Port == 0 {
+		return bad("port 0")
+	}
+	if h.To.IsValid() {
+		h.To = netip.AddrPortFrom(h.To.Addr().Unmap(), h.To.Port())
+		if h.To.Addr().Is4() != h.Addr.Is4() {
+			return bad("DNAT target of a different family")
+		}
+		if h.To.Port() == 0 {
+			return bad("DNAT target port 0")
+		}
+	}
+	if h.Timeout <= 0 {
+		return bad("timeout must be positive")
+	}
+	return h, nil
+}
+
+// String formats the hole for errors and logs.
+func (h Hole) String() string {
+	s := fmt.Sprintf("%v -> %v", h.Peer, netip.AddrPortFrom(h.Addr, h.Port))
+	if h.To.IsValid() {
+		s += fmt.Sprintf(" dnat %v", h.To)
+	}
+	return s
+}
+
+// timeoutDuration is the element timeout as the kernel takes it
+// (NFTA_SET_ELEM_TIMEOUT, milliseconds), rounded up so that a positive
+// timeout never becomes 0 (which would mean "never expires").
+func (h Hole) timeoutDuration() time.Duration {
+	ms := (h.Timeout + time.Millisecond - 1) / time.Millisecond
+	return ms * time.Millisecond
+}
+
+// Each field of an nftables concatenation occupies a whole number of 32-bit
+// registers (NFT_REG32_SIZE in include/uapi/linux/netfilter/nf_tables.h), so
+// a 2-byte port is padded with 2 zero bytes in keys and data.
+const regSize = 4
+
+func padLen(n int) int { return (n + regSize - 1) / regSize * regSize }
+
+// appendField appends b padded to a multiple of regSize.
+func appendField(dst, b []byte) []byte {
+	dst = append(dst, b...)
+	for range padLen(len(b)) - len(b) {
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+func appendPort(dst []byte, port uint16) []byte {
+	return appendField(dst, binary.BigEndian.AppendUint16(nil, port))
+}
+
+// expectKey is the key of set "expect": saddr . daddr . dport.
+func (h Hole) expectKey() []byte {
+	b := make([]byte, 0, 2*16+regSize)
+	b = appendField(b, h.Peer.AsSlice())
+	b = appendField(b, h.Addr.AsSlice())
+	return appendPort(b, h.Port)
+}
+
+// xlateValue is the data of map "xlate": address . port.
+func (h Hole) xlateValue() []byte {
+	b := make([]byte, 0, 16+regSize)
+	b = appendField(b, h.To.Addr().AsSlice())
+	return appendPort(b, h.To.Port())
+}

@@ -1,0 +1,319 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+)
+
+// acceptTool is the part of *iptables.IPTables the Manager uses; tests
+// substitute it to inject failures.
+type acceptTool interface {
+	Exists(table, chain string, rulespec ...string) (bool, error)
+	Insert(table, chain string, pos int, rulespec ...string) error
+	DeleteIfExists(table, chain string, rulespec ...string) error
+}
+
+// Manager installs and removes ftpct's rules and opens and closes holes.
+// It is safe for concurrent use: one lasting nftables netlink connection
+// is shared under a mutex.
+type Manager struct {
+	cfg    Config
+	ns     *os.File // network namespace (Config.NetNS), nil for the caller's
+	tables []*tableObjs
+
+	// newTool returns the iptables runner for a family; replaced in tests.
+	newTool func(f family) (acceptTool, error)
+
+	mu     sync.Mutex
+	conn   *nftables.Conn
+	closed bool
+}
+
+// New validates cfg and opens the netlink connection. It installs nothing.
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Ports = append([]uint16(nil), cfg.Ports...)
+	m := &Manager{cfg: cfg, newTool: newIptables}
+	opts := []nftables.ConnOption{nftables.AsLasting()}
+	if cfg.NetNS != "" {
+		f, err := os.Open(cfg.NetNS)
+		if err != nil {
+			return nil, fmt.Errorf("open network namespace: %w", err)
+		}
+		m.ns = f
+		opts = append(opts, nftables.WithNetNSFd(int(f.Fd())))
+	}
+	conn, err := nftables.New(opts...)
+	if err != nil {
+		m.closeNS()
+		return nil, fmt.Errorf("open nftables netlink socket: %w", hint(err))
+	}
+	m.conn = conn
+	for _, f := range cfg.families() {
+		m.tables = append(m.tables, newTableObjs(cfg.Table, f))
+	}
+	return m, nil
+}
+
+func newIptables(f family) (acceptTool, error) {
+	proto := iptables.ProtocolIPv4
+	if f == familyIPv6 {
+		proto = iptables.ProtocolIPv6
+	}
+	t, err := iptables.New(iptables.IPFamily(proto))
+	if err != nil {
+		var ee *exec.Error
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("%s: %w", f.iptables, ErrNoIptables)
+		}
+		return nil, fmt.Errorf("%s: %w", f.iptables, err)
+	}
+	return t, nil
+}
+
+// hint adds the usual cause to a permission error.
+func hint(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("%w (are you root? CAP_NET_ADMIN is required)", err)
+	}
+	return err
+}
+
+// Install puts in place the tables of every configured family and the
+// iptables accept rules. On failure it removes what it added.
+func (m *Manager) Install() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	if err := m.install(); err != nil {
+		if rerr := m.remove(); rerr != nil {
+			return errors.Join(err, fmt.Errorf("cleanup after failed install: %w", rerr))
+		}
+		return err
+	}
+	return nil
+}
+
+func (m *Manager) install() error {
+	for _, o := range m.tables {
+		if err := queueTable(m.conn, &m.cfg, o); err != nil {
+			return fmt.Errorf("install nft table %s %s: %w", o.fam.nft, m.cfg.Table, err)
+		}
+		if err := m.conn.Flush(); err != nil {
+			return fmt.Errorf("install nft table %s %s: %w", o.fam.nft, m.cfg.Table, hint(err))
+		}
+	}
+	if !m.cfg.Accept {
+		return nil
+	}
+	spec := m.cfg.acceptRuleSpec()
+	for _, o := range m.tables {
+		err := m.inNS(func() error {
+			tool, err := m.newTool(o.fam)
+			if err != nil {
+				return err
+			}
+			for _, chain := range acceptChains {
+				ok, err := tool.Exists("filter", chain, spec...)
+				if err != nil {
+					return fmt.Errorf("check %s: %w", chain, err)
+				}
+				if ok {
+					continue // stale from a crashed run: keep one, Remove deletes it
+				}
+				if err := tool.Insert("filter", chain, 1, spec...); err != nil {
+					return fmt.Errorf("%s -I %s 1 %s: %w", o.fam.iptables, chain, strings.Join(spec, " "), err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("install accept rules: %w", hint(err))
+		}
+	}
+	return nil
+}
+
+// Remove deletes the own tables and the accept rules (by exact rule spec).
+// It is idempotent and safe after a partial or failed Install.
+func (m *Manager) Remove() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	return m.remove()
+}
+
+func (m *Manager) remove() error {
+	var errs []error
+	for _, o := range m.tables {
+		m.conn.DelTable(o.table)
+		if err := m.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove nft table %s %s: %w", o.fam.nft, m.cfg.Table, hint(err)))
+		}
+	}
+	if m.cfg.Accept {
+		spec := m.cfg.acceptRuleSpec()
+		for _, o := range m.tables {
+			err := m.inNS(func() error {
+				tool, err := m.newTool(o.fam)
+				if errors.Is(err, ErrNoIptables) {
+					return nil // then Install cannot have added a rule either
+				}
+				if err != nil {
+					return err
+				}
+				var errs []error
+				for _, chain := range acceptChains {
+					if err := tool.DeleteIfExists("filter", chain, spec...); err != nil {
+						errs = append(errs, fmt.Errorf("%s -D %s %s: %w", o.fam.iptables, chain, strings.Join(spec, " "), err))
+					}
+				}
+				return errors.Join(errs...)
+			})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("remove accept rules: %w", hint(err)))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (m *Manager) objsFor(h Hole) (*tableObjs, error) {
+	want := familyIPv4
+	if h.Addr.Is6() {
+		want = familyIPv6
+	}
+	for _, o := range m.tables {
+		if o.fam == want {
+			return o, nil
+		}
+	}
+	return nil, fmt.Errorf("%w %v: IPv6 is disabled", ErrInvalidHole, h)
+}
+
+// Open adds the one-shot hole (and its DNAT mapping when h.To is valid) in
+// one atomic batch. The kernel drops both after h.Timeout on its own.
+func (m *Manager) Open(h Hole) error {
+	h, err := h.normalize()
+	if err != nil {
+		return err
+	}
+	o, err := m.objsFor(h)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	t := h.timeoutDuration()
+	if h.To.IsValid() {
+		if err := m.conn.SetAddElements(o.xlate, []nftables.SetElement{{Key: h.expectKey(), Val: h.xlateValue(), Timeout: t}}); err != nil {
+			return fmt.Errorf("open hole %v: %w", h, err)
+		}
+	}
+	if err := m.conn.SetAddElements(o.expect, []nftables.SetElement{{Key: h.expectKey(), Timeout: t}}); err != nil {
+		return fmt.Errorf("open hole %v: %w", h, err)
+	}
+	if err := m.conn.Flush(); err != nil {
+		return fmt.Errorf("open hole %v: %w", h, hint(err))
+	}
+	return nil
+}
+
+// Close deletes the hole and its DNAT mapping if they are still there. An
+// element already used or expired is not an error: each delete is its own
+// batch and ENOENT is ignored.
+func (m *Manager) Close(h Hole) error {
+	h, err := h.normalize()
+	if err != nil {
+		return err
+	}
+	o, err := m.objsFor(h)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	var errs []error
+	sets := []*nftables.Set{o.expect}
+	if h.To.IsValid() {
+		sets = append(sets, o.xlate)
+	}
+	for _, s := range sets {
+		if err := m.conn.SetDeleteElements(s, []nftables.SetElement{{Key: h.expectKey()}}); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := m.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name, hint(err)))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close hole %v: %w", h, err)
+	}
+	return nil
+}
+
+// Shutdown closes the netlink connection (and the namespace handle). It
+// does not remove rules; call Remove first. It is idempotent; every other
+// method returns ErrClosed afterwards.
+func (m *Manager) Shutdown() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	err := m.conn.CloseLasting()
+	m.closeNS()
+	return err
+}
+
+func (m *Manager) closeNS() {
+	if m.ns != nil {
+		m.ns.Close()
+		m.ns = nil
+	}
+}
+
+// inNS runs f with the calling thread in the configured network namespace,
+// so that the iptables binary go-iptables starts inherits it. The thread is
+// locked and, since it is never switched back, discarded when f returns.
+func (m *Manager) inNS(f func() error) error {
+	if m.ns == nil {
+		return f()
+	}
+	fd := int(m.ns.Fd())
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the goroutine exits locked, so the runtime
+		// terminates this thread instead of reusing it in the wrong netns.
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", m.cfg.NetNS, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}

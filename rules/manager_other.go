@@ -1,0 +1,30 @@
+//go:build !linux
+
+package rules
+
+// Manager is not supported outside Linux; every method returns
+// ErrNotSupported.
+type Manager struct{}
+
+// New returns ErrNotSupported (after validating cfg).
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return nil, ErrNotSupported
+}
+
+// Install returns ErrNotSupported.
+func (m *Manager) Install() error { return ErrNotSupported }
+
+// Remove returns ErrNotSupported.
+func (m *Manager) Remove() error { return ErrNotSupported }
+
+// Open returns ErrNotSupported.
+func (m *Manager) Open(h Hole) error { return ErrNotSupported }
+
+// Close returns ErrNotSupported.
+func (m *Manager) Close(h Hole) error { return ErrNotSupported }
+
+// Shutdown returns ErrNotSupported.
+func (m *Manager) Shutdown() error { return ErrNotSupported }

@@ -1,0 +1,241 @@
+package rules
+
+import (
+	"encoding/binary"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
+	"golang.org/x/sys/unix"
+)
+
+// Constants from the kernel UAPI headers that x/sys/unix does not carry.
+const (
+	// include/uapi/linux/netfilter/xt_NFQUEUE.h
+	nfqFlagBypass = 0x01 // NFQ_FLAG_BYPASS: accept when no program listens
+	xtNFQueueRev  = 3    // struct xt_NFQ_info_v3 { __u16 queuenum, queues_total, flags; }
+	// include/uapi/linux/netfilter/nf_tables.h
+	nftReg32Base    = 8 // NFT_REG32_00: first 32-bit register
+	dynsetOpDelete  = 2 // NFT_DYNSET_OP_DELETE
+	ifNameSize      = 16
+	protoTCP        = unix.IPPROTO_TCP
+	tcpSportOffset  = 0
+	tcpDportOffset  = 2
+	ip4SaddrOffset  = 12
+	ip6SaddrOffset  = 8
+	expectSetName   = "expect"
+	xlateMapName    = "xlate"
+	portsSetName    = "ports"
+	expectSetSizeNF = 65535 // what nft gives a dynamic set without a size
+)
+
+// tableObjs are the nftables objects of one family that Open and Close need.
+type tableObjs struct {
+	fam    family
+	table  *nftables.Table
+	expect *nftables.Set
+	xlate  *nftables.Set
+}
+
+func (f family) tableFamily() nftables.TableFamily {
+	if f == familyIPv6 {
+		return nftables.TableFamilyIPv6
+	}
+	return nftables.TableFamilyIPv4
+}
+
+func (f family) addrLen() uint32 {
+	if f == familyIPv6 {
+		return 16
+	}
+	return 4
+}
+
+func (f family) setAddrType() nftables.SetDatatype {
+	if f == familyIPv6 {
+		return nftables.TypeIP6Addr
+	}
+	return nftables.TypeIPAddr
+}
+
+func (f family) saddrOffset() uint32 {
+	if f == familyIPv6 {
+		return ip6SaddrOffset
+	}
+	return ip4SaddrOffset
+}
+
+func newTableObjs(name string, f family) *tableObjs {
+	t := &nftables.Table{Name: name, Family: f.tableFamily()}
+	at := f.setAddrType()
+	return &tableObjs{
+		fam:   f,
+		table: t,
+		expect: &nftables.Set{
+			Table:         t,
+			Name:          expectSetName,
+			KeyType:       nftables.MustConcatSetType(at, at, nftables.TypeInetService),
+			Concatenation: true,
+			HasTimeout:    true,
+			Dynamic:       true, // the rules delete from it
+			Size:          expectSetSizeNF,
+		},
+		xlate: &nftables.Set{
+			Table:         t,
+			Name:          xlateMapName,
+			IsMap:         true,
+			KeyType:       nftables.MustConcatSetType(at, at, nftables.TypeInetService),
+			DataType:      nftables.MustConcatSetType(at, nftables.TypeInetService),
+			Concatenation: true,
+			HasTimeout:    true,
+		},
+	}
+}
+
+// nfqueueInfo encodes struct xt_NFQ_info_v3 in host byte order, padded to
+// XT_ALIGN (8 bytes) as iptables sends it.
+func nfqueueInfo(queue, total uint16) []byte {
+	b := make([]byte, 8)
+	binary.NativeEndian.PutUint16(b[0:], queue)
+	binary.NativeEndian.PutUint16(b[2:], total)
+	binary.NativeEndian.PutUint16(b[4:], nfqFlagBypass)
+	return b
+}
+
+func ifname(s string) []byte {
+	b := make([]byte, ifNameSize)
+	copy(b, s)
+	return b
+}
+
+func isTCP() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoTCP}},
+	}
+}
+
+// divertRules: [iifname "lo" return] ; tcp dport @ports NFQUEUE ; tcp sport @ports NFQUEUE.
+func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bool) [][]expr.Any {
+	var rules [][]expr.Any
+	if skipLoopback {
+		rules = append(rules, []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname("lo")},
+			&expr.Verdict{Kind: expr.VerdictReturn},
+		})
+	}
+	info := xt.Unknown(nfqueueInfo(cfg.Queue, cfg.Queues))
+	for _, off := range []uint32{tcpDportOffset, tcpSportOffset} {
+		r := isTCP()
+		r = append(r,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: ports.Name, SetID: ports.ID},
+			&expr.Target{Name: "NFQUEUE", Rev: xtNFQueueRev, Info: &info},
+		)
+		rules = append(rules, r)
+	}
+	return rules
+}
+
+// loadTuple loads saddr . daddr . tcp dport into consecutive 32-bit
+// registers starting at NFT_REG32_00.
+func loadTuple(f family) []expr.Any {
+	n := f.addrLen()
+	return []expr.Any{
+		&expr.Payload{DestRegister: nftReg32Base, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOffset(), Len: n},
+		&expr.Payload{DestRegister: nftReg32Base + n/4, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOffset() + n, Len: n},
+		&expr.Payload{DestRegister: nftReg32Base + 2*n/4, Base: expr.PayloadBaseTransportHeader, Offset: tcpDportOffset, Len: 2},
+	}
+}
+
+// pinholeRule: ct state new  saddr . daddr . dport @expect  delete @expect {…}
+// ct mark set ct mark or MARK.
+func pinholeRule(cfg *Config, o *tableObjs) []expr.Any {
+	r := []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+	r = append(r, isTCP()...)
+	r = append(r, loadTuple(o.fam)...)
+	r = append(r,
+		&expr.Lookup{SourceRegister: nftReg32Base, SetName: o.expect.Name, SetID: o.expect.ID},
+		&expr.Dynset{SrcRegKey: nftReg32Base, SetName: o.expect.Name, SetID: o.expect.ID, Operation: dynsetOpDelete},
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^cfg.Mark), Xor: binaryutil.NativeEndian.PutUint32(cfg.Mark)},
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true},
+	)
+	return r
+}
+
+// xlateRule: ct mark and MARK == MARK dnat to saddr . daddr . dport map @xlate.
+func xlateRule(cfg *Config, o *tableObjs) []expr.Any {
+	mark := binaryutil.NativeEndian.PutUint32(cfg.Mark)
+	r := []expr.Any{
+		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mark, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mark},
+	}
+	r = append(r, isTCP()...)
+	r = append(r, loadTuple(o.fam)...)
+	natFamily := uint32(unix.NFPROTO_IPV4)
+	if o.fam == familyIPv6 {
+		natFamily = unix.NFPROTO_IPV6
+	}
+	r = append(r,
+		&expr.Lookup{SourceRegister: nftReg32Base, DestRegister: nftReg32Base, IsDestRegSet: true,
+			SetName: o.xlate.Name, SetID: o.xlate.ID},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: natFamily,
+			RegAddrMin: nftReg32Base, RegProtoMin: nftReg32Base + o.fam.addrLen()/4, Specified: true},
+	)
+	return r
+}
+
+// queueTable adds to conn's batch: the reset of the table (add, delete,
+// add) and every object in it. Nothing is sent.
+func queueTable(conn *nftables.Conn, cfg *Config, o *tableObjs) error {
+	conn.AddTable(o.table)
+	conn.DelTable(o.table)
+	conn.AddTable(o.table)
+
+	ports := &nftables.Set{Table: o.table, Name: portsSetName, KeyType: nftables.TypeInetService}
+	elems := make([]nftables.SetElement, len(cfg.Ports))
+	for i, p := range cfg.Ports {
+		elems[i] = nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p)}
+	}
+	// AddSet allocates a fresh batch ID per call; reset so that a second
+	// Install on the same Manager gets new IDs too.
+	o.expect.ID, o.xlate.ID = 0, 0
+	for _, s := range []struct {
+		set   *nftables.Set
+		elems []nftables.SetElement
+	}{{ports, elems}, {o.expect, nil}, {o.xlate, nil}} {
+		if err := conn.AddSet(s.set, s.elems); err != nil {
+			return err
+		}
+	}
+
+	accept := nftables.ChainPolicyAccept
+	chain := func(name string, typ nftables.ChainType, hook *nftables.ChainHook, prio int) *nftables.Chain {
+		p := nftables.ChainPriority(prio)
+		return conn.AddChain(&nftables.Chain{Name: name, Table: o.table, Type: typ,
+			Hooknum: hook, Priority: &p, Policy: &accept})
+	}
+	add := func(c *nftables.Chain, rules ...[]expr.Any) {
+		for _, r := range rules {
+			conn.AddRule(&nftables.Rule{Table: o.table, Chain: c, Exprs: r})
+		}
+	}
+	add(chain("divert_pre", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prioRaw),
+		divertRules(cfg, o, ports, true)...)
+	add(chain("divert_out", nftables.ChainTypeFilter, nftables.ChainHookOutput, prioRaw),
+		divertRules(cfg, o, ports, false)...)
+	add(chain("pinhole_pre", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prioMangle), pinholeRule(cfg, o))
+	add(chain("pinhole_out", nftables.ChainTypeFilter, nftables.ChainHookOutput, prioMangle), pinholeRule(cfg, o))
+	add(chain("xlate_pre", nftables.ChainTypeNAT, nftables.ChainHookPrerouting, prioNAT), xlateRule(cfg, o))
+	return nil
+}
