@@ -11,5 +11,6 @@
 // given to Open; the Handler is called from it, one packet at a time. The
 // packet bytes passed to the Handler are valid only during the call; a
 // modified payload it returns must stay valid until it returns (it is copied
-// into the verdict message before the next packet is read).
+// into the verdict message before the next packet is read). A Handler must
+// not call Close: Close waits for the reader, which is running the Handler.
 package nfq

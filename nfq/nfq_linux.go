@@ -19,11 +19,11 @@ type Queue struct {
 	nf    *nfqueue.Nfqueue
 	stats Stats
 
-	cancel    context.CancelFunc
-	done      chan struct{}
-	closeOnce sync.Once
-	errMu     sync.Mutex
-	err       error
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closeErr error // set before done is closed
+	errMu    sync.Mutex
+	err      error
 }
 
 // Open binds queue cfg.Num and starts reading; h is called for each packet
@@ -103,7 +103,11 @@ func Open(ctx context.Context, cfg Config, h Handler) (*Queue, error) {
 	if err := nf.RegisterWithErrorFunc(ctx, hook, errfn); err != nil {
 		cancel()
 		nf.Close()
-		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+		// The kernel answers a bind of a queue owned by another socket
+		// with EPERM (nfqnl_recv_config, net/netfilter/nfnetlink_queue.c),
+		// the same errno as a missing CAP_NET_ADMIN (nfnetlink_rcv_msg).
+		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) ||
+			(errors.Is(err, unix.EPERM) && hasNetAdmin()) {
 			return nil, fmt.Errorf("bind queue %d: %w", cfg.Num, ErrQueueBusy)
 		}
 		if errors.Is(err, unix.EPERM) {
@@ -113,6 +117,9 @@ func Open(ctx context.Context, cfg Config, h Handler) (*Queue, error) {
 	}
 	go func() {
 		<-ctx.Done()
+		// Waits for the reader, closes the socket (the kernel unbinds
+		// the queue on release), then reports the reader stopped.
+		q.closeErr = nf.Close()
 		close(q.done)
 	}()
 	return q, nil
@@ -142,10 +149,18 @@ func (q *Queue) Stats() *Stats { return &q.stats }
 // Close stops the reader, unbinds the queue and closes the socket. It is
 // idempotent.
 func (q *Queue) Close() error {
-	var err error
-	q.closeOnce.Do(func() {
-		q.cancel()
-		err = q.nf.Close()
-	})
-	return err
+	q.cancel()
+	<-q.done
+	return q.closeErr
+}
+
+// hasNetAdmin reports whether the process has CAP_NET_ADMIN in its
+// effective set.
+func hasNetAdmin() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[unix.CAP_NET_ADMIN/32].Effective&(1<<(unix.CAP_NET_ADMIN%32)) != 0
 }
