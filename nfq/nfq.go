@@ -2,6 +2,7 @@ package nfq
 
 import (
 	"errors"
+	"log/slog"
 	"sync/atomic"
 )
 
@@ -44,6 +45,8 @@ type Config struct {
 	MaxQueueLen uint32
 	// ReadBuffer is the netlink socket's receive buffer in bytes.
 	ReadBuffer int
+	// Logger receives the library's own complaints; nil discards them.
+	Logger *slog.Logger
 }
 
 // DefaultConfig returns queue 21 sized for bursts of control traffic.

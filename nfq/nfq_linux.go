@@ -6,12 +6,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
+
+// libLogger forwards the library's messages (such as messages it could not
+// parse, whose packets then wait for no verdict) to slog.
+type libLogger struct{ l *slog.Logger }
+
+func (l libLogger) Debugf(format string, args ...any) {
+	if l.l != nil && l.l.Enabled(context.Background(), slog.LevelDebug) {
+		l.l.Debug("nfqueue: " + fmt.Sprintf(format, args...))
+	}
+}
+
+func (l libLogger) Errorf(format string, args ...any) {
+	if l.l != nil {
+		l.l.Warn("nfqueue: " + fmt.Sprintf(format, args...))
+	}
+}
 
 // Queue is a bound NFQUEUE with its reader goroutine.
 type Queue struct {
@@ -44,6 +61,7 @@ func Open(ctx context.Context, cfg Config, h Handler) (*Queue, error) {
 		AfFamily:     unix.AF_UNSPEC,
 		// No FailOpen: a packet passed un-inspected when the queue is full
 		// would carry an un-rewritten PORT. Dropped ones are retransmitted.
+		Logger: libLogger{cfg.Logger},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open nfqueue socket: %w", err)

@@ -89,8 +89,13 @@ func (d *daemon) start(parent context.Context) error {
 	handlers["expect"] = func() (any, error) { return expectations(d.eng.Expectations(), time.Now()), nil }
 
 	w := d.eng.NewWorker()
+	debug := d.log.Enabled(context.Background(), slog.LevelDebug)
 	handle := func(p nfq.Packet) (nfq.Verdict, []byte) {
-		switch v, out := w.Handle(p.Data); v {
+		v, out := w.Handle(p.Data)
+		if debug {
+			d.log.Debug("packet", "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out))
+		}
+		switch v {
 		case engine.VerdictDrop:
 			return nfq.Drop, nil
 		case engine.VerdictModified:
@@ -101,6 +106,7 @@ func (d *daemon) start(parent context.Context) error {
 	}
 	qcfg := nfq.DefaultConfig()
 	qcfg.Num = o.rules.Queue
+	qcfg.Logger = d.log
 	if d.queue, err = nfq.Open(ctx, qcfg, handle); err != nil {
 		return err
 	}
