@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	nfqueue "github.com/florianl/go-nfqueue/v2"
@@ -25,9 +26,17 @@ func (l libLogger) Debugf(format string, args ...any) {
 }
 
 func (l libLogger) Errorf(format string, args ...any) {
-	if l.l != nil {
-		l.l.Warn("nfqueue: " + fmt.Sprintf(format, args...))
+	if l.l == nil {
+		return
 	}
+	msg := "nfqueue: " + fmt.Sprintf(format, args...)
+	// On shutdown the library tries to unbind after its own read deadline
+	// has passed, and says so; closing the socket unbinds the queue anyway.
+	if strings.HasPrefix(format, "Could not unbind") || strings.HasPrefix(format, "Stop receiving") {
+		l.l.Debug(msg)
+		return
+	}
+	l.l.Warn(msg)
 }
 
 // Queue is a bound NFQUEUE with its reader goroutine.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -36,6 +37,16 @@ type Manager struct {
 	mu     sync.Mutex
 	conn   *nftables.Conn
 	closed bool
+	// created lists, per table family, the iptables-nft base chains (and
+	// whether the "filter" table itself) did not exist before Install: an
+	// iptables-nft rule insert creates them and its delete keeps them, so
+	// Remove deletes them again when they are empty.
+	created map[nftables.TableFamily]createdFilter
+}
+
+type createdFilter struct {
+	table  bool
+	chains []string
 }
 
 // New validates cfg and opens the netlink connection. It installs nothing.
@@ -121,6 +132,7 @@ func (m *Manager) install() error {
 	}
 	spec := m.cfg.acceptRuleSpec()
 	for _, o := range m.tables {
+		m.noteFilter(o.table.Family)
 		err := m.inNS(func() error {
 			tool, err := m.newTool(o.fam)
 			if err != nil {
@@ -189,8 +201,105 @@ func (m *Manager) remove() error {
 				errs = append(errs, fmt.Errorf("remove accept rules: %w", hint(err)))
 			}
 		}
+		if err := m.dropCreatedFilter(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// noteFilter records which of the iptables-nft "filter" table and accept
+// chains do not exist yet in family f (none do with iptables-legacy, whose
+// rules are not nftables objects; then nothing is recorded as created
+// unless iptables-nft is what creates them).
+func (m *Manager) noteFilter(f nftables.TableFamily) {
+	if m.created == nil {
+		m.created = map[nftables.TableFamily]createdFilter{}
+	}
+	if _, done := m.created[f]; done {
+		return
+	}
+	var c createdFilter
+	chains, err := m.conn.ListChainsOfTableFamily(f)
+	if err != nil {
+		m.created[f] = c // unknown: claim nothing
+		return
+	}
+	have := map[string]bool{}
+	table := false
+	for _, ch := range chains {
+		if ch.Table != nil && ch.Table.Name == "filter" {
+			table = true
+			have[ch.Name] = true
+		}
+	}
+	if !table {
+		tables, err := m.conn.ListTablesOfFamily(f)
+		if err != nil {
+			m.created[f] = c
+			return
+		}
+		c.table = true
+		for _, t := range tables {
+			if t.Name == "filter" {
+				c.table = false
+			}
+		}
+	}
+	for _, name := range acceptChains {
+		if !have[name] {
+			c.chains = append(c.chains, name)
+		}
+	}
+	m.created[f] = c
+}
+
+// dropCreatedFilter deletes the chains (and table) noteFilter found missing,
+// if they exist now and hold no rules.
+func (m *Manager) dropCreatedFilter() error {
+	var errs []error
+	for f, c := range m.created {
+		tbl := &nftables.Table{Name: "filter", Family: f}
+		left := 0
+		chains, err := m.conn.ListChainsOfTableFamily(f)
+		if err != nil {
+			continue
+		}
+		for _, ch := range chains {
+			if ch.Table == nil || ch.Table.Name != "filter" {
+				continue
+			}
+			left++
+			if !slices.Contains(c.chains, ch.Name) {
+				continue
+			}
+			rules, err := m.conn.GetRules(tbl, ch)
+			if err != nil || len(rules) > 0 {
+				continue
+			}
+			m.conn.DelChain(ch)
+			if err := m.conn.Flush(); err != nil {
+				errs = append(errs, fmt.Errorf("remove empty chain %s filter %s: %w", familyName(f), ch.Name, err))
+				continue
+			}
+			left--
+		}
+		if c.table && left == 0 {
+			m.conn.DelTable(tbl)
+			if err := m.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("remove empty table %s filter: %w", familyName(f), err))
+			}
+		}
+		delete(m.created, f)
+	}
+	return errors.Join(errs...)
+}
+
+func familyName(f nftables.TableFamily) string {
+	if f == nftables.TableFamilyIPv6 {
+		return "ip6"
+	}
+	return "ip"
 }
 
 func (m *Manager) objsFor(h Hole) (*tableObjs, error) {
