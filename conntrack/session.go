@@ -59,10 +59,18 @@ type DirState struct {
 	Started bool
 	// MidLine reports that the stream is inside a line whose start was not parsed.
 	MidLine bool
+	// Held is the beginning of a line that may be an announcement and whose
+	// end has not arrived: its bytes, the last len(Held) before Next, were
+	// taken out of the segments that carried them and are sent on together
+	// with the rest of the line.
+	Held []byte
 	// Recent holds the latest rewrites (a ring; zero OrigLen = unused).
 	Recent     [RecentEdits]Edit
 	recentNext uint8
 }
+
+// HoldStart returns the sequence number of the first held byte.
+func (d *DirState) HoldStart() rewrite.Seq { return d.Next.Add(-int32(len(d.Held))) }
 
 // Remember stores a rewrite for replay on retransmission.
 func (d *DirState) Remember(pos rewrite.Seq, origLen int, repl []byte) {

@@ -37,6 +37,9 @@ type Config struct {
 	MaxSessions int
 	// AllowLowPorts allows holes to privileged ports (< 1024).
 	AllowLowPorts bool
+	// MaxLine is the longest line beginning held back while waiting for the
+	// rest of a possible announcement; longer ones pass unparsed.
+	MaxLine int
 	// IdleCheck: sessions idle this long are checked against the kernel's
 	// table and forgotten when the kernel no longer tracks them.
 	IdleCheck time.Duration
@@ -46,7 +49,7 @@ type Config struct {
 
 // DefaultConfig is the kernel helper's behaviour with ftpct's safer defaults.
 func DefaultConfig() Config {
-	return Config{Timeout: 5 * time.Minute, PerSession: 1, MaxExpect: 4096, MaxSessions: 65536, IdleCheck: time.Minute}
+	return Config{Timeout: 5 * time.Minute, PerSession: 1, MaxExpect: 4096, MaxSessions: 65536, MaxLine: 4096, IdleCheck: time.Minute}
 }
 
 // Engine holds the state shared by all Workers.
@@ -80,6 +83,9 @@ func New(cfg Config, kernel Kernel, holes Holes) *Engine {
 	if cfg.IdleCheck <= 0 {
 		cfg.IdleCheck = d.IdleCheck
 	}
+	if cfg.MaxLine <= 0 {
+		cfg.MaxLine = d.MaxLine
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -104,7 +110,8 @@ func (e *Engine) Stats() Snapshot {
 		NotTCP: s.NotTCP.Load(), NoConntrack: s.NoConntrack.Load(),
 		Sessions: s.Sessions.Load(), SessionsOpen: uint64(e.sessions.Len()), SessionsFull: s.SessionsFull.Load(),
 		Lines: s.Lines.Load(), Commands: s.Commands.Load(), Malformed: s.Malformed.Load(),
-		PartialLines: s.PartialLines.Load(), Rewrites: s.Rewrites.Load(), Replays: s.Replays.Load(),
+		PartialLines: s.PartialLines.Load(), HeldLines: s.HeldLines.Load(), LineOverflow: s.LineOverflow.Load(),
+		Rewrites: s.Rewrites.Load(), Replays: s.Replays.Load(),
 		OutOfOrder:    s.OutOfOrder.Load(),
 		ExpectCreated: s.ExpectCreated.Load(), ExpectUsed: s.ExpectUsed.Load(), ExpectExpired: s.ExpectExpired.Load(),
 		ExpectEvicted: s.ExpectEvicted.Load(), ExpectRefused: s.ExpectRefused.Load(), ExpectPending: uint64(e.exps.Len()),
@@ -201,6 +208,8 @@ func (e *Engine) collect(now time.Time) {
 type Worker struct {
 	e     *Engine
 	out   []byte
+	join  []byte // a segment with held bytes put back in front
+	trim  []byte // a segment without the line beginning it holds back
 	edits []rewrite.Edit
 	repl  []byte
 	evict []conntrack.Expectation
@@ -211,6 +220,8 @@ func (e *Engine) NewWorker() *Worker {
 	return &Worker{
 		e:     e,
 		out:   make([]byte, 0, 65536+256),
+		join:  make([]byte, 0, 16384),
+		trim:  make([]byte, 0, 16384),
 		edits: make([]rewrite.Edit, 0, 16),
 		repl:  make([]byte, 0, 1024),
 		evict: make([]conntrack.Expectation, 0, 4),
@@ -251,25 +262,129 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 	d := &sess.Dir[dir]
 	w.edits = w.edits[:0]
 	w.repl = w.repl[:0]
+	in := pkt
+	// forced: the packet to send is not pkt (held bytes were added or
+	// removed), so it is sent even when Rewrite changes nothing more.
+	forced := false
 	if len(payload) > 0 {
-		if v, drop := w.scan(sess, dir, &p, payload, now); drop {
-			return v, nil
+		if len(d.Held) > 0 {
+			hs := d.HoldStart()
+			action := joinHeld(d, p.Seq, p.Seq.Add(int32(len(payload))))
+			switch action {
+			case joinDrop:
+				e.stats.Dropped.Add(1)
+				return VerdictDrop, nil
+			case joinTrim:
+				// Resent bytes from before the held ones: send those
+				// (replaying rewrites), keep holding the rest.
+				if _, drop := w.scan(sess, dir, &p, payload, now); drop {
+					return VerdictDrop, nil
+				}
+				return w.finish(sess, dir, pkt, &p, payload, int(hs.Diff(p.Seq)), now)
+			case joinPrepend:
+				var q rewrite.Packet
+				j, err := rewrite.Resegment(w.join[:0], pkt, &p, hs, d.Held[:p.Seq.Diff(hs)], payload, &q)
+				if err != nil {
+					e.stats.Errors.Add(1)
+					e.stats.Dropped.Add(1)
+					return VerdictDrop, nil
+				}
+				w.join = j[:0]
+				in, p, payload, forced = j, q, q.Payload(j), true
+			}
+			// The held bytes are new again: this segment (or the joined
+			// one) carries them from hs on.
+			d.Next = hs
+			d.Held = d.Held[:0]
+		}
+		trimAt, drop := w.scan(sess, dir, &p, payload, now)
+		if drop {
+			return VerdictDrop, nil
+		}
+		if trimAt >= 0 {
+			return w.finish(sess, dir, in, &p, payload, trimAt, now)
 		}
 	}
-	out, changed, err := rewrite.Rewrite(w.out[:0], pkt, &p, w.edits, &d.Adj, &sess.Dir[dir.Other()].Adj)
+	return w.send(sess, dir, in, &p, forced, now)
+}
+
+// finish sends the segment in without its payload from trimAt on (bytes the
+// session holds back).
+func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, payload []byte, trimAt int, now time.Time) (Verdict, []byte) {
+	e := w.e
+	var q rewrite.Packet
+	t, err := rewrite.Resegment(w.trim[:0], in, p, p.Seq, payload[:trimAt], nil, &q)
+	if err != nil {
+		e.stats.Errors.Add(1)
+		e.stats.Dropped.Add(1)
+		return VerdictDrop, nil
+	}
+	w.trim = t[:0]
+	return w.send(sess, dir, t, &q, true, now)
+}
+
+// send applies w.edits and the sequence adjustments to in and returns the
+// verdict. forced: in is not the packet that was queued, so it is sent even
+// when nothing else changes.
+func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, forced bool, now time.Time) (Verdict, []byte) {
+	e := w.e
+	d := &sess.Dir[dir]
+	out, changed, err := rewrite.Rewrite(w.out[:0], in, p, w.edits, &d.Adj, &sess.Dir[dir.Other()].Adj)
 	if err != nil {
 		e.stats.Errors.Add(1)
 		if e.logLim.Allow(now) {
-			e.log.Warn("rewrite failed, packet passed untouched", "session", sess.ID, "err", err)
+			e.log.Warn("rewrite failed", "session", sess.ID, "err", err)
+		}
+		if forced {
+			// The original would not fit the stream as already sent.
+			e.stats.Dropped.Add(1)
+			return VerdictDrop, nil
 		}
 		return VerdictAccept, nil
 	}
 	if !changed {
+		if forced {
+			e.stats.Modified.Add(1)
+			return VerdictModified, in
+		}
 		return VerdictAccept, nil
 	}
 	w.out = out[:0]
 	e.stats.Modified.Add(1)
 	return VerdictModified, out
+}
+
+// joinAction says how a segment meets the held beginning of a line.
+type joinAction uint8
+
+const (
+	// joinDrop: the segment only repeats held bytes, or follows a gap.
+	joinDrop joinAction = iota
+	// joinTrim: the segment resends bytes from before the held ones and
+	// some held ones, nothing new: send the former, keep holding.
+	joinTrim
+	// joinReplace: the segment itself carries all held bytes (a
+	// retransmission from before or at the held start).
+	joinReplace
+	// joinPrepend: the segment continues the held bytes; send them in front of it.
+	joinPrepend
+)
+
+// joinHeld decides what to do with a segment [s, e) while d holds bytes.
+func joinHeld(d *conntrack.DirState, s, e rewrite.Seq) joinAction {
+	hs := d.HoldStart()
+	switch {
+	case s.After(d.Next):
+		return joinDrop // a gap: wait for the sender to fill it
+	case !e.After(d.Next) && s.Before(hs):
+		return joinTrim
+	case !e.After(d.Next):
+		return joinDrop // nothing new
+	case !s.After(hs):
+		return joinReplace
+	default:
+		return joinPrepend
+	}
 }
 
 // learn creates the session of a packet from the kernel's conntrack entry.
@@ -303,8 +418,10 @@ func (w *Worker) learn(p *rewrite.Packet, now time.Time) (*conntrack.Session, co
 
 // scan replays earlier rewrites on retransmitted bytes and parses the new
 // bytes of a segment, filling w.edits. It returns drop=true when the segment
-// must be dropped (its sender will retransmit it).
-func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet, payload []byte, now time.Time) (Verdict, bool) {
+// must be dropped (its sender will retransmit it), and trimAt >= 0 when the
+// payload from trimAt on begins a possible announcement whose end has not
+// arrived: those bytes are now held in the session and must not be sent.
+func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet, payload []byte, now time.Time) (trimAt int, drop bool) {
 	e := w.e
 	d := &sess.Dir[dir]
 	start := p.Seq
@@ -318,7 +435,7 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 		// unknown, so let the sender retransmit this one in order.
 		e.stats.OutOfOrder.Add(1)
 		e.stats.Dropped.Add(1)
-		return VerdictDrop, true
+		return -1, true
 	}
 	// Bytes before d.Next were seen: replay rewrites made in them.
 	if start.Before(d.Next) {
@@ -335,7 +452,7 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 				// The segment cuts a rewritten argument: it cannot be
 				// rewritten consistently. The sender will retransmit.
 				e.stats.Dropped.Add(1)
-				return VerdictDrop, true
+				return -1, true
 			}
 			off := int(r.Pos.Diff(start))
 			w.insertEdit(rewrite.Edit{Off: off, End: off + int(r.OrigLen), Repl: r.Replacement()})
@@ -343,14 +460,26 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 		}
 	}
 	if !end.After(d.Next) {
-		return VerdictAccept, false
+		return -1, false
 	}
 	off := int(d.Next.Diff(start))
 	d.Next = end
 	for off < len(payload) {
 		eol := ftpparse.LineEnd(payload, off)
 		if eol < 0 {
-			if !d.MidLine && !sess.TLS {
+			rest := payload[off:]
+			if !d.MidLine && !sess.TLS && p.Flags&(rewrite.FlagSYN|rewrite.FlagFIN|rewrite.FlagRST) == 0 &&
+				ftpparse.MayAnnounce(rest, dir == conntrack.DirReply) {
+				if len(rest) <= e.cfg.MaxLine {
+					d.Held = append(d.Held[:0], rest...)
+					e.stats.HeldLines.Add(1)
+					return off, false
+				}
+				e.stats.LineOverflow.Add(1)
+				if e.logLim.Allow(now) {
+					e.log.Warn("line too long to hold, passed unparsed", "session", sess.ID, "from", dir.String(), "max_line", e.cfg.MaxLine)
+				}
+			} else if !d.MidLine && !sess.TLS {
 				e.stats.PartialLines.Add(1)
 			}
 			d.MidLine = true
@@ -366,7 +495,7 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 		}
 		off = eol
 	}
-	return VerdictAccept, false
+	return -1, false
 }
 
 // insertEdit keeps w.edits sorted by offset.

@@ -138,6 +138,9 @@ func inspect(t testing.TB, v Verdict, in, out []byte) got {
 		pkt = out
 	}
 	g := got{Verdict: v.String()}
+	if v == VerdictDrop {
+		return g
+	}
 	var first gopacket.LayerType = layers.LayerTypeIPv4
 	if pkt[0]>>4 == 6 {
 		first = layers.LayerTypeIPv6
@@ -302,7 +305,6 @@ func TestRefusals(t *testing.T) {
 		{name: "privileged port", payload: "PORT 10,0,1,2,0,22\r\n", wantStat: func(s Snapshot) uint64 { return s.ExpectRefused }},
 		{name: "malformed", payload: "PORT 10,0,1,300,156,64\r\n", wantStat: func(s Snapshot) uint64 { return s.Malformed }},
 		{name: "rules fail", payload: "PORT 10,0,1,2,156,64\r\n", failRules: true, wantStat: func(s Snapshot) uint64 { return s.ExpectRefused }},
-		{name: "split line passes", payload: "PORT 10,0,1,2,1", wantStat: func(s Snapshot) uint64 { return s.PartialLines }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -423,5 +425,97 @@ func BenchmarkHandle(b *testing.B) {
 				w.Handle(p)
 			}
 		})
+	}
+}
+
+func TestSplitLines(t *testing.T) {
+	c2s := func(seq uint32, payload string) seg {
+		return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
+	}
+	s2c := func(seq, ack uint32, payload string) seg {
+		return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: seq, ack: ack, payload: payload}
+	}
+	accept := func(seq uint32, payload string) got {
+		return got{Verdict: "accept", Seq: seq, Ack: 1, Payload: payload}
+	}
+	mod := func(seq uint32, payload string) got {
+		return got{Verdict: "accept-modified", Seq: seq, Ack: 1, Payload: payload}
+	}
+	drop := got{Verdict: "drop"}
+	const portW = "PORT 203,0,113,1,156,64\r\n" // 25 bytes for the client's 22
+	tests := []struct {
+		name     string
+		maxLine  int
+		steps    []step
+		wantHeld uint64
+	}{
+		{name: "command name split", wantHeld: 1, steps: []step{
+			{"PO held", c2s(100, "PO"), mod(100, "")},
+			{"rest joins", c2s(102, "RT 10,0,1,2,156,64\r\n"), mod(100, portW)},
+			{"server ack mapped", s2c(1, 125, "200 ok\r\n"), got{Verdict: "accept-modified", Seq: 1, Ack: 122, Payload: "200 ok\r\n"}},
+			{"next command shifted", c2s(122, "NOOP\r\n"), mod(125, "NOOP\r\n")},
+		}},
+		{name: "address split three ways", wantHeld: 2, steps: []step{
+			{"first", c2s(100, "PORT 10,0,"), mod(100, "")},
+			{"second", c2s(110, "1,2,1"), mod(100, "")},
+			{"third", c2s(115, "56,64\r\n"), mod(100, portW)},
+		}},
+		{name: "retransmitted held bytes dropped", wantHeld: 1, steps: []step{
+			{"NOOP", c2s(94, "NOOP\r\n"), accept(94, "NOOP\r\n")},
+			{"held", c2s(100, "PORT 10,"), mod(100, "")},
+			{"same again", c2s(100, "PORT 1"), drop},
+			{"with bytes before it", c2s(94, "NOOP\r\nPORT"), mod(94, "NOOP\r\n")},
+			{"inside held", c2s(103, "T 10,"), drop},
+			{"rest", c2s(108, "0,1,2,156,64\r\n"), mod(100, portW)},
+		}},
+		{name: "sender retransmits whole line", wantHeld: 1, steps: []step{
+			{"held", c2s(100, "PORT 10,0,"), mod(100, "")},
+			{"coalesced retransmission", c2s(100, "PORT 10,0,1,2,156,64\r\n"), mod(100, portW)},
+			{"and once more after it was sent", c2s(100, "PORT 10,0,1,2,156,64\r\n"), mod(100, portW)},
+		}},
+		{name: "gap while holding", wantHeld: 1, steps: []step{
+			{"held", c2s(100, "PORT 10,0,"), mod(100, "")},
+			{"after a gap", c2s(112, "2,156,64\r\n"), drop},
+			{"gap filled", c2s(110, "1,2,156,64\r\n"), mod(100, portW)},
+		}},
+		{name: "pipelined and split", wantHeld: 1, steps: []step{
+			{"NOOP then PO", c2s(100, "NOOP\r\nPO"), mod(100, "NOOP\r\n")},
+			{"rest and RETR", c2s(108, "RT 10,0,1,2,156,64\r\nRETR f\r\n"), mod(106, portW+"RETR f\r\n")},
+		}},
+		{name: "other commands are not held", steps: []step{
+			{"NO", c2s(100, "NO"), accept(100, "NO")},
+			{"OP", c2s(102, "OP\r\n"), accept(102, "OP\r\n")},
+		}},
+		{name: "line longer than MaxLine passes", maxLine: 12, wantHeld: 1, steps: []step{
+			{"held", c2s(100, "PORT 10,0,1,"), mod(100, "")},
+			{"too long: sent unparsed", c2s(112, "2,156,64"), mod(100, "PORT 10,0,1,2,156,64")},
+			{"end of that line", c2s(120, "\r\n"), accept(120, "\r\n")},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := &fakeHoles{}
+			e := New(Config{MaxLine: tt.maxLine}, &fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}, h)
+			e.now = func() time.Time { return time.Unix(1_700_000_000, 0) }
+			runSteps(t, e.NewWorker(), tt.steps)
+			if got := e.Stats().HeldLines; got != tt.wantHeld {
+				t.Errorf("held_lines = %d, want %d", got, tt.wantHeld)
+			}
+		})
+	}
+}
+
+func TestSplitReply(t *testing.T) {
+	e, holes := newTestEngine(dnatBinding)
+	w := e.NewWorker()
+	s2c := func(seq uint32, payload string) seg {
+		return seg{src: privSrv, dst: outsider, sport: 21, dport: 5000, seq: seq, ack: 9, payload: payload}
+	}
+	runSteps(t, w, []step{
+		{"227 start held", s2c(100, "227 Entering Passive Mode (10,0,"), got{Verdict: "accept-modified", Seq: 100, Ack: 9}},
+		{"rest", s2c(132, "2,2,195,80).\r\n"), got{Verdict: "accept-modified", Seq: 100, Ack: 9, Payload: "227 Entering Passive Mode (203,0,113,1,195,80).\r\n"}},
+	})
+	if len(holes.open) != 1 {
+		t.Errorf("holes = %v, want one", holes.open)
 	}
 }

@@ -14,7 +14,9 @@ type Stats struct {
 	Lines         atomic.Uint64 // complete lines seen
 	Commands      atomic.Uint64 // announcements parsed (PORT, EPRT, 227, 229)
 	Malformed     atomic.Uint64 // malformed announcements (passed untouched)
-	PartialLines  atomic.Uint64 // lines split across segments (passed untouched)
+	PartialLines  atomic.Uint64 // lines split across segments that cannot be announcements (passed)
+	HeldLines     atomic.Uint64 // line beginnings held back until the rest of the line came
+	LineOverflow  atomic.Uint64 // held lines that grew past MaxLine (passed unparsed)
 	Rewrites      atomic.Uint64 // announcements rewritten
 	Replays       atomic.Uint64 // rewrites replayed on retransmissions
 	OutOfOrder    atomic.Uint64 // segments dropped because an earlier one was missing
@@ -41,6 +43,8 @@ type Snapshot struct {
 	Commands      uint64 `json:"commands"`
 	Malformed     uint64 `json:"malformed"`
 	PartialLines  uint64 `json:"partial_lines"`
+	HeldLines     uint64 `json:"held_lines"`
+	LineOverflow  uint64 `json:"line_overflow"`
 	Rewrites      uint64 `json:"rewrites"`
 	Replays       uint64 `json:"replays"`
 	OutOfOrder    uint64 `json:"out_of_order"`

@@ -1,0 +1,84 @@
+package rewrite
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestResegment(t *testing.T) {
+	tests := []struct {
+		name    string
+		v6      bool
+		seq     Seq
+		head    string
+		tail    string
+		wantErr error
+	}{
+		{name: "trim to head", seq: 1000, head: "NOOP\r\n"},
+		{name: "held bytes before new ones", seq: 990, head: "PO", tail: "RT 10,0,1,2,4,1\r\n"},
+		{name: "empty payload", seq: 1000},
+		{name: "ipv6 join", v6: true, seq: 0xfffffffe, head: "EP", tail: "RT |2|2001:db8::1|5000|\r\n"},
+		{name: "too big", seq: 1, head: string(make([]byte, 40000)), tail: string(make([]byte, 30000)), wantErr: ErrTooBig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pkt := buildTCP(t, tt.v6, 1000, 77, "original payload\r\n")
+			var p Packet
+			if err := Decode(pkt, &p); err != nil {
+				t.Fatal(err)
+			}
+			var q Packet
+			out, err := Resegment(make([]byte, 0, 2048), pkt, &p, tt.seq, []byte(tt.head), []byte(tt.tail), &q)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			var d Packet
+			if err := Decode(out, &d); err != nil {
+				t.Fatalf("output does not decode: %v", err)
+			}
+			if diff := cmp.Diff(d, q, cmp.Comparer(func(a, b Packet) bool { return a == b })); diff != "" {
+				t.Errorf("q differs from decoding the output (-decoded +q):\n%s", diff)
+			}
+			if d.Seq != tt.seq || d.Ack != 77 {
+				t.Errorf("seq/ack = %d/%d, want %d/77", d.Seq, d.Ack, tt.seq)
+			}
+			if got, want := string(d.Payload(out)), tt.head+tt.tail; got != want {
+				t.Errorf("payload %q, want %q", got, want)
+			}
+			if !ValidTCPChecksum(out, &d) {
+				t.Error("TCP checksum invalid")
+			}
+			if !tt.v6 && IPv4HeaderChecksum(out[:d.TCPOff]) != uint16(out[10])<<8|uint16(out[11]) {
+				t.Error("IPv4 header checksum invalid")
+			}
+		})
+	}
+}
+
+func TestResegmentAllocs(t *testing.T) {
+	pkt := buildTCP(t, false, 1000, 77, "PORT 10,0,1,2,4,1\r\n")
+	var p, q Packet
+	if err := Decode(pkt, &p); err != nil {
+		t.Fatal(err)
+	}
+	dst := make([]byte, 0, 2048)
+	head, tail := []byte("PO"), []byte("RT 1\r\n")
+	if n := testing.AllocsPerRun(100, func() { _, _ = Resegment(dst, pkt, &p, 998, head, tail, &q) }); n != 0 {
+		t.Errorf("%v allocs, want 0", n)
+	}
+}
+
+// buildTCP is a short form of buildPacket for an ACK segment with timestamps.
+func buildTCP(t testing.TB, v6 bool, seq, ack uint32, payload string) []byte {
+	s := tcpSpec{src: "10.0.1.2", dst: "203.0.113.2", sport: 40000, dport: 21, seq: seq, ack: ack,
+		flags: FlagACK | FlagPSH, timestamps: true, payload: payload}
+	if v6 {
+		s.src, s.dst = "2001:db8:1::2", "2001:db8:2::2"
+	}
+	return buildPacket(t, s)
+}
