@@ -64,6 +64,8 @@ type DirState struct {
 	// taken out of the segments that carried them and are sent on together
 	// with the rest of the line.
 	Held []byte
+	// HeldSince is when the held line began to be held.
+	HeldSince time.Time
 	// Recent holds the latest rewrites (a ring; zero OrigLen = unused).
 	Recent     [RecentEdits]Edit
 	recentNext uint8

@@ -40,6 +40,11 @@ type Config struct {
 	// MaxLine is the longest line beginning held back while waiting for the
 	// rest of a possible announcement; longer ones pass unparsed.
 	MaxLine int
+	// HoldPatience: when the sender resends held bytes from their start
+	// (its retransmission timer fired: it will send nothing new until they
+	// are acknowledged) after they were held this long, the line is given
+	// up and passed unparsed so that the session goes on.
+	HoldPatience time.Duration
 	// IdleCheck: sessions idle this long are checked against the kernel's
 	// table and forgotten when the kernel no longer tracks them.
 	IdleCheck time.Duration
@@ -49,7 +54,7 @@ type Config struct {
 
 // DefaultConfig is the kernel helper's behaviour with ftpct's safer defaults.
 func DefaultConfig() Config {
-	return Config{Timeout: 5 * time.Minute, PerSession: 1, MaxExpect: 4096, MaxSessions: 65536, MaxLine: 4096, IdleCheck: time.Minute}
+	return Config{Timeout: 5 * time.Minute, PerSession: 1, MaxExpect: 4096, MaxSessions: 65536, MaxLine: 4096, HoldPatience: 150 * time.Millisecond, IdleCheck: time.Minute}
 }
 
 // Engine holds the state shared by all Workers.
@@ -86,6 +91,9 @@ func New(cfg Config, kernel Kernel, holes Holes) *Engine {
 	if cfg.MaxLine <= 0 {
 		cfg.MaxLine = d.MaxLine
 	}
+	if cfg.HoldPatience <= 0 {
+		cfg.HoldPatience = d.HoldPatience
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -110,7 +118,7 @@ func (e *Engine) Stats() Snapshot {
 		NotTCP: s.NotTCP.Load(), NoConntrack: s.NoConntrack.Load(),
 		Sessions: s.Sessions.Load(), SessionsOpen: uint64(e.sessions.Len()), SessionsFull: s.SessionsFull.Load(),
 		Lines: s.Lines.Load(), Commands: s.Commands.Load(), Malformed: s.Malformed.Load(),
-		PartialLines: s.PartialLines.Load(), HeldLines: s.HeldLines.Load(), LineOverflow: s.LineOverflow.Load(),
+		PartialLines: s.PartialLines.Load(), HeldLines: s.HeldLines.Load(), LineOverflow: s.LineOverflow.Load(), HoldAbandoned: s.HoldAbandoned.Load(),
 		Rewrites: s.Rewrites.Load(), Replays: s.Replays.Load(),
 		OutOfOrder:    s.OutOfOrder.Load(),
 		ExpectCreated: s.ExpectCreated.Load(), ExpectUsed: s.ExpectUsed.Load(), ExpectExpired: s.ExpectExpired.Load(),
@@ -270,7 +278,18 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 		if len(d.Held) > 0 {
 			hs := d.HoldStart()
 			action := joinHeld(d, p.Seq, p.Seq.Add(int32(len(payload))))
+			if action != joinPrepend && action != joinReplace && !p.Seq.After(hs) && now.Sub(d.HeldSince) >= e.cfg.HoldPatience {
+				// The sender resends from the held start: it waits for an
+				// acknowledgement that only delivering the bytes brings.
+				action = joinGiveUp
+			}
 			switch action {
+			case joinGiveUp:
+				e.stats.HoldAbandoned.Add(1)
+				if e.logLim.Allow(now) {
+					e.log.Warn("split line not completed before the sender retransmitted it; passed unparsed",
+						"session", sess.ID, "from", dir.String(), "held_for", now.Sub(d.HeldSince).String())
+				}
 			case joinDrop:
 				e.stats.Dropped.Add(1)
 				return VerdictDrop, nil
@@ -296,6 +315,9 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 			// one) carries them from hs on.
 			d.Next = hs
 			d.Held = d.Held[:0]
+			if action == joinGiveUp {
+				d.MidLine = true // pass the rest of this line unparsed
+			}
 		}
 		trimAt, drop := w.scan(sess, dir, &p, payload, now)
 		if drop {
@@ -368,6 +390,8 @@ const (
 	joinReplace
 	// joinPrepend: the segment continues the held bytes; send them in front of it.
 	joinPrepend
+	// joinGiveUp: stop holding; send the segment with the bytes unparsed.
+	joinGiveUp
 )
 
 // joinHeld decides what to do with a segment [s, e) while d holds bytes.
@@ -471,6 +495,9 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 			if !d.MidLine && !sess.TLS && p.Flags&(rewrite.FlagSYN|rewrite.FlagFIN|rewrite.FlagRST) == 0 &&
 				ftpparse.MayAnnounce(rest, dir == conntrack.DirReply) {
 				if len(rest) <= e.cfg.MaxLine {
+					if len(d.Held) == 0 || !d.HoldStart().Before(start.Add(int32(off))) {
+						d.HeldSince = now
+					}
 					d.Held = append(d.Held[:0], rest...)
 					e.stats.HeldLines.Add(1)
 					return off, false

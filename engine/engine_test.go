@@ -519,3 +519,27 @@ func TestSplitReply(t *testing.T) {
 		t.Errorf("holes = %v, want one", holes.open)
 	}
 }
+
+func TestSplitLineGivenUpWhenSenderRetransmits(t *testing.T) {
+	h := &fakeHoles{}
+	e := New(Config{}, &fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}, h)
+	clock := time.Unix(1_700_000_000, 0)
+	e.now = func() time.Time { return clock }
+	w := e.NewWorker()
+	c2s := func(seq uint32, payload string) seg {
+		return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
+	}
+	runSteps(t, w, []step{
+		{"held", c2s(100, "PORT 10,0,"), got{Verdict: "accept-modified", Seq: 100, Ack: 1}},
+		{"tail loss probe soon after: dropped", c2s(100, "PORT 10,0,"), got{Verdict: "drop"}},
+	})
+	clock = clock.Add(250 * time.Millisecond)
+	runSteps(t, w, []step{
+		{"retransmission after the patience: sent unparsed", c2s(100, "PORT 10,0,"), got{Verdict: "accept", Seq: 100, Ack: 1, Payload: "PORT 10,0,"}},
+		{"rest of that line passes", c2s(110, "1,2,156,64\r\n"), got{Verdict: "accept", Seq: 110, Ack: 1, Payload: "1,2,156,64\r\n"}},
+		{"next line parsed again", c2s(122, "PORT 10,0,1,2,156,65\r\n"), got{Verdict: "accept-modified", Seq: 122, Ack: 1, Payload: "PORT 203,0,113,1,156,65\r\n"}},
+	})
+	if st := e.Stats(); st.HoldAbandoned != 1 {
+		t.Errorf("hold_abandoned = %d, want 1", st.HoldAbandoned)
+	}
+}

@@ -17,6 +17,7 @@ type Stats struct {
 	PartialLines  atomic.Uint64 // lines split across segments that cannot be announcements (passed)
 	HeldLines     atomic.Uint64 // line beginnings held back until the rest of the line came
 	LineOverflow  atomic.Uint64 // held lines that grew past MaxLine (passed unparsed)
+	HoldAbandoned atomic.Uint64 // held lines given up when the sender retransmitted them (passed unparsed)
 	Rewrites      atomic.Uint64 // announcements rewritten
 	Replays       atomic.Uint64 // rewrites replayed on retransmissions
 	OutOfOrder    atomic.Uint64 // segments dropped because an earlier one was missing
@@ -45,6 +46,7 @@ type Snapshot struct {
 	PartialLines  uint64 `json:"partial_lines"`
 	HeldLines     uint64 `json:"held_lines"`
 	LineOverflow  uint64 `json:"line_overflow"`
+	HoldAbandoned uint64 `json:"hold_abandoned"`
 	Rewrites      uint64 `json:"rewrites"`
 	Replays       uint64 `json:"replays"`
 	OutOfOrder    uint64 `json:"out_of_order"`
