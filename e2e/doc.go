@@ -1,0 +1,10 @@
+// Package e2e holds ftpct's end-to-end tests (build tag e2e): real FTP servers
+// and clients from Debian in network namespaces built by lab/lab.sh, run
+// through ftpct, through the kernel's own FTP helper as the reference, and
+// with no helper as the negative control.
+//
+// They need root. Without it they skip, except under CI=true, where anything
+// that keeps them from running is a failure.
+//
+//	go test -tags e2e -count=1 -v ./e2e/
+package e2e
