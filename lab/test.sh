@@ -14,7 +14,7 @@ bash lab/deps.sh
 step() { printf '\n== %s\n' "$*"; }
 
 step "gofmt"
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+unformatted=$(gofmt -l .)
 if [[ -n $unformatted ]]; then
 	echo "gofmt wants to reformat:"; echo "$unformatted"; exit 1
 fi
@@ -28,7 +28,7 @@ step "unit tests"
 go test -count=1 ./...
 
 step "integration tests (root: netlink, nftables, NFQUEUE in namespaces)"
-go test -count=1 -tags integration ./rules/ ./nfq/
+go test -count=1 -tags integration ./...
 
 step "scripted FTP peers, on loopback"
 REQUIRE_VSFTPD=1 bash e2e/peers/selftest.sh
