@@ -278,12 +278,17 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 		if len(d.Held) > 0 {
 			hs := d.HoldStart()
 			action := joinHeld(d, p.Seq, p.Seq.Add(int32(len(payload))))
-			if action != joinPrepend && action != joinReplace && !p.Seq.After(hs) && now.Sub(d.HeldSince) >= e.cfg.HoldPatience {
+			if (action == joinDrop || action == joinTrim) && !p.Seq.After(hs) && now.Sub(d.HeldSince) >= e.cfg.HoldPatience {
 				// The sender resends from the held start: it waits for an
 				// acknowledgement that only delivering the bytes brings.
 				action = joinGiveUp
 			}
 			switch action {
+			case joinBefore:
+				if _, drop := w.scan(sess, dir, &p, payload, now); drop {
+					return VerdictDrop, nil
+				}
+				return w.send(sess, dir, pkt, &p, false, now)
 			case joinGiveUp:
 				e.stats.HoldAbandoned.Add(1)
 				if e.logLim.Allow(now) {
@@ -335,7 +340,7 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, payload []byte, trimAt int, now time.Time) (Verdict, []byte) {
 	e := w.e
 	var q rewrite.Packet
-	t, err := rewrite.Resegment(w.trim[:0], in, p, p.Seq, payload[:trimAt], nil, &q)
+	t, err := rewrite.Resegment(w.trim[:0], in, p, p.Seq, payload[:min(trimAt, len(payload))], nil, &q)
 	if err != nil {
 		e.stats.Errors.Add(1)
 		e.stats.Dropped.Add(1)
@@ -382,6 +387,9 @@ type joinAction uint8
 const (
 	// joinDrop: the segment only repeats held bytes, or follows a gap.
 	joinDrop joinAction = iota
+	// joinBefore: the segment resends only bytes from before the held
+	// ones: an ordinary retransmission; the held bytes stay held.
+	joinBefore
 	// joinTrim: the segment resends bytes from before the held ones and
 	// some held ones, nothing new: send the former, keep holding.
 	joinTrim
@@ -400,6 +408,8 @@ func joinHeld(d *conntrack.DirState, s, e rewrite.Seq) joinAction {
 	switch {
 	case s.After(d.Next):
 		return joinDrop // a gap: wait for the sender to fill it
+	case !e.After(hs):
+		return joinBefore
 	case !e.After(d.Next) && s.Before(hs):
 		return joinTrim
 	case !e.After(d.Next):
