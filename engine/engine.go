@@ -196,9 +196,12 @@ func (e *Engine) collect(now time.Time) {
 	var gone []conntrack.Expectation
 	for _, s := range e.sessions.Sessions(nil) {
 		s.Lock()
-		idle := now.Sub(s.LastSeen)
+		idle, limit := now.Sub(s.LastSeen), e.cfg.IdleCheck
+		if s.Closing {
+			limit /= 6 // a FIN or RST was seen: the kernel forgets it soon
+		}
 		s.Unlock()
-		if idle < e.cfg.IdleCheck {
+		if idle < limit {
 			continue
 		}
 		if _, err := e.kernel.Lookup(s.Binding.Orig); !errors.Is(err, conntrack.ErrNoEntry) {

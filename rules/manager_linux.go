@@ -315,14 +315,20 @@ func (m *Manager) objsFor(h Hole) (*tableObjs, error) {
 	return nil, fmt.Errorf("%w %v: IPv6 is disabled", ErrInvalidHole, h)
 }
 
+// target checks h and finds the table family it belongs to.
+func (m *Manager) target(h Hole) (Hole, *tableObjs, error) {
+	h, err := h.normalize()
+	if err != nil {
+		return h, nil, err
+	}
+	o, err := m.objsFor(h)
+	return h, o, err
+}
+
 // Open adds the one-shot hole (and its DNAT mapping when h.To is valid) in
 // one atomic batch. The kernel drops both after h.Timeout on its own.
 func (m *Manager) Open(h Hole) error {
-	h, err := h.normalize()
-	if err != nil {
-		return err
-	}
-	o, err := m.objsFor(h)
+	h, o, err := m.target(h)
 	if err != nil {
 		return err
 	}
@@ -350,11 +356,7 @@ func (m *Manager) Open(h Hole) error {
 // element already used or expired is not an error: each delete is its own
 // batch and ENOENT is ignored.
 func (m *Manager) Close(h Hole) error {
-	h, err := h.normalize()
-	if err != nil {
-		return err
-	}
-	o, err := m.objsFor(h)
+	h, o, err := m.target(h)
 	if err != nil {
 		return err
 	}
