@@ -121,3 +121,237 @@ func Script(cfg Config) string {
 	}
 	return b.String()
 }
+
+// A Deployment is one place the kernel's FTP helper serves and ftpct
+// replaces it, with the operator's own firewall rules around it (README.md,
+// "Deployments"). ftpct itself runs the same way in all of them.
+type Deployment struct {
+	Name  string
+	Title string
+	// Where says on which host ftpct (or the kernel helper) runs.
+	Where string
+	// rules writes the operator's rules for one family: iptables lines
+	// (without the binary name) and an nft ruleset.
+	rules func(cfg Config, f family) (ipt []string, nft string)
+	// helperChain is the raw chain of the kernel helper line ftpct replaces.
+	helperChain string
+	// ipv4Only: NAT deployments are documented for IPv4.
+	ipv4Only bool
+}
+
+// Deployments are the documented deployments, in README order.
+var Deployments = []Deployment{
+	{Name: "gateway", Title: "masquerading gateway (LAN clients, any servers)", Where: "the gateway",
+		helperChain: "PREROUTING", ipv4Only: true, rules: gatewayRules},
+	{Name: "serverhost", Title: "the FTP server host protects itself (INPUT policy DROP)", Where: "the server host",
+		helperChain: "PREROUTING", rules: hostRules(true)},
+	{Name: "clienthost", Title: "the client host protects itself (INPUT policy DROP)", Where: "the client host",
+		helperChain: "OUTPUT", rules: hostRules(false)},
+	{Name: "routed", Title: "routed firewall without NAT (FORWARD policy DROP)", Where: "the firewall",
+		helperChain: "PREROUTING", rules: routedRules},
+	{Name: "dnat", Title: "server behind a port-forwarding gateway (DNAT PUBLIC:port to SERVER)", Where: "the gateway",
+		helperChain: "PREROUTING", ipv4Only: true, rules: dnatRules},
+	{Name: "doublenat", Title: "both ends translated: masqueraded LAN clients reach a DNAT'd server", Where: "the gateway",
+		helperChain: "PREROUTING", ipv4Only: true, rules: doubleNATRules},
+}
+
+// deploymentAliases are other names operators (and lab.sh topologies) use.
+var deploymentAliases = map[string]string{
+	"masq": "gateway", "masquerade": "gateway", "routed6": "routed", "serverhost6": "serverhost",
+}
+
+// DeploymentNames lists the accepted names.
+func DeploymentNames() []string {
+	names := make([]string, len(Deployments))
+	for i, d := range Deployments {
+		names[i] = d.Name
+	}
+	return names
+}
+
+// LookupDeployment finds a deployment by name or alias.
+func LookupDeployment(name string) (Deployment, error) {
+	if a, ok := deploymentAliases[name]; ok {
+		name = a
+	}
+	for _, d := range Deployments {
+		if d.Name == name {
+			return d, nil
+		}
+	}
+	return Deployment{}, fmt.Errorf("%w: unknown deployment %q (want one of %s)", ErrInvalidConfig, name, strings.Join(DeploymentNames(), ", "))
+}
+
+func (c *Config) portSet() string {
+	p := make([]string, len(c.Ports))
+	for i, v := range c.Ports {
+		p[i] = strconv.Itoa(int(v))
+	}
+	if len(p) == 1 {
+		return p[0]
+	}
+	return "{ " + strings.Join(p, ", ") + " }"
+}
+
+func (c *Config) markAccept() string {
+	return fmt.Sprintf("ct mark & 0x%08x == 0x%08x accept", c.Mark, c.Mark)
+}
+
+func perPort(cfg Config, format string) []string {
+	var out []string
+	for _, p := range cfg.Ports {
+		out = append(out, fmt.Sprintf(format, p))
+	}
+	return out
+}
+
+func gatewayRules(cfg Config, f family) ([]string, string) {
+	ipt := []string{"-P FORWARD DROP", "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"}
+	ipt = append(ipt, perPort(cfg, "-A FORWARD -i LAN -p tcp --dport %d -m conntrack --ctstate NEW -j ACCEPT")...)
+	ipt = append(ipt, "-t nat -A POSTROUTING -o WAN -j MASQUERADE")
+	nft := fmt.Sprintf(`table ip filter {
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		%s
+		iifname "LAN" tcp dport %s ct state new accept
+	}
+}
+table ip nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "WAN" masquerade
+	}
+}`, cfg.markAccept(), cfg.portSet())
+	return ipt, nft
+}
+
+func hostRules(server bool) func(Config, family) ([]string, string) {
+	return func(cfg Config, f family) ([]string, string) {
+		ipt := []string{"-P INPUT DROP", "-A INPUT -i lo -j ACCEPT", "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"}
+		icmp := ""
+		if f.nft == "ip6" {
+			ipt = append(ipt, "-A INPUT -p ipv6-icmp -j ACCEPT")
+			icmp = "\n\t\tmeta l4proto ipv6-icmp accept"
+		}
+		ctl := ""
+		if server {
+			ipt = append(ipt, perPort(cfg, "-A INPUT -p tcp --dport %d -j ACCEPT")...)
+			ctl = fmt.Sprintf("\n\t\ttcp dport %s accept", cfg.portSet())
+		}
+		nft := fmt.Sprintf(`table %s filter {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iif lo accept
+		ct state established,related accept
+		%s%s%s
+	}
+}`, f.nft, cfg.markAccept(), icmp, ctl)
+		return ipt, nft
+	}
+}
+
+func routedRules(cfg Config, f family) ([]string, string) {
+	ipt := []string{"-P FORWARD DROP", "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"}
+	ipt = append(ipt, perPort(cfg, "-A FORWARD -i LAN -p tcp --dport %d -m conntrack --ctstate NEW -j ACCEPT")...)
+	nft := fmt.Sprintf(`table %s filter {
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		%s
+		iifname "LAN" tcp dport %s ct state new accept
+	}
+}`, f.nft, cfg.markAccept(), cfg.portSet())
+	return ipt, nft
+}
+
+func dnatRules(cfg Config, f family) ([]string, string) {
+	ipt := perPort(cfg, "-t nat -A PREROUTING -i WAN -d PUBLIC -p tcp --dport %d -j DNAT --to-destination SERVER")
+	ipt = append(ipt, "-P FORWARD DROP", "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")
+	ipt = append(ipt, perPort(cfg, "-A FORWARD -i WAN -d SERVER -p tcp --dport %d -m conntrack --ctstate NEW -j ACCEPT")...)
+	ipt = append(ipt, "-t nat -A POSTROUTING -o WAN -j MASQUERADE")
+	nft := fmt.Sprintf(`table ip filter {
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		%s
+		iifname "WAN" ip daddr SERVER tcp dport %s ct state new accept
+	}
+}
+table ip nat {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "WAN" ip daddr PUBLIC tcp dport %s dnat to SERVER
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "WAN" masquerade
+	}
+}`, cfg.markAccept(), cfg.portSet(), cfg.portSet())
+	return ipt, nft
+}
+
+func doubleNATRules(cfg Config, f family) ([]string, string) {
+	ipt := perPort(cfg, "-t nat -A PREROUTING -i LAN -d PUBLIC -p tcp --dport %d -j DNAT --to-destination SERVER")
+	ipt = append(ipt, "-P FORWARD DROP", "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")
+	ipt = append(ipt, perPort(cfg, "-A FORWARD -i LAN -d SERVER -p tcp --dport %d -m conntrack --ctstate NEW -j ACCEPT")...)
+	ipt = append(ipt, "-t nat -A POSTROUTING -o DMZ -s LANNET -j SNAT --to-source SNATADDR")
+	nft := fmt.Sprintf(`table ip filter {
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		%s
+		iifname "LAN" ip daddr SERVER tcp dport %s ct state new accept
+	}
+}
+table ip nat {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		iifname "LAN" ip daddr PUBLIC tcp dport %s dnat to SERVER
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		oifname "DMZ" ip saddr LANNET snat to SNATADDR
+	}
+}`, cfg.markAccept(), cfg.portSet(), cfg.portSet())
+	return ipt, nft
+}
+
+// DeploymentScript is Script preceded, as comments, by the operator's own
+// rules for deployment d (iptables and nftables variants, with placeholders
+// in capitals: LAN, WAN, DMZ interfaces; PUBLIC, SERVER, LANNET, SNATADDR
+// addresses) and the kernel helper line ftpct replaces. The text stays valid
+// `nft -f` input.
+func DeploymentScript(cfg Config, d Deployment) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Deployment %q: %s.\n# ftpct runs on %s: `ftpct run", d.Name, d.Title, d.Where)
+	if len(cfg.Ports) != 1 || cfg.Ports[0] != 21 {
+		ports := make([]string, len(cfg.Ports))
+		for i, p := range cfg.Ports {
+			ports[i] = strconv.Itoa(int(p))
+		}
+		fmt.Fprintf(&b, " --ports %s", strings.Join(ports, ","))
+	}
+	fmt.Fprintf(&b, "`, nothing else.\n#\n")
+	for _, f := range cfg.families() {
+		if d.ipv4Only && f.nft != "ip" {
+			continue
+		}
+		ipt, nft := d.rules(cfg, f)
+		fmt.Fprintf(&b, "# The operator's rules, %s variant:\n", f.iptables)
+		for _, r := range ipt {
+			fmt.Fprintf(&b, "#   %s %s\n", f.iptables, r)
+		}
+		fmt.Fprintf(&b, "# The kernel helper line ftpct replaces (drop it):\n")
+		for _, p := range cfg.Ports {
+			fmt.Fprintf(&b, "#   %s -t raw -A %s -p tcp --dport %d -j CT --helper ftp\n", f.iptables, d.helperChain, p)
+		}
+		fmt.Fprintf(&b, "# nftables variant (ftpct's iptables accept rule does not reach a native nft\n# filter chain, hence the ct mark line):\n")
+		for _, line := range strings.Split(nft, "\n") {
+			fmt.Fprintf(&b, "#   %s\n", line)
+		}
+		fmt.Fprintf(&b, "#\n")
+	}
+	b.WriteString(Script(cfg))
+	return b.String()
+}

@@ -138,6 +138,7 @@ func writeJSON(w io.Writer, v any) error {
 
 func cmdRules(args []string, stdout, stderr io.Writer) error {
 	fs, o, finish := daemonFlags("rules", stderr)
+	deployment := fs.String("deployment", "", "also print the operator's rules for a deployment: "+strings.Join(rules.DeploymentNames(), ", "))
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -147,6 +148,14 @@ func cmdRules(args []string, stdout, stderr io.Writer) error {
 	if err := finish(); err != nil {
 		return err
 	}
-	_, err := io.WriteString(stdout, rules.Script(o.rules))
+	script := rules.Script(o.rules)
+	if *deployment != "" {
+		d, err := rules.LookupDeployment(*deployment)
+		if err != nil {
+			return fmt.Errorf("%w: --deployment: %v", errUsage, err)
+		}
+		script = rules.DeploymentScript(o.rules, d)
+	}
+	_, err := io.WriteString(stdout, script)
 	return err
 }

@@ -1,0 +1,340 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// deployment is one README "Deployments" scenario as a lab topology.
+type deployment struct {
+	name   string
+	topo   string   // lab.sh --topo
+	target string   // address the client dials
+	ports  []string // control ports (lab.sh --ports and ftpct --ports)
+	ipv6   bool
+	// blocked says whether a mode fails without a helper (the negative
+	// control): passive modes, active modes.
+	blockPassive, blockActive bool
+	nat                       bool // announcements must be rewritten
+}
+
+var deployments = []deployment{
+	{name: "serverhost", topo: "serverhost", target: "203.0.113.2", ports: []string{"21"}, blockPassive: true},
+	{name: "clienthost", topo: "clienthost", target: "203.0.113.2", ports: []string{"21"}, blockActive: true},
+	{name: "routed", topo: "routed", target: "203.0.113.2", ports: []string{"21"}, blockPassive: true, blockActive: true},
+	{name: "dnat", topo: "dnat", target: "198.51.100.1", ports: []string{"21"}, blockPassive: true, blockActive: true, nat: true},
+	{name: "routed6", topo: "routed6", target: "2001:db8:2::2", ports: []string{"21"}, ipv6: true, blockPassive: true, blockActive: true},
+	{name: "serverhost6", topo: "serverhost6", target: "2001:db8:2::2", ports: []string{"21"}, ipv6: true, blockPassive: true},
+	{name: "ports-2121", topo: "routed", target: "203.0.113.2", ports: []string{"2121"}, blockPassive: true, blockActive: true},
+	{name: "ports-21-2121", topo: "routed", target: "203.0.113.2", ports: []string{"21", "2121"}, blockPassive: true, blockActive: true},
+	{name: "doublenat", topo: "doublenat", target: "203.0.113.1", ports: []string{"21"}, blockPassive: true, blockActive: true, nat: true},
+}
+
+var servers = []string{"vsftpd", "pureftpd"}
+
+// dclient is a real FTP client in one mode, against any address and port.
+type dclient struct {
+	name   string
+	active bool
+	ipv4   bool // only meaningful over IPv4 (PASV, PORT)
+	fetch  func(l *lab, host string, port, file, out string, timeout time.Duration) (string, error)
+}
+
+func hostPort(host, port string) string { return net.JoinHostPort(host, port) }
+
+func dcurl(name string, active, ipv4 bool, flags ...string) dclient {
+	return dclient{name: name, active: active, ipv4: ipv4, fetch: func(l *lab, host, port, file, out string, timeout time.Duration) (string, error) {
+		secs := fmt.Sprint(int(timeout.Seconds()))
+		base := append([]string{"curl", "-sS", "-g", "--max-time", secs, "--connect-timeout", secs}, flags...)
+		url := "ftp://" + hostPort(host, port) + "/"
+		if o, err := l.exec("c", timeout+5*time.Second, append(base, "-o", out, url+file)...); err != nil {
+			return "", fmt.Errorf("curl get: %v: %s", err, o)
+		}
+		list, err := l.exec("c", timeout+5*time.Second, append(base, url)...)
+		if err != nil {
+			return "", fmt.Errorf("curl list: %v: %s", err, list)
+		}
+		return list, nil
+	}}
+}
+
+func dlftp(name string, passive bool) dclient {
+	mode := "off"
+	if passive {
+		mode = "on"
+	}
+	return dclient{name: name, active: !passive, fetch: func(l *lab, host, port, file, out string, timeout time.Duration) (string, error) {
+		script := fmt.Sprintf("set ftp:passive-mode %s; set ftp:prefer-epsv no; set ftp:fix-pasv-address no; set net:timeout %d; set net:max-retries 1; "+
+			"set net:reconnect-interval-base 1; set xfer:clobber on; open ftp://%s; get %s -o %s; cls -1",
+			mode, int(timeout.Seconds()), hostPort(host, port), file, out)
+		o, err := l.exec("c", 2*timeout+5*time.Second, "lftp", "-c", script)
+		if err != nil {
+			return "", fmt.Errorf("lftp: %v: %s", err, o)
+		}
+		return o, nil
+	}}
+}
+
+const dftplibScript = `
+import ftplib, sys
+server, port, file, out, passive, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "pasv", float(sys.argv[6])
+f = ftplib.FTP(timeout=timeout)
+f.connect(server, port)
+f.login()
+f.set_pasv(passive)
+with open(out, "wb") as w:
+    f.retrbinary("RETR " + file, w.write)
+names = f.nlst()
+f.quit()
+print("\n".join(names))
+`
+
+func dftplib(name string, passive bool) dclient {
+	mode := "port"
+	if passive {
+		mode = "pasv"
+	}
+	return dclient{name: name, active: !passive, fetch: func(l *lab, host, port, file, out string, timeout time.Duration) (string, error) {
+		script := filepath.Join(l.dir, "ftplib_dclient.py")
+		if err := os.WriteFile(script, []byte(dftplibScript), 0o644); err != nil {
+			return "", err
+		}
+		o, err := l.exec("c", 2*timeout+5*time.Second, "python3", script, host, port, file, out, mode, fmt.Sprint(timeout.Seconds()))
+		if err != nil {
+			return "", fmt.Errorf("ftplib: %v: %s", err, o)
+		}
+		return o, nil
+	}}
+}
+
+// dclients: curl in four modes, lftp and ftplib passive and active. Over
+// IPv6, lftp and ftplib use EPSV/EPRT by themselves; curl's PASV and PORT
+// modes do not exist there.
+var dclients = []dclient{
+	dcurl("curl-PASV", false, true, "--disable-epsv"),
+	dcurl("curl-EPSV", false, false),
+	dcurl("curl-PORT", true, true, "-P", "-", "--disable-eprt"),
+	dcurl("curl-EPRT", true, false, "-P", "-"),
+	dlftp("lftp-passive", true),
+	dlftp("lftp-active", false),
+	dftplib("ftplib-passive", true),
+	dftplib("ftplib-active", false),
+}
+
+// newTopoLab builds a lab.sh topology and tears it down when the test ends.
+func newTopoLab(t *testing.T, helper, topo, server string, ports []string) (*lab, string) {
+	t.Helper()
+	name := fmt.Sprintf("d%d%d", os.Getpid()%1000, labSeq.Add(1))
+	if len(name) > 8 {
+		name = name[len(name)-8:]
+	}
+	l := &lab{t: t, name: name}
+	t.Cleanup(func() {
+		if out, err := exec.Command("bash", labScript, "down", name).CombinedOutput(); err != nil {
+			t.Errorf("lab down %s: %v\n%s", name, err, out)
+		}
+	})
+	args := []string{labScript, "up", name, helper, "--topo", topo, "--server", server, "--ports", strings.Join(ports, ",")}
+	if out, err := exec.Command("bash", args...).CombinedOutput(); err != nil {
+		t.Fatalf("lab %s: %v\n%s", strings.Join(args[1:], " "), err, out)
+	}
+	dir, err := exec.Command("bash", labScript, "dir", name).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.dir = strings.TrimSpace(string(dir))
+	host, err := os.ReadFile(filepath.Join(l.dir, "host"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, strings.TrimSpace(string(host))
+}
+
+// startFtpctOn runs `ftpct run` on a lab host and waits for it to answer;
+// it returns a function giving `ftpct stats --json`.
+func startFtpctOn(l *lab, host string, args ...string) func() map[string]uint64 {
+	l.t.Helper()
+	socket := filepath.Join(l.dir, "ftpct.sock")
+	var log bytes.Buffer
+	var mu sync.Mutex
+	argv := append([]string{"netns", "exec", l.ns(host), ftpctBin, "run", "--socket", socket}, args...)
+	cmd := exec.Command("ip", argv...)
+	w := &lockedWriter{mu: &mu, w: &log}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(l.dir, "pids", "ftpct"), []byte(fmt.Sprint(cmd.Process.Pid)), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	logText := func() string { mu.Lock(); defer mu.Unlock(); return log.String() }
+	l.t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case err := <-done:
+			if err != nil {
+				l.t.Errorf("ftpct exit: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			l.t.Errorf("ftpct did not stop within 10s")
+		}
+		if l.t.Failed() {
+			l.t.Logf("ftpct log:\n%s", logText())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := l.exec(host, 5*time.Second, ftpctBin, "stats", "--socket", socket); err == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			done <- err
+			l.t.Fatalf("ftpct exited during start: %v\n%s", err, logText())
+		default:
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("ftpct did not answer within 10s\n%s", logText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return func() map[string]uint64 {
+		out := l.mustExec(host, ftpctBin, "stats", "--json", "--socket", socket)
+		var m map[string]uint64
+		if err := json.Unmarshal([]byte(out), &m); err != nil {
+			l.t.Fatalf("stats --json: %v\n%s", err, out)
+		}
+		return m
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+// dtransfer runs c against host:port and checks the download byte for byte.
+func dtransfer(l *lab, c dclient, host, port string, timeout time.Duration) error {
+	out := filepath.Join(l.dir, "out-"+c.name+"-"+port)
+	os.Remove(out)
+	list, err := c.fetch(l, host, port, "big.bin", out, timeout)
+	if err != nil {
+		return err
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		return fmt.Errorf("no download: %v", err)
+	}
+	if sumOf(got) != l.fileSHA("big.bin") {
+		return fmt.Errorf("download differs: %d bytes, sha256 %s", len(got), sumOf(got))
+	}
+	if !strings.Contains(list, "hello.txt") {
+		return fmt.Errorf("listing lacks hello.txt: %q", list)
+	}
+	return nil
+}
+
+// TestDeployments runs every README deployment with real servers and
+// clients through ftpct, through the kernel helper as the reference, and
+// with no helper as the negative control. ftpct runs with no
+// deployment-specific flag (only --ports where the control port is not 21).
+func TestDeployments(t *testing.T) {
+	for _, dep := range deployments {
+		t.Run(dep.name, func(t *testing.T) {
+			t.Parallel() // separate namespaces; -parallel bounds how many run at once
+			for _, server := range servers {
+				t.Run(server, func(t *testing.T) {
+					for _, helper := range []string{"ftpct", "kernel", "none"} {
+						t.Run(helper, func(t *testing.T) {
+							runDeployment(t, dep, server, helper)
+						})
+					}
+				})
+			}
+		})
+	}
+}
+
+func runDeployment(t *testing.T, dep deployment, server, helper string) {
+	labHelper := helper
+	if helper == "ftpct" {
+		labHelper = "none"
+	}
+	l, host := newTopoLab(t, labHelper, dep.topo, server, dep.ports)
+	var stats func() map[string]uint64
+	if helper == "ftpct" {
+		var args []string
+		if len(dep.ports) != 1 || dep.ports[0] != "21" {
+			args = append(args, "--ports", strings.Join(dep.ports, ","))
+		}
+		stats = startFtpctOn(l, host, args...)
+	}
+	var used int
+	t.Run("transfers", func(t *testing.T) {
+		for _, port := range dep.ports {
+			for _, c := range dclients {
+				if dep.ipv6 && c.ipv4 {
+					continue
+				}
+				blocked := c.active && dep.blockActive || !c.active && dep.blockPassive
+				if blocked {
+					used += 2
+				}
+				t.Run(c.name+"-"+port, func(t *testing.T) {
+					works := helper != "none" || !blocked
+					timeout := 20 * time.Second
+					if !works {
+						timeout = 4 * time.Second
+						t.Parallel()
+					}
+					err := dtransfer(l, c, dep.target, port, timeout)
+					switch {
+					case works && err != nil:
+						t.Errorf("%s with %s on %s: transfer failed: %v", dep.name, helper, server, err)
+					case !works && err == nil:
+						t.Errorf("transfer succeeded without any helper: the negative control is broken")
+					}
+				})
+			}
+		}
+	})
+	if stats == nil || t.Failed() {
+		return
+	}
+	st := stats()
+	if st["expect_used"] < uint64(used) {
+		t.Errorf("expect_used = %d, want at least %d", st["expect_used"], used)
+	}
+	if dep.nat && st["rewrites"] == 0 {
+		t.Errorf("rewrites = 0 under NAT")
+	}
+	for _, k := range []string{"errors", "malformed", "expect_refused"} {
+		if st[k] != 0 {
+			t.Errorf("%s = %d, want 0", k, st[k])
+		}
+	}
+	if out := l.mustExec(host, "conntrack", "-S"); !onlyZeroInvalid(out) {
+		t.Errorf("conntrack counted invalid packets on %s:\n%s", host, out)
+	}
+}
