@@ -299,15 +299,23 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 						"session", sess.ID, "from", dir.String(), "held_for", now.Sub(d.HeldSince).String())
 				}
 			case joinDrop:
-				e.stats.Dropped.Add(1)
-				return VerdictDrop, nil
+				if p.Seq.After(d.Next) {
+					// A gap: the sender must fill it first.
+					e.stats.OutOfOrder.Add(1)
+					e.stats.Dropped.Add(1)
+					return VerdictDrop, nil
+				}
+				// Only bytes already held: send the segment on without
+				// them, as an empty segment at the held start (nothing is
+				// lost, nothing new is delivered).
+				return w.finish(sess, dir, pkt, &p, hs, nil, now)
 			case joinTrim:
 				// Resent bytes from before the held ones: send those
 				// (replaying rewrites), keep holding the rest.
 				if _, drop := w.scan(sess, dir, &p, payload, now); drop {
 					return VerdictDrop, nil
 				}
-				return w.finish(sess, dir, pkt, &p, payload, int(hs.Diff(p.Seq)), now)
+				return w.finish(sess, dir, pkt, &p, p.Seq, payload[:min(int(hs.Diff(p.Seq)), len(payload))], now)
 			case joinPrepend:
 				var q rewrite.Packet
 				j, err := rewrite.Resegment(w.join[:0], pkt, &p, hs, d.Held[:p.Seq.Diff(hs)], payload, &q)
@@ -332,18 +340,18 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 			return VerdictDrop, nil
 		}
 		if trimAt >= 0 {
-			return w.finish(sess, dir, in, &p, payload, trimAt, now)
+			return w.finish(sess, dir, in, &p, p.Seq, payload[:trimAt], now)
 		}
 	}
 	return w.send(sess, dir, in, &p, forced, now)
 }
 
-// finish sends the segment in without its payload from trimAt on (bytes the
-// session holds back).
-func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, payload []byte, trimAt int, now time.Time) (Verdict, []byte) {
+// finish sends the segment in with sequence number seq and payload head
+// instead of its own (the rest are bytes the session holds back).
+func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, seq rewrite.Seq, head []byte, now time.Time) (Verdict, []byte) {
 	e := w.e
 	var q rewrite.Packet
-	t, err := rewrite.Resegment(w.trim[:0], in, p, p.Seq, payload[:min(trimAt, len(payload))], nil, &q)
+	t, err := rewrite.Resegment(w.trim[:0], in, p, seq, head, nil, &q)
 	if err != nil {
 		e.stats.Errors.Add(1)
 		e.stats.Dropped.Add(1)

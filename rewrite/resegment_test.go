@@ -82,3 +82,47 @@ func buildTCP(t testing.TB, v6 bool, seq, ack uint32, payload string) []byte {
 	}
 	return buildPacket(t, s)
 }
+
+// A rewrite that grows an IPv4 packet clears DF (the path may fragment what
+// the sender did not make too big); one that does not grow it keeps DF.
+func TestRewriteGrowthClearsDF(t *testing.T) {
+	tests := []struct {
+		name   string
+		repl   string
+		wantDF bool
+	}{
+		{name: "grows", repl: "203,0,113,1", wantDF: false},
+		{name: "same length", repl: "10,0,1,3", wantDF: true},
+		{name: "shrinks", repl: "1,0,1,2", wantDF: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pkt := buildPacket(t, tcpSpec{src: "10.0.1.2", dst: "203.0.113.2", sport: 40000, dport: 21, seq: 1000, ack: 1,
+				flags: FlagACK | FlagPSH, ipv4DontFragment: true, payload: "PORT 10,0,1,2,4,1\r\n"})
+			if pkt[6]&ipv4FlagDF == 0 {
+				t.Fatal("test packet lacks DF")
+			}
+			var p, q Packet
+			if err := Decode(pkt, &p); err != nil {
+				t.Fatal(err)
+			}
+			var adj SeqAdj
+			out, _, err := Rewrite(nil, pkt, &p, []Edit{{Off: 5, End: 13, Repl: []byte(tt.repl)}}, &adj, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Decode(out, &q); err != nil {
+				t.Fatal(err)
+			}
+			if got := out[6]&ipv4FlagDF != 0; got != tt.wantDF {
+				t.Errorf("DF = %v, want %v", got, tt.wantDF)
+			}
+			if IPv4HeaderChecksum(out[:q.TCPOff]) != uint16(out[10])<<8|uint16(out[11]) {
+				t.Error("IPv4 header checksum invalid")
+			}
+			if !ValidTCPChecksum(out, &q) {
+				t.Error("TCP checksum invalid")
+			}
+		})
+	}
+}

@@ -16,6 +16,10 @@ type Edit struct {
 // maxIPLen is the largest value of the IPv4 total length and IPv6 payload length fields.
 const maxIPLen = 0xffff
 
+// ipv4FlagDF is the Don't Fragment bit in the high byte of the IPv4 flags
+// and fragment offset field (RFC 791).
+const ipv4FlagDF = 0x40
+
 // Rewrite builds the rewritten packet for pkt (decoded into p) into dst and returns it
 // (append-style: the result is dst[:0] extended; no allocation when cap(dst) is enough).
 // dst must not overlap pkt. this is the SeqAdj of pkt's own direction (its sender's stream),
@@ -109,6 +113,13 @@ func Rewrite(dst, pkt []byte, p *Packet, edits []Edit, this, other *SeqAdj) (out
 		binary.BigEndian.PutUint16(out[4:], uint16(newLen-ipv6Header))
 	} else {
 		binary.BigEndian.PutUint16(out[2:], uint16(newLen))
+		if growth > 0 {
+			// The sender sized the segment for its path MTU; the growth is
+			// ours, and an ICMP "fragmentation needed" would name the MTU
+			// the sender already uses: it would retransmit the same size
+			// for ever. Let the path fragment the grown packet instead.
+			out[6] &^= ipv4FlagDF
+		}
 		binary.BigEndian.PutUint16(out[10:], 0)
 		binary.BigEndian.PutUint16(out[10:], IPv4HeaderChecksum(out[:p.TCPOff]))
 	}
