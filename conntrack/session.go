@@ -1,9 +1,11 @@
 package conntrack
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/ftpct/ftpct/ftpparse"
 	"github.com/ftpct/ftpct/rewrite"
 )
 
@@ -28,26 +30,35 @@ func (d Dir) String() string {
 	return "server"
 }
 
-// MaxEditLen is the longest argument text a rewrite can store for replay.
-// The longest announcement argument is an EPRT with a full IPv6 address:
-// "|2|" + 39 + "|65535|" = 49 bytes.
-const MaxEditLen = 56
-
-// RecentEdits is how many rewrites per direction are remembered so that a
-// retransmission of a rewritten segment is rewritten identically.
-const RecentEdits = 8
+// MaxInFlight is how many rewrites of one direction may await the peer's
+// acknowledgement. A retransmission of a segment may carry any of them and
+// must be rewritten exactly as the first time, so they are all kept; past
+// this many, further announcements are left unrewritten (and open no hole)
+// until acknowledgements free room. A client pipelines a few commands at
+// most; only a burst of announcements reaches the limit.
+const MaxInFlight = rewrite.MaxRecords
 
 // Edit is one rewrite already applied to a direction's stream: the original
-// bytes [Pos, Pos+OrigLen) were replaced by Repl[:ReplLen].
+// bytes [Pos, Pos+OrigLen) were replaced by the announcement of Kind with
+// delimiter Delim, the receiver's view of the sender's address and Port. The
+// text is made again on replay (AppendRepl), so an Edit is small and
+// pointer-free.
 type Edit struct {
 	Pos     rewrite.Seq
 	OrigLen uint16
-	ReplLen uint8
-	Repl    [MaxEditLen]byte
+	Port    uint16
+	Kind    ftpparse.Kind
+	Delim   byte
 }
 
-// Replacement returns the replacement text.
-func (e *Edit) Replacement() []byte { return e.Repl[:e.ReplLen] }
+// End returns the original sequence number following the replaced bytes.
+func (e *Edit) End() rewrite.Seq { return e.Pos.Add(int32(e.OrigLen)) }
+
+// AppendRepl appends the replacement text to dst; addr is the address the
+// receiver sees the sender as (Session.SeenAs).
+func (e *Edit) AppendRepl(dst []byte, addr netip.Addr) []byte {
+	return ftpparse.AppendArg(dst, ftpparse.Match{Kind: e.Kind, Delim: e.Delim}, addr, e.Port)
+}
 
 // DirState is the stream state of one direction of a control connection.
 type DirState struct {
@@ -66,26 +77,84 @@ type DirState struct {
 	Held []byte
 	// HeldSince is when the held line began to be held.
 	HeldSince time.Time
-	// Recent holds the latest rewrites (a ring; zero OrigLen = unused).
-	Recent     [RecentEdits]Edit
-	recentNext uint8
+	// Acked is the highest original sequence number of this direction the
+	// peer has acknowledged (valid once AckSeen).
+	Acked   rewrite.Seq
+	AckSeen bool
+
+	// edits are the rewrites not yet acknowledged, in stream order.
+	edits  [MaxInFlight]Edit
+	nEdits uint8
 }
 
 // HoldStart returns the sequence number of the first held byte.
 func (d *DirState) HoldStart() rewrite.Seq { return d.Next.Add(-int32(len(d.Held))) }
 
-// Remember stores a rewrite for replay on retransmission.
-func (d *DirState) Remember(pos rewrite.Seq, origLen int, repl []byte) {
-	for i := range d.Recent {
-		if d.Recent[i].OrigLen != 0 && d.Recent[i].Pos == pos {
-			return
+// Edits returns the kept rewrites, oldest first. The slice aliases d.
+func (d *DirState) Edits() []Edit { return d.edits[:d.nEdits] }
+
+// EditsFull reports whether MaxInFlight rewrites await acknowledgement, so
+// that no further one can be kept.
+func (d *DirState) EditsFull() bool { return d.nEdits == MaxInFlight }
+
+// Remember keeps a rewrite for replay on retransmission. Rewrites come in
+// stream order; remembering a kept position again changes nothing. It
+// returns false, keeping nothing, when d is full or e lies before the
+// newest kept rewrite without being kept.
+func (d *DirState) Remember(e Edit) bool {
+	if n := d.nEdits; n > 0 {
+		last := &d.edits[n-1]
+		if !last.Pos.Before(e.Pos) {
+			for i := range d.edits[:n] {
+				if d.edits[i].Pos == e.Pos {
+					return true
+				}
+			}
+			return false
 		}
 	}
-	e := &d.Recent[d.recentNext%RecentEdits]
-	d.recentNext++
-	e.Pos = pos
-	e.OrigLen = uint16(origLen)
-	e.ReplLen = uint8(copy(e.Repl[:], repl))
+	if d.EditsFull() {
+		return false
+	}
+	d.edits[d.nEdits] = e
+	d.nEdits++
+	return true
+}
+
+// Acknowledge notes that the peer acknowledged this direction's stream up to
+// original sequence number ack (the wire ack mapped back with Adj.UnmapAck)
+// and forgets what no retransmission can need any more: rewrites that end at
+// or before the acknowledged point, and, folded into Adj's base, the length
+// changes before it. A rewrite the acknowledgement cuts stays with
+// everything after its start. It returns how many rewrites it forgot.
+func (d *DirState) Acknowledge(ack rewrite.Seq) int {
+	if !d.Started {
+		return 0
+	}
+	if ack.After(d.Next) {
+		ack = d.Next // acknowledges bytes never sent: believe what was sent
+	}
+	if d.AckSeen && !ack.After(d.Acked) {
+		return 0
+	}
+	d.Acked, d.AckSeen = ack, true
+	floor, k := ack, 0
+	for ; k < int(d.nEdits); k++ {
+		e := &d.edits[k]
+		if e.End().After(ack) {
+			if e.Pos.Before(floor) {
+				floor = e.Pos
+			}
+			break
+		}
+	}
+	d.Adj.Fold(floor)
+	if k > 0 {
+		copy(d.edits[:], d.edits[k:d.nEdits])
+		d.nEdits -= uint8(k)
+		clear(d.edits[d.nEdits:])
+	}
+	return k
 }
 
 // Session is one FTP control connection.
@@ -112,6 +181,10 @@ func (s *Session) Lock() { s.mu.Lock() }
 
 // Unlock unlocks it.
 func (s *Session) Unlock() { s.mu.Unlock() }
+
+// SeenAs returns the address the receiver of direction d sees its sender as
+// (after NAT): what announcements of direction d must carry.
+func (s *Session) SeenAs(d Dir) netip.Addr { return s.Tuple(d.Other()).Dst }
 
 // Tuple returns the kernel tuple of direction d.
 func (s *Session) Tuple(d Dir) Tuple {

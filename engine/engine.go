@@ -118,8 +118,8 @@ func (e *Engine) Stats() Snapshot {
 		NotTCP: s.NotTCP.Load(), NoConntrack: s.NoConntrack.Load(),
 		Sessions: s.Sessions.Load(), SessionsOpen: uint64(e.sessions.Len()), SessionsFull: s.SessionsFull.Load(),
 		Lines: s.Lines.Load(), Commands: s.Commands.Load(), Malformed: s.Malformed.Load(),
-		PartialLines: s.PartialLines.Load(), HeldLines: s.HeldLines.Load(), LineOverflow: s.LineOverflow.Load(), HoldAbandoned: s.HoldAbandoned.Load(),
-		Rewrites: s.Rewrites.Load(), Replays: s.Replays.Load(),
+		PartialLines: s.PartialLines.Load(), HeldLines: s.HeldLines.Load(), LineOverflow: s.LineOverflow.Load(), HoldAbandoned: s.HoldAbandoned.Load(), HeldCarried: s.HeldCarried.Load(),
+		Rewrites: s.Rewrites.Load(), RewritesRefused: s.RewritesRefused.Load(), Replays: s.Replays.Load(),
 		OutOfOrder:    s.OutOfOrder.Load(),
 		ExpectCreated: s.ExpectCreated.Load(), ExpectUsed: s.ExpectUsed.Load(), ExpectExpired: s.ExpectExpired.Load(),
 		ExpectEvicted: s.ExpectEvicted.Load(), ExpectRefused: s.ExpectRefused.Load(), ExpectPending: uint64(e.exps.Len()),
@@ -215,6 +215,10 @@ func (e *Engine) collect(now time.Time) {
 	}
 }
 
+// minMTU is the smallest MTU of an IPv6 path (RFC 8200); IPv4 paths with a
+// smaller one are rare enough to not hold lines for.
+const minMTU = 1280
+
 // Worker handles packets for one queue reader. Not safe for concurrent use.
 type Worker struct {
 	e     *Engine
@@ -234,7 +238,7 @@ func (e *Engine) NewWorker() *Worker {
 		join:  make([]byte, 0, 16384),
 		trim:  make([]byte, 0, 16384),
 		edits: make([]rewrite.Edit, 0, 16),
-		repl:  make([]byte, 0, 1024),
+		repl:  make([]byte, 0, (conntrack.MaxInFlight+1)*ftpparse.MaxArgLen),
 		evict: make([]conntrack.Expectation, 0, 4),
 	}
 }
@@ -270,6 +274,12 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 	if p.Flags&(rewrite.FlagFIN|rewrite.FlagRST) != 0 {
 		sess.Closing = true
 	}
+	if p.Flags&rewrite.FlagACK != 0 {
+		// What the peer has received of the other direction no
+		// retransmission will carry: forget its rewrites.
+		o := &sess.Dir[dir.Other()]
+		o.Acknowledge(o.Adj.UnmapAck(p.Ack))
+	}
 	d := &sess.Dir[dir]
 	w.edits = w.edits[:0]
 	w.repl = w.repl[:0]
@@ -277,6 +287,11 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 	// forced: the packet to send is not pkt (held bytes were added or
 	// removed), so it is sent even when Rewrite changes nothing more.
 	forced := false
+	// limit: the most payload bytes to send in one segment when held bytes
+	// are put in front of the sender's (see scan): as many as the sender
+	// sent, or more while the packet stays within the smallest MTU IPv6
+	// guarantees (so a short split command is sent whole with what follows).
+	limit := max(len(payload), minMTU-p.PayloadOff)
 	if len(payload) > 0 {
 		if len(d.Held) > 0 {
 			hs := d.HoldStart()
@@ -288,22 +303,28 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 			}
 			switch action {
 			case joinBefore:
-				if _, drop := w.scan(sess, dir, &p, payload, now); drop {
-					return VerdictDrop, nil
+				if _, why := w.scan(sess, dir, &p, payload, len(payload), now); why != "" {
+					return w.drop(sess, dir, &p, why)
 				}
 				return w.send(sess, dir, pkt, &p, false, now)
 			case joinGiveUp:
-				e.stats.HoldAbandoned.Add(1)
-				if e.logLim.Allow(now) {
-					e.log.Warn("split line not completed before the sender retransmitted it; passed unparsed",
-						"session", sess.ID, "from", dir.String(), "held_for", now.Sub(d.HeldSince).String())
+				// Forget the held bytes and read the stream again from
+				// this segment. If it completes no line, the sender will
+				// not complete it soon either: pass that line unparsed.
+				if ftpparse.LineEnd(payload, int(hs.Diff(p.Seq))) < 0 {
+					e.stats.HoldAbandoned.Add(1)
+					if e.logLim.Allow(now) {
+						e.log.Warn("split line not completed before the sender retransmitted it; passed unparsed",
+							"session", sess.ID, "from", dir.String(), "held_for", now.Sub(d.HeldSince).String())
+					}
+				} else {
+					action = joinReplace
 				}
 			case joinDrop:
 				if p.Seq.After(d.Next) {
 					// A gap: the sender must fill it first.
 					e.stats.OutOfOrder.Add(1)
-					e.stats.Dropped.Add(1)
-					return VerdictDrop, nil
+					return w.drop(sess, dir, &p, "gap before a held line")
 				}
 				// Only bytes already held: send the segment on without
 				// them, as an empty segment at the held start (nothing is
@@ -312,8 +333,8 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 			case joinTrim:
 				// Resent bytes from before the held ones: send those
 				// (replaying rewrites), keep holding the rest.
-				if _, drop := w.scan(sess, dir, &p, payload, now); drop {
-					return VerdictDrop, nil
+				if _, why := w.scan(sess, dir, &p, payload, len(payload), now); why != "" {
+					return w.drop(sess, dir, &p, why)
 				}
 				return w.finish(sess, dir, pkt, &p, p.Seq, payload[:min(int(hs.Diff(p.Seq)), len(payload))], now)
 			case joinPrepend:
@@ -321,8 +342,7 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 				j, err := rewrite.Resegment(w.join[:0], pkt, &p, hs, d.Held[:p.Seq.Diff(hs)], payload, &q)
 				if err != nil {
 					e.stats.Errors.Add(1)
-					e.stats.Dropped.Add(1)
-					return VerdictDrop, nil
+					return w.drop(sess, dir, &p, err.Error())
 				}
 				w.join = j[:0]
 				in, p, payload, forced = j, q, q.Payload(j), true
@@ -335,9 +355,9 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 				d.MidLine = true // pass the rest of this line unparsed
 			}
 		}
-		trimAt, drop := w.scan(sess, dir, &p, payload, now)
-		if drop {
-			return VerdictDrop, nil
+		trimAt, why := w.scan(sess, dir, &p, payload, limit, now)
+		if why != "" {
+			return w.drop(sess, dir, &p, why)
 		}
 		if trimAt >= 0 {
 			return w.finish(sess, dir, in, &p, p.Seq, payload[:trimAt], now)
@@ -354,8 +374,7 @@ func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p
 	t, err := rewrite.Resegment(w.trim[:0], in, p, seq, head, nil, &q)
 	if err != nil {
 		e.stats.Errors.Add(1)
-		e.stats.Dropped.Add(1)
-		return VerdictDrop, nil
+		return w.drop(sess, dir, p, err.Error())
 	}
 	w.trim = t[:0]
 	return w.send(sess, dir, t, &q, true, now)
@@ -375,8 +394,7 @@ func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *
 		}
 		if forced {
 			// The original would not fit the stream as already sent.
-			e.stats.Dropped.Add(1)
-			return VerdictDrop, nil
+			return w.drop(sess, dir, p, err.Error())
 		}
 		return VerdictAccept, nil
 	}
@@ -390,6 +408,19 @@ func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *
 	w.out = out[:0]
 	e.stats.Modified.Add(1)
 	return VerdictModified, out
+}
+
+// drop counts a dropped segment of sess's direction dir and logs why at
+// debug level (the sender retransmits it).
+func (w *Worker) drop(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet, why string) (Verdict, []byte) {
+	e := w.e
+	e.stats.Dropped.Add(1)
+	if e.log.Enabled(context.Background(), slog.LevelDebug) {
+		d := &sess.Dir[dir]
+		e.log.Debug("segment dropped", "session", sess.ID, "from", dir.String(), "why", why,
+			"seq", uint32(p.Seq), "len", p.Len-p.PayloadOff, "next", uint32(d.Next), "held", len(d.Held), "acked", uint32(d.Acked))
+	}
+	return VerdictDrop, nil
 }
 
 // joinAction says how a segment meets the held beginning of a line.
@@ -462,11 +493,18 @@ func (w *Worker) learn(p *rewrite.Packet, now time.Time) (*conntrack.Session, co
 }
 
 // scan replays earlier rewrites on retransmitted bytes and parses the new
-// bytes of a segment, filling w.edits. It returns drop=true when the segment
-// must be dropped (its sender will retransmit it), and trimAt >= 0 when the
+// bytes of a segment, filling w.edits. It returns why the segment must be
+// dropped (its sender will retransmit it), or "", and trimAt >= 0 when the
 // payload from trimAt on begins a possible announcement whose end has not
 // arrived: those bytes are now held in the session and must not be sent.
-func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet, payload []byte, now time.Time) (trimAt int, drop bool) {
+//
+// limit is the length of the payload the sender sent (or more, see Handle).
+// When held bytes were put in front of it, the payload is longer, and the
+// packet could exceed the path MTU the sender sized its segment for. So from the first line start
+// after which the payload would run past limit, the bytes are held again
+// (carried to the next segment) instead of sent: the packet grows past the
+// sender's only when its first line alone does.
+func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet, payload []byte, limit int, now time.Time) (trimAt int, why string) {
 	e := w.e
 	d := &sess.Dir[dir]
 	start := p.Seq
@@ -479,38 +517,47 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 		// A gap: an earlier segment was lost. Line boundaries after it are
 		// unknown, so let the sender retransmit this one in order.
 		e.stats.OutOfOrder.Add(1)
-		e.stats.Dropped.Add(1)
-		return -1, true
+		return -1, "gap"
 	}
-	// Bytes before d.Next were seen: replay rewrites made in them.
+	// Bytes before d.Next were seen: replay the rewrites made in them that
+	// the peer has not acknowledged (bytes it has are discarded by it).
 	if start.Before(d.Next) {
-		for i := range d.Recent {
-			r := &d.Recent[i]
-			if r.OrigLen == 0 {
-				continue
+		for i := range d.Edits() {
+			r := &d.Edits()[i]
+			if !r.Pos.Before(end) {
+				break // this and the later ones are after the segment
 			}
-			rEnd := r.Pos.Add(int32(r.OrigLen))
-			if !rEnd.After(start) || !r.Pos.Before(end) {
-				continue // outside this segment
+			if !r.End().After(start) {
+				continue // before the segment
 			}
-			if r.Pos.Before(start) || rEnd.After(end) {
+			if r.Pos.Before(start) || r.End().After(end) {
 				// The segment cuts a rewritten argument: it cannot be
 				// rewritten consistently. The sender will retransmit.
-				e.stats.Dropped.Add(1)
-				return -1, true
+				e.log.Debug("segment cuts a rewritten argument", "session", sess.ID, "from", dir.String(),
+					"seq", uint32(start), "end", uint32(end), "rewrite_at", uint32(r.Pos), "rewrite_end", uint32(r.End()))
+				return -1, "cuts a rewritten argument"
 			}
 			off := int(r.Pos.Diff(start))
-			w.insertEdit(rewrite.Edit{Off: off, End: off + int(r.OrigLen), Repl: r.Replacement()})
+			n := len(w.repl)
+			w.repl = r.AppendRepl(w.repl, sess.SeenAs(dir))
+			w.insertEdit(rewrite.Edit{Off: off, End: off + int(r.OrigLen), Repl: w.repl[n:]})
 			e.stats.Replays.Add(1)
 		}
 	}
 	if !end.After(d.Next) {
-		return -1, false
+		return -1, ""
 	}
 	off := int(d.Next.Diff(start))
 	d.Next = end
 	for off < len(payload) {
 		eol := ftpparse.LineEnd(payload, off)
+		if off > 0 && len(payload) > limit && (eol < 0 || eol > limit) && len(payload)-off <= e.cfg.MaxLine+limit {
+			// Carry the rest (whole lines, unparsed) to the next segment.
+			d.HeldSince = now
+			d.Held = append(d.Held[:0], payload[off:]...)
+			e.stats.HeldCarried.Add(1)
+			return off, ""
+		}
 		if eol < 0 {
 			rest := payload[off:]
 			if !d.MidLine && !sess.TLS && p.Flags&(rewrite.FlagSYN|rewrite.FlagFIN|rewrite.FlagRST) == 0 &&
@@ -521,7 +568,7 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 					}
 					d.Held = append(d.Held[:0], rest...)
 					e.stats.HeldLines.Add(1)
-					return off, false
+					return off, ""
 				}
 				e.stats.LineOverflow.Add(1)
 				if e.logLim.Allow(now) {
@@ -543,7 +590,7 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 		}
 		off = eol
 	}
-	return -1, false
+	return -1, ""
 }
 
 // insertEdit keeps w.edits sorted by offset.
@@ -604,6 +651,13 @@ func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, o
 		e.refuse(sess, m, reason, now)
 		return
 	}
+	if seenAs != sender && sess.Dir[dir].EditsFull() {
+		// The announcement needs a rewrite, and the rewrites that
+		// retransmissions may still need fill the session's room.
+		e.stats.RewritesRefused.Add(1)
+		e.refuse(sess, m, ReasonInFlight, now)
+		return
+	}
 	if seenAs != sender && !m.Kind.Carries(seenAs) {
 		// A 227 or PORT cannot announce the translated (IPv6) address.
 		e.refuse(sess, m, ReasonFamily, now)
@@ -655,13 +709,13 @@ func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, o
 	if bytes.Equal(repl, orig) {
 		return
 	}
-	if len(repl) > conntrack.MaxEditLen {
+	at := off + m.Start
+	if !sess.Dir[dir].Remember(conntrack.Edit{Pos: segStart.Add(int32(at)), OrigLen: uint16(len(orig)), Port: x.Port, Kind: m.Kind, Delim: m.Delim}) {
+		// Not reached: room was checked above and new bytes come in order.
 		e.stats.Errors.Add(1)
 		return
 	}
-	at := off + m.Start
 	w.insertEdit(rewrite.Edit{Off: at, End: off + m.End, Repl: repl})
-	sess.Dir[dir].Remember(segStart.Add(int32(at)), len(orig), repl)
 	e.stats.Rewrites.Add(1)
 }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -221,8 +222,12 @@ func TestMasqueradedActiveMode(t *testing.T) {
 		{"user", c2s(1000, 5000, "USER anonymous\r\n"), got{Verdict: "accept", Seq: 1000, Ack: 5000, Payload: "USER anonymous\r\n"}},
 		{"reply", s2c(5000, 1016, "331 ok\r\n"), got{Verdict: "accept", Seq: 5000, Ack: 1016, Payload: "331 ok\r\n"}},
 		{"PORT rewritten", c2s(1016, 5008, port1), got{Verdict: "accept-modified", Seq: 1016, Ack: 5008, Payload: port1w}},
-		{"ack of rewritten PORT mapped back", s2c(5008, 1041, "200 PORT ok\r\n"), got{Verdict: "accept-modified", Seq: 5008, Ack: 1038, Payload: "200 PORT ok\r\n"}},
 		{"retransmitted PORT rewritten the same", c2s(1016, 5008, port1), got{Verdict: "accept-modified", Seq: 1016, Ack: 5008, Payload: port1w}},
+		{"ack of rewritten PORT mapped back", s2c(5008, 1041, "200 PORT ok\r\n"), got{Verdict: "accept-modified", Seq: 5008, Ack: 1038, Payload: "200 PORT ok\r\n"}},
+		// The ack was lost after the gateway: the client resends the PORT
+		// the server has. It is placed to end where the server's stream
+		// is, so the server discards it and acks again.
+		{"acknowledged PORT resent", c2s(1016, 5008, port1), got{Verdict: "accept-modified", Seq: 1019, Ack: 5008, Payload: port1}},
 		{"later command shifted", c2s(1038, 5021, "LIST\r\n"), got{Verdict: "accept-modified", Seq: 1041, Ack: 5021, Payload: "LIST\r\n"}},
 		{"SACK edges mapped back", s2c(5021, 1047, "", [2]uint32{1041, 1047}), got{Verdict: "accept-modified", Seq: 5021, Ack: 1044, SACK: [][2]uint32{{1038, 1044}}}},
 		{"EPRT accumulates", c2s(1044, 5021, eprt), got{Verdict: "accept-modified", Seq: 1047, Ack: 5021, Payload: eprtw}},
@@ -541,5 +546,153 @@ func TestSplitLineGivenUpWhenSenderRetransmits(t *testing.T) {
 	})
 	if st := e.Stats(); st.HoldAbandoned != 1 {
 		t.Errorf("hold_abandoned = %d, want 1", st.HoldAbandoned)
+	}
+}
+
+// portLines returns n pipelined PORT commands from the client (22 bytes
+// each) and the same lines as the server must see them (25 bytes each).
+func portLines(from, n int) (in, out string) {
+	var b, c strings.Builder
+	for i := from; i < from+n; i++ {
+		fmt.Fprintf(&b, "PORT 10,0,1,2,156,%d\r\n", 10+i)
+		fmt.Fprintf(&c, "PORT 203,0,113,1,156,%d\r\n", 10+i)
+	}
+	return b.String(), c.String()
+}
+
+func TestPipelinedBurst(t *testing.T) {
+	tests := []struct {
+		name    string
+		n       int // PORT commands in the first segment
+		rewrite int // how many of them are rewritten
+	}{
+		{name: "more than the kernel's one correction", n: 17, rewrite: 17},
+		{name: "exactly the room", n: conntrack.MaxInFlight, rewrite: conntrack.MaxInFlight},
+		{name: "past the room", n: conntrack.MaxInFlight + 5, rewrite: conntrack.MaxInFlight},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, holes := newTestEngine(masqueradeBinding)
+			w := e.NewWorker()
+			c2s := func(seq, ack uint32, payload string) seg {
+				return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: ack, payload: payload}
+			}
+			s2c := func(seq, ack uint32, payload string) seg {
+				return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: seq, ack: ack, payload: payload}
+			}
+			in, _ := portLines(0, tt.n)
+			_, rewritten := portLines(0, tt.rewrite)
+			_, untouched := portLines(tt.rewrite, tt.n-tt.rewrite)
+			untouched = strings.ReplaceAll(untouched, "203,0,113,1", "10,0,1,2")
+			want := rewritten + untouched
+			grow := uint32(3 * tt.rewrite)
+			end := 1000 + uint32(len(in))
+			next, nextW := portLines(100, 1)
+			runSteps(t, w, []step{
+				{"burst", c2s(1000, 5000, in), got{Verdict: "accept-modified", Seq: 1000, Ack: 5000, Payload: want}},
+				{"burst resent", c2s(1000, 5000, in), got{Verdict: "accept-modified", Seq: 1000, Ack: 5000, Payload: want}},
+				{"next command shifted", c2s(end, 5000, "NOOP\r\n"), got{Verdict: "accept-modified", Seq: end + grow, Ack: 5000, Payload: "NOOP\r\n"}},
+				{"ack of the whole burst", s2c(5000, end+grow+6, "200 ok\r\n"), got{Verdict: "accept-modified", Seq: 5000, Ack: end + 6, Payload: "200 ok\r\n"}},
+				{"room again after the ack", c2s(end+6, 5008, next), got{Verdict: "accept-modified", Seq: end + 6 + grow, Ack: 5008, Payload: nextW}},
+			})
+			st := e.Stats()
+			refused := uint64(tt.n - tt.rewrite)
+			if st.Rewrites != uint64(tt.rewrite+1) || st.Replays != uint64(tt.rewrite) || st.RewritesRefused != refused || st.ExpectRefused != refused || st.Errors != 0 || st.Dropped != 0 {
+				t.Errorf("rewrites %d replays %d rewrites_refused %d expect_refused %d errors %d dropped %d; want %d %d %d %d 0 0",
+					st.Rewrites, st.Replays, st.RewritesRefused, st.ExpectRefused, st.Errors, st.Dropped, tt.rewrite+1, tt.rewrite, refused, refused)
+			}
+			sess := e.Sessions()[0]
+			if n := len(sess.Dir[conntrack.DirOrig].Edits()); n != 1 {
+				t.Errorf("%d rewrites kept after the ack, want 1 (the unacknowledged last)", n)
+			}
+			if len(holes.open) != 1 {
+				t.Errorf("%d holes open, want 1", len(holes.open))
+			}
+		})
+	}
+}
+
+// A line split at the end of a full-size segment is held and put in front of
+// the next full-size segment; what would then run past the sender's segment
+// size is carried to the segment after, so no packet outgrows the sender's.
+func TestJoinedSegmentCarriesPastSendersSize(t *testing.T) {
+	e, _ := newTestEngine(masqueradeBinding)
+	w := e.NewWorker()
+	const isn = 1000
+	noops := strings.Repeat("NOOP\r\n", 240) // 1440 bytes
+	s1 := noops + "PORT 10,"                // 1448: ends inside a PORT
+	s2 := "0,1,2,156,64\r\n" + noops[:1434]  // 1448
+	s3 := "STAT\r\n"
+	stream := s1 + s2 + s3
+	want := strings.Replace(stream, "PORT 10,0,1,2,156,64", "PORT 203,0,113,1,156,64", 1)
+	r := &receiver{base: isn, buf: make([]byte, len(want)), written: make([]bool, len(want))}
+	c2s := func(off int, payload string) []byte {
+		return build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: isn + uint32(off), ack: 1, payload: payload})
+	}
+	for _, s := range []struct {
+		off     int
+		payload string
+	}{{0, s1}, {len(s1), s2}, {len(s1) + len(s2), s3}} {
+		pkt := c2s(s.off, s.payload)
+		v, out := w.Handle(pkt)
+		if v == VerdictDrop {
+			t.Fatalf("segment at %d dropped", s.off)
+		}
+		if v == VerdictModified {
+			pkt = out
+		}
+		// At most the sender's size plus the rewrite's growth, or 1280.
+		if n := len(c2s(s.off, s.payload)); len(pkt) > max(n+3, minMTU) {
+			t.Errorf("segment at %d sent as %d bytes, the sender's was %d", s.off, len(pkt), n)
+		}
+		r.take(t, pkt)
+	}
+	if got := string(r.buf[:r.next()]); got != want {
+		t.Errorf("receiver has %d of %d bytes; stream differs: %q", r.next(), len(want), got[max(0, len(got)-40):])
+	}
+	st := e.Stats()
+	if st.HeldLines != 1 || st.HeldCarried != 1 || st.Rewrites != 1 || st.Dropped != 0 {
+		t.Errorf("held_lines %d held_carried %d rewrites %d dropped %d; want 1 1 1 0", st.HeldLines, st.HeldCarried, st.Rewrites, st.Dropped)
+	}
+}
+
+// Carried bytes are whole lines: when the sender, after the patience,
+// resends from their start a segment that completes a line, the stream is
+// read again from there, nothing is given up.
+func TestCarriedLinesResentAfterPatience(t *testing.T) {
+	e, _ := newTestEngine(masqueradeBinding)
+	clock := time.Unix(1_700_000_000, 0)
+	e.now = func() time.Time { return clock }
+	w := e.NewWorker()
+	const isn = 1000
+	noops := strings.Repeat("NOOP\r\n", 240)
+	s1 := noops + "PORT 10,"
+	s2 := "0,1,2,156,64\r\n" + noops[:1410] + "\r\n" + "PORT 10,0,1,2,156,66\r\n" // the last line is carried
+	stream := s1 + s2 + "PORT 10,0,1,2,156,65\r\n"
+	want := strings.ReplaceAll(stream, "10,0,1,2,156,6", "203,0,113,1,156,6")
+	r := &receiver{base: isn, buf: make([]byte, len(want)), written: make([]bool, len(want))}
+	send := func(off, end int) {
+		t.Helper()
+		emit(t, w, r, build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: isn + uint32(off), ack: 1, payload: stream[off:end]}))
+	}
+	send(0, len(s1))
+	send(len(s1), len(s1)+len(s2))
+	sess := e.Sessions()[0]
+	d := &sess.Dir[conntrack.DirOrig]
+	if len(d.Held) == 0 {
+		t.Fatal("nothing carried")
+	}
+	hs := int(d.HoldStart().Diff(isn))
+	clock = clock.Add(300 * time.Millisecond)
+	if got := stream[hs:len(s1)+len(s2)]; got != "PORT 10,0,1,2,156,66\r\n" {
+		t.Fatalf("carried %q", got)
+	}
+	send(hs, len(s1)+len(s2)) // the carried line, resent whole
+	send(len(s1)+len(s2), len(stream))
+	if got := string(r.buf[:r.next()]); got != want {
+		t.Errorf("receiver has %d of %d bytes, tail %q", r.next(), len(want), got[max(0, len(got)-40):])
+	}
+	if st := e.Stats(); st.HoldAbandoned != 0 || st.Rewrites != 3 || st.Dropped != 0 {
+		t.Errorf("hold_abandoned %d rewrites %d dropped %d; want 0 3 0", st.HoldAbandoned, st.Rewrites, st.Dropped)
 	}
 }

@@ -14,6 +14,7 @@ var sessionScripts = []struct {
 	name    string
 	binding conntrack.Binding
 	seg     func(seq uint32, payload string) seg
+	ack     func(ack uint32) seg // the receiver's bare ACK
 	stream  string
 }{
 	{
@@ -21,6 +22,9 @@ var sessionScripts = []struct {
 		binding: masqueradeBinding,
 		seg: func(seq uint32, payload string) seg {
 			return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
+		},
+		ack: func(ack uint32) seg {
+			return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: ack}
 		},
 		stream: "USER anonymous\r\nPASS x\r\nTYPE I\r\nPORT 10,0,1,2,156,64\r\nRETR big.bin\r\nNOOP\r\n" +
 			"EPRT |1|10.0.1.2|40002|\r\nLIST\r\nport 10,0,1,2,200,1\r\nPORT 10,0,1,2,0,22\r\nQUIT\r\n",
@@ -31,16 +35,44 @@ var sessionScripts = []struct {
 		seg: func(seq uint32, payload string) seg {
 			return seg{src: privSrv, dst: outsider, sport: 21, dport: 5000, seq: seq, ack: 1, payload: payload}
 		},
+		ack: func(ack uint32) seg {
+			return seg{src: outsider, dst: gwPublic, sport: 5000, dport: 21, seq: 1, ack: ack}
+		},
 		stream: "220 ready\r\n230-Welcome\r\n230 ok\r\n227 Entering Passive Mode (10,0,2,2,195,80).\r\n" +
 			"150 ok\r\n226 done\r\n229 Entering Extended Passive Mode (|||50001|)\r\n227 =10,0,2,2,200,10\r\n221 bye\r\n",
+	},
+	{
+		name:    "pipelined PORT burst through masquerade",
+		binding: masqueradeBinding,
+		seg: func(seq uint32, payload string) seg {
+			return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
+		},
+		ack: func(ack uint32) seg {
+			return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: ack}
+		},
+		stream: func() string {
+			in, _ := portLines(0, 40)
+			return "TYPE I\r\n" + in + "RETR x\r\n"
+		}(),
 	},
 }
 
 // receiver rebuilds the byte stream the far end gets from emitted packets.
+// Like TCP, it discards bytes before what it has acknowledged.
 type receiver struct {
 	base    uint32
 	buf     []byte
 	written []bool
+	acked   int // stream offset it has acknowledged
+}
+
+// next returns the offset of the first byte not yet received.
+func (r *receiver) next() int {
+	n := 0
+	for n < len(r.written) && r.written[n] {
+		n++
+	}
+	return n
 }
 
 func (r *receiver) take(t *testing.T, pkt []byte) {
@@ -53,6 +85,13 @@ func (r *receiver) take(t *testing.T, pkt []byte) {
 	}
 	payload := p.Payload(pkt)
 	off := int(int32(uint32(p.Seq) - r.base))
+	if off+len(payload) <= r.acked {
+		return // all acknowledged: discarded
+	}
+	if off < r.acked {
+		payload = payload[r.acked-off:]
+		off = r.acked
+	}
 	if off < 0 || off+len(payload) > len(r.buf) {
 		t.Fatalf("emitted bytes [%d,%d) outside the stream (len %d): %q", off, off+len(payload), len(r.buf), payload)
 	}
@@ -80,14 +119,17 @@ func emit(t *testing.T, w *Worker, r *receiver, pkt []byte) bool {
 }
 
 // FuzzSegmentation cuts a valid control stream into segments as the fuzzer
-// chooses, with retransmissions and coalesced resends, and checks that the
-// receiver gets exactly the stream a single segment would have produced and
-// that the same holes are open.
+// chooses, with retransmissions and coalesced resends, and acknowledgements
+// from the receiver that the sender may not get (so it resends acknowledged
+// bytes), and checks that the receiver gets exactly the stream a single
+// segment would have produced and that the same holes are open.
 func FuzzSegmentation(f *testing.F) {
 	f.Add(uint8(0), []byte{1, 2, 3, 4, 5, 6, 7, 8})
 	f.Add(uint8(0), []byte{2, 0x82, 3, 0x45, 1, 1, 1, 1, 1})
 	f.Add(uint8(1), []byte{30, 0x8a, 7, 0x47, 2})
 	f.Add(uint8(1), bytes.Repeat([]byte{0}, 64))
+	f.Add(uint8(2), []byte{0x97, 0xf7, 0xb7, 0xd7, 0x37, 0x97, 0xf7, 0xb7})
+	f.Add(uint8(2), bytes.Repeat([]byte{0xb7}, 40))
 	f.Fuzz(func(t *testing.T, which uint8, cuts []byte) {
 		sc := sessionScripts[int(which)%len(sessionScripts)]
 		const isn = 0xfffffff0 // wraps during the stream
@@ -128,6 +170,14 @@ func FuzzSegmentation(f *testing.F) {
 			case c&0x40 != 0 && prevStart >= 0:
 				// A coalesced resend of the previous and this segment.
 				emit(t, w, r, build(t, sc.seg(isn+uint32(prevStart), stream[prevStart:pos+n])))
+			}
+			if c&0x20 != 0 {
+				// The receiver acknowledges what it has; the sender may
+				// not hear of it and resend from before.
+				r.acked = r.next()
+				if v, _ := w.Handle(build(t, sc.ack(isn+uint32(r.acked)))); v == VerdictDrop {
+					t.Fatalf("acknowledgement of %d bytes dropped", r.acked)
+				}
 			}
 			prevStart, prevEnd = pos, pos+n
 			pos += n

@@ -41,6 +41,8 @@ const (
 	ReasonRules
 	// ReasonFamily: the announcement's syntax cannot carry the translated address.
 	ReasonFamily
+	// ReasonInFlight: too many of the session's rewrites await acknowledgement.
+	ReasonInFlight
 )
 
 func (r Reason) String() string {
@@ -57,6 +59,8 @@ func (r Reason) String() string {
 		return "could not open the hole"
 	case ReasonFamily:
 		return "announcement cannot carry the translated address family"
+	case ReasonInFlight:
+		return "too many rewrites awaiting acknowledgement"
 	}
 	return "none"
 }

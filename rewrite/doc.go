@@ -10,7 +10,10 @@
 // needs its seq shifted and every segment of the other direction needs its ack and SACK edges
 // shifted back. A SeqAdj per direction records the changes (original position, delta);
 // unlike the kernel, which keeps only the last correction, it keeps up to MaxRecords records
-// so that retransmissions of older rewritten segments map to the same wire numbers.
+// so that retransmissions of older rewritten segments map to the same wire numbers. The owner
+// folds records into a base offset once the peer has acknowledged them (SeqAdj.Fold); a SeqAdj
+// whose MaxRecords records are all unacknowledged refuses new ones, and the owner must then
+// leave further announcements unrewritten.
 //
 // # Allocation and ownership
 //

@@ -18,6 +18,8 @@ var (
 	// ErrOutOfOrder means SeqAdj.Record got a position before its newest record that it has not
 	// recorded (or that was already folded into the base offset).
 	ErrOutOfOrder = errors.New("rewrite: sequence adjustment out of order")
+	// ErrFull means SeqAdj.Record got a new position while MaxRecords records are kept.
+	ErrFull = errors.New("rewrite: sequence adjustment records full")
 	// ErrConflict means SeqAdj.Record got an already recorded position with a different delta.
 	ErrConflict = errors.New("rewrite: sequence adjustment conflicts with recorded one")
 

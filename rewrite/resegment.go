@@ -12,7 +12,8 @@ import (
 // line it holds back (head only), and later to emit those bytes together with the
 // rest of the line (head = held bytes, tail = the new segment's payload).
 //
-// The TCP checksum is computed from scratch (see TCPChecksum for IPv6 routing
+// A packet longer than pkt gets the IPv4 Don't Fragment bit cleared, as in
+// Rewrite. The TCP checksum is computed from scratch (see TCPChecksum for IPv6 routing
 // headers). dst must not overlap pkt, head or tail.
 func Resegment(dst, pkt []byte, p *Packet, seq Seq, head, tail []byte, q *Packet) ([]byte, error) {
 	if p.Len > len(pkt) || p.PayloadOff > p.Len || p.TCPOff+tcpMinHeader > p.PayloadOff {
@@ -35,6 +36,10 @@ func Resegment(dst, pkt []byte, p *Packet, seq Seq, head, tail []byte, q *Packet
 		binary.BigEndian.PutUint16(out[4:], uint16(n-ipv6Header))
 	} else {
 		binary.BigEndian.PutUint16(out[2:], uint16(n))
+		if n > p.Len {
+			// Longer than the sender made it: see Rewrite.
+			out[6] &^= ipv4FlagDF
+		}
 		binary.BigEndian.PutUint16(out[10:], 0)
 		binary.BigEndian.PutUint16(out[10:], IPv4HeaderChecksum(out[:p.TCPOff]))
 	}

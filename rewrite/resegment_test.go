@@ -126,3 +126,37 @@ func TestRewriteGrowthClearsDF(t *testing.T) {
 		})
 	}
 }
+
+// A segment resegmented longer than the sender made it (held bytes put in
+// front) clears DF; one as long or shorter keeps it.
+func TestResegmentGrowthClearsDF(t *testing.T) {
+	tests := []struct {
+		name       string
+		head, tail string
+		wantDF     bool
+	}{
+		{name: "held bytes in front", head: "PORT 10,", tail: "PORT 10,0,1,2,4,1\r\n", wantDF: false},
+		{name: "same length", head: "PORT 10,0,1", tail: ",2,4,1\r\n", wantDF: true},
+		{name: "trimmed", head: "PORT", wantDF: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pkt := buildPacket(t, tcpSpec{src: "10.0.1.2", dst: "203.0.113.2", sport: 40000, dport: 21, seq: 1000, ack: 1,
+				flags: FlagACK | FlagPSH, ipv4DontFragment: true, payload: "PORT 10,0,1,2,4,1\r\n"})
+			var p, q Packet
+			if err := Decode(pkt, &p); err != nil {
+				t.Fatal(err)
+			}
+			out, err := Resegment(nil, pkt, &p, 990, []byte(tt.head), []byte(tt.tail), &q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := out[6]&ipv4FlagDF != 0; got != tt.wantDF {
+				t.Errorf("DF = %v, want %v", got, tt.wantDF)
+			}
+			if IPv4HeaderChecksum(out[:q.TCPOff]) != uint16(out[10])<<8|uint16(out[11]) || !ValidTCPChecksum(out, &q) {
+				t.Error("checksum invalid")
+			}
+		})
+	}
+}

@@ -70,6 +70,9 @@ func Rewrite(dst, pkt []byte, p *Packet, edits []Edit, this, other *SeqAdj) (out
 	if this != nil {
 		adj = *this
 	}
+	// The segment's own length changes lie at or after its first byte and
+	// never shift it: map its seq before recording them.
+	seq := adj.MapSeq(p.Seq)
 	if resized {
 		if this == nil {
 			return dst[:0], false, fmt.Errorf("rewrite: %w", ErrNoSeqAdj)
@@ -84,7 +87,6 @@ func Rewrite(dst, pkt []byte, p *Packet, edits []Edit, this, other *SeqAdj) (out
 		}
 	}
 
-	seq := adj.MapSeq(p.Seq)
 	ack := p.Ack
 	if p.Flags&FlagACK != 0 {
 		ack = other.UnmapAck(p.Ack)

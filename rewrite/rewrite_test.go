@@ -30,8 +30,34 @@ func adjWith(t testing.TB, recs ...Record) SeqAdj {
 	return a
 }
 
+// nearlyFull returns a SeqAdj with MaxRecords-1 records before seq 1000.
+func nearlyFull(t testing.TB) SeqAdj {
+	t.Helper()
+	var a SeqAdj
+	for i := range MaxRecords - 1 {
+		if err := a.Record(Seq(100+10*i), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a
+}
+
+// burst returns n pipelined "PORT 10,0,1,2,156,65\r\n" lines and the edits that
+// replace each address with 198,51,100,1 (4 bytes longer), with the records
+// they make when the segment starts at seq 1000.
+func burst(n int) (payload string, edits []Edit, recs []Record) {
+	const line = "PORT 10,0,1,2,156,65\r\n"
+	for i := range n {
+		off := i*len(line) + 5
+		edits = append(edits, Edit{Off: off, End: off + 8, Repl: []byte("198,51,100,1")})
+		recs = append(recs, Record{Pos: Seq(1000 + off), Delta: 4})
+	}
+	return strings.Repeat(line, n), edits, recs
+}
+
 func TestRewriteErrors(t *testing.T) {
 	port := buildPacket(t, v4spec("PORT 10,0,1,2,156,65\r\n")) // payload: 22 bytes, seq 1000
+	twoPorts, twoEdits, _ := burst(2)
 	big4 := buildPacket(t, v4spec(strings.Repeat("x", 0xffff-40-2)))
 	big6 := buildPacket(t, v6spec(strings.Repeat("x", 0xffff-20-2)))
 	tests := []struct {
@@ -58,6 +84,11 @@ func TestRewriteErrors(t *testing.T) {
 		{
 			name: "second edit conflicts with a record", pkt: port, this: adjWith(t, Record{Pos: 1005, Delta: 4}, Record{Pos: 1015, Delta: 1}),
 			edits: []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}, {Off: 15, End: 16, Repl: []byte("xyz")}}, want: ErrConflict,
+		},
+		{
+			// The first edit fits, the second does not: nothing is recorded.
+			name: "records full", pkt: buildPacket(t, v4spec(twoPorts)), this: nearlyFull(t),
+			edits: twoEdits, want: ErrFull,
 		},
 	}
 	for _, tt := range tests {
@@ -148,6 +179,10 @@ func TestRewriteCases(t *testing.T) {
 	trailing := v4spec("PORT 10,0,1,2,156,65\r\n")
 	trailing.trailing = 5
 	routed := v6spec("EPRT |2|fd00::2|40001|\r\n")
+	// More growing edits in one segment than the kernel keeps, after an
+	// earlier record: the segment's own seq is shifted by the earlier one only.
+	many, manyEdits, manyRecs := burst(MaxRecords - 1)
+	manyWant := strings.ReplaceAll(many, "10,0,1,2", "198,51,100,1")
 	tests := []struct {
 		name      string
 		pkt       []byte
@@ -169,6 +204,11 @@ func TestRewriteCases(t *testing.T) {
 			edits:    []Edit{{Off: 0, End: 0, Repl: []byte("XY")}, {Off: 1, End: 3}},
 			wantData: "XYadef", wantSeq: 1000,
 			wantRecs: []Record{{1000, 2}, {1001, -2}}, wantValid: true,
+		},
+		{
+			name: "MaxRecords-1 growing edits in one segment", pkt: buildPacket(t, v4spec(many)),
+			this: adjWith(t, Record{Pos: 900, Delta: 3}), edits: manyEdits,
+			wantData: manyWant, wantSeq: 1003, wantRecs: append([]Record{{900, 3}}, manyRecs...), wantValid: true,
 		},
 		{
 			name: "same-length edit needs no record", pkt: buildPacket(t, v4spec("PORT 10,0,1,2,156,65\r\n")),

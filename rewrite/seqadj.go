@@ -5,9 +5,11 @@ import (
 	"fmt"
 )
 
-// MaxRecords is how many length changes a SeqAdj remembers individually. When a new record
-// arrives and all slots are used, the oldest is folded into the base offset.
-const MaxRecords = 16
+// MaxRecords is how many length changes a SeqAdj remembers individually. Records are folded
+// into the base offset with Fold once the peer has acknowledged them; until then a full SeqAdj
+// refuses new records (ErrFull), because folding an unacknowledged record would map the
+// segments that still carry it, and their retransmissions, to the wrong place.
+const MaxRecords = 64
 
 // Record is one length change of a byte stream: the original bytes starting at original
 // sequence number Pos were replaced so that the stream grew by Delta bytes (Delta < 0: shrank).
@@ -19,12 +21,14 @@ type Record struct {
 // SeqAdj records the length changes made to ONE direction of a TCP connection, like the
 // kernel's nf_conntrack_seqadj but with up to MaxRecords records instead of only the last
 // one, so retransmissions of older rewritten segments map to the same wire sequence numbers.
+// The caller folds records the peer has acknowledged (Fold), so the records kept are exactly
+// the length changes a retransmission may still carry.
 //
 // The zero value means "no adjustment". SeqAdj is pointer-free and fixed-size: it may be
 // copied, embedded in a session struct, and persisted with AppendBinary/UnmarshalBinary.
 // It is not safe for concurrent use.
 type SeqAdj struct {
-	// base is the sum of the deltas of records folded out of recs (all of them before recs[0]).
+	// base is the sum of the deltas of records folded out of recs by Fold (all of them before recs[0]).
 	base int32
 	// n is the number of used entries in recs, which are in increasing Pos order.
 	n    uint8
@@ -49,7 +53,7 @@ func (a *SeqAdj) At(i int) Record {
 	return a.recs[:a.n][i]
 }
 
-// Base returns the summed delta of the records folded out because more than MaxRecords were kept.
+// Base returns the summed delta of the records folded out by Fold.
 func (a *SeqAdj) Base() int32 {
 	if a == nil {
 		return 0
@@ -69,8 +73,9 @@ func (a *SeqAdj) Records() []Record {
 // Record notes that the original bytes starting at original sequence number pos were replaced
 // so that the stream grew by delta bytes. Recording a position again with the same delta (a
 // retransmission of the same rewritten segment) changes nothing; with another delta it returns
-// ErrConflict. A position before the newest record that is not recorded returns ErrOutOfOrder.
-// A zero delta records nothing. On error a is unchanged.
+// ErrConflict. A position before the newest record that is not recorded returns ErrOutOfOrder,
+// and a new record when MaxRecords are kept returns ErrFull (see Full). A zero delta records
+// nothing. On error a is unchanged.
 func (a *SeqAdj) Record(pos Seq, delta int32) error {
 	for i := int(a.n) - 1; i >= 0; i-- {
 		r := a.recs[i]
@@ -91,13 +96,40 @@ func (a *SeqAdj) Record(pos Seq, delta int32) error {
 		return nil
 	}
 	if a.n == MaxRecords {
-		a.base += a.recs[0].Delta
-		copy(a.recs[:], a.recs[1:])
-		a.n--
+		return fmt.Errorf("record at seq %d: %d kept: %w", pos, MaxRecords, ErrFull)
 	}
 	a.recs[a.n] = Record{Pos: pos, Delta: delta}
 	a.n++
 	return nil
+}
+
+// Full reports whether a keeps MaxRecords records, so that Record of a new position fails.
+func (a *SeqAdj) Full() bool {
+	return a != nil && a.n == MaxRecords
+}
+
+// Fold merges the records with Pos strictly before upTo into the base offset and returns how
+// many it merged. The caller passes a position the peer has acknowledged (in original
+// sequence space) that lies inside no rewritten range: segments starting at or after upTo map
+// exactly as before, and no new data can start before it. A retransmission of acknowledged
+// bytes from before upTo (its acknowledgement was lost on the way to the sender) is mapped
+// with the whole base, so it ends at or before the mapped upTo: inside what the receiver
+// already has, which it discards, answering with the acknowledgement the sender missed.
+func (a *SeqAdj) Fold(upTo Seq) int {
+	if a == nil {
+		return 0
+	}
+	k := 0
+	for k < int(a.n) && a.recs[k].Pos.Before(upTo) {
+		a.base += a.recs[k].Delta
+		k++
+	}
+	if k > 0 {
+		copy(a.recs[:], a.recs[k:a.n])
+		a.n -= uint8(k)
+		clear(a.recs[a.n:])
+	}
+	return k
 }
 
 // Offset returns the total delta that applies to a segment whose first byte has ORIGINAL

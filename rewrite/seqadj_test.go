@@ -88,46 +88,93 @@ func TestSeqAdjRecord(t *testing.T) {
 	}
 }
 
-func TestSeqAdjFold(t *testing.T) {
+func TestSeqAdjFull(t *testing.T) {
 	var a SeqAdj
-	for i := range MaxRecords + 3 {
+	for i := range MaxRecords {
 		if err := a.Record(Seq(1000+100*i), int32(i+1)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Records 1, 2, 3 (at 1000, 1100, 1200) are folded into the base.
-	if got, want := a.Base(), int32(1+2+3); got != want {
-		t.Errorf("base = %d, want %d", got, want)
+	if !a.Full() {
+		t.Fatal("Full() = false with MaxRecords records")
 	}
-	if a.Len() != MaxRecords || a.At(0) != (Record{Pos: 1300, Delta: 4}) {
-		t.Errorf("after fold: len %d, oldest %+v", a.Len(), a.At(0))
+	before := a
+	// A full SeqAdj never folds on its own: an unacknowledged record would be
+	// applied to the segment that carries it.
+	if err := a.Record(Seq(1000+100*MaxRecords), 1); !errors.Is(err, ErrFull) {
+		t.Errorf("Record(new) when full = %v, want ErrFull", err)
 	}
-	// Offsets stay exact for anything after the folded records.
+	if diff := cmp.Diff(before, a, cmp.AllowUnexported(SeqAdj{})); diff != "" {
+		t.Errorf("failed Record changed the value (-want +got):\n%s", diff)
+	}
+	// A retransmission of a kept record is still recognised.
+	if err := a.Record(Seq(1000+100*(MaxRecords-1)), MaxRecords); err != nil {
+		t.Errorf("Record(newest again) when full = %v", err)
+	}
+}
+
+func TestSeqAdjFold(t *testing.T) {
 	sumTo := func(k int) int32 { return int32(k * (k + 1) / 2) } // deltas 1..k
 	tests := []struct {
-		name string
-		s    Seq
-		want int32
+		name     string
+		records  int // records 1..n with delta i at 1000+100*(i-1)
+		upTo     Seq
+		wantN    int
+		wantBase int32
+		wantLen  int
 	}{
-		{name: "between folded records: base applies (best effort)", s: 1150, want: sumTo(3)},
-		{name: "at oldest kept record", s: 1300, want: sumTo(3)},
-		{name: "after oldest kept record", s: 1301, want: sumTo(4)},
-		{name: "after newest", s: 1000 + 100*(MaxRecords+2) + 1, want: sumTo(MaxRecords + 3)},
+		{name: "before all", records: 5, upTo: 1000, wantN: 0, wantBase: 0, wantLen: 5},
+		{name: "just after the first", records: 5, upTo: 1001, wantN: 1, wantBase: 1, wantLen: 4},
+		{name: "between", records: 5, upTo: 1250, wantN: 3, wantBase: sumTo(3), wantLen: 2},
+		{name: "after all", records: 5, upTo: 5000, wantN: 5, wantBase: sumTo(5), wantLen: 0},
+		{name: "full, then three", records: MaxRecords, upTo: 1201, wantN: 3, wantBase: sumTo(3), wantLen: MaxRecords - 3},
+		{name: "empty", records: 0, upTo: 5000, wantN: 0, wantBase: 0, wantLen: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := a.Offset(tt.s); got != tt.want {
-				t.Errorf("Offset(%d) = %d, want %d", tt.s, got, tt.want)
+			var a SeqAdj
+			for i := range tt.records {
+				if err := a.Record(Seq(1000+100*i), int32(i+1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Wire positions at or after upTo must not move.
+			probes := []Seq{tt.upTo, tt.upTo + 1, tt.upTo + 99, Seq(1000 + 100*tt.records + 7)}
+			var wantMap, wantUnmap []Seq
+			for _, s := range probes {
+				wantMap = append(wantMap, a.MapSeq(s))
+				wantUnmap = append(wantUnmap, a.UnmapAck(a.MapSeq(s)))
+			}
+			if n := a.Fold(tt.upTo); n != tt.wantN {
+				t.Errorf("Fold = %d, want %d", n, tt.wantN)
+			}
+			if a.Base() != tt.wantBase || a.Len() != tt.wantLen {
+				t.Errorf("base %d len %d, want %d and %d", a.Base(), a.Len(), tt.wantBase, tt.wantLen)
+			}
+			for i, s := range probes {
+				if got := a.MapSeq(s); got != wantMap[i] {
+					t.Errorf("MapSeq(%d) = %d after Fold, was %d", s, got, wantMap[i])
+				}
+				if got := a.UnmapAck(wantMap[i]); got != wantUnmap[i] {
+					t.Errorf("UnmapAck(%d) = %d after Fold, was %d", wantMap[i], got, wantUnmap[i])
+				}
+			}
+			// Acknowledged bytes resent from before upTo end at or before
+			// the mapped upTo: inside what the receiver already has.
+			if tt.records > 0 {
+				s := Seq(999)
+				if end := a.MapSeq(s).Add(int32(tt.upTo.Diff(s))); end.After(a.MapSeq(tt.upTo)) {
+					t.Errorf("resent [%d,%d) maps past the acknowledged point", s, tt.upTo)
+				}
+			}
+			if a.Full() {
+				t.Error("Full() after Fold")
 			}
 		})
 	}
-	// A folded position can no longer be recognised as a retransmission.
-	if err := a.Record(1000, 1); !errors.Is(err, ErrOutOfOrder) {
-		t.Errorf("Record(folded pos) = %v, want ErrOutOfOrder", err)
-	}
-	// The newest record is still recognised.
-	if err := a.Record(Seq(1000+100*(MaxRecords+2)), MaxRecords+3); err != nil {
-		t.Errorf("Record(newest again) = %v", err)
+	var nilAdj *SeqAdj
+	if nilAdj.Fold(5) != 0 || nilAdj.Full() {
+		t.Error("nil SeqAdj: Fold or Full not a no-op")
 	}
 }
 
@@ -238,6 +285,9 @@ func TestSeqAdjBinary(t *testing.T) {
 		if err := full.Record(Seq(0xFFFFFF00+50*i), int32(i%5)-2|1); err != nil {
 			t.Fatal(err)
 		}
+		if i == 1 {
+			full.Fold(0xFFFFFF00 + 51) // a base, from two acknowledged records
+		}
 	}
 	tests := []struct {
 		name string
@@ -296,6 +346,7 @@ func TestSeqAdjAllocs(t *testing.T) {
 		_ = a.MapSeq(777)
 		_ = a.UnmapAck(777)
 		_ = a.Offset(5)
+		_ = a.Fold(0)
 	})
 	if n != 0 {
 		t.Errorf("SeqAdj methods allocate %v times per run", n)
