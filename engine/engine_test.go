@@ -620,7 +620,7 @@ func TestJoinedSegmentCarriesPastSendersSize(t *testing.T) {
 	w := e.NewWorker()
 	const isn = 1000
 	noops := strings.Repeat("NOOP\r\n", 240) // 1440 bytes
-	s1 := noops + "PORT 10,"                // 1448: ends inside a PORT
+	s1 := noops + "PORT 10,"                 // 1448: ends inside a PORT
 	s2 := "0,1,2,156,64\r\n" + noops[:1434]  // 1448
 	s3 := "STAT\r\n"
 	stream := s1 + s2 + s3
@@ -684,7 +684,7 @@ func TestCarriedLinesResentAfterPatience(t *testing.T) {
 	}
 	hs := int(d.HoldStart().Diff(isn))
 	clock = clock.Add(300 * time.Millisecond)
-	if got := stream[hs:len(s1)+len(s2)]; got != "PORT 10,0,1,2,156,66\r\n" {
+	if got := stream[hs : len(s1)+len(s2)]; got != "PORT 10,0,1,2,156,66\r\n" {
 		t.Fatalf("carried %q", got)
 	}
 	send(hs, len(s1)+len(s2)) // the carried line, resent whole
