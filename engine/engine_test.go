@@ -417,6 +417,8 @@ func BenchmarkHandle(b *testing.B) {
 	}{
 		{"adjust-only", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 23, ack: 1, payload: "NOOP\r\n"}},
 		{"replay-PORT", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}},
+		// A reply whose ack is mapped back and checked against the kept rewrites.
+		{"server-reply-ack", seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: 4, payload: "200 ok\r\n"}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
