@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,95 +41,6 @@ var deployments = []deployment{
 }
 
 var servers = []string{"vsftpd", "pureftpd"}
-
-// dclient is a real FTP client in one mode, against any address and port.
-type dclient struct {
-	name   string
-	active bool
-	ipv4   bool // only meaningful over IPv4 (PASV, PORT)
-	fetch  func(l *lab, host string, port, file, out string, timeout time.Duration) (string, error)
-}
-
-func hostPort(host, port string) string { return net.JoinHostPort(host, port) }
-
-func dcurl(name string, active, ipv4 bool, flags ...string) dclient {
-	return dclient{name: name, active: active, ipv4: ipv4, fetch: func(l *lab, host, port, file, out string, timeout time.Duration) (string, error) {
-		secs := fmt.Sprint(int(timeout.Seconds()))
-		base := append([]string{"curl", "-sS", "-g", "--max-time", secs, "--connect-timeout", secs}, flags...)
-		url := "ftp://" + hostPort(host, port) + "/"
-		if o, err := l.exec("c", timeout+5*time.Second, append(base, "-o", out, url+file)...); err != nil {
-			return "", fmt.Errorf("curl get: %v: %s", err, o)
-		}
-		list, err := l.exec("c", timeout+5*time.Second, append(base, url)...)
-		if err != nil {
-			return "", fmt.Errorf("curl list: %v: %s", err, list)
-		}
-		return list, nil
-	}}
-}
-
-func dlftp(name string, passive bool) dclient {
-	mode := "off"
-	if passive {
-		mode = "on"
-	}
-	return dclient{name: name, active: !passive, fetch: func(l *lab, host, port, file, out string, timeout time.Duration) (string, error) {
-		script := fmt.Sprintf("set ftp:passive-mode %s; set ftp:prefer-epsv no; set ftp:fix-pasv-address no; set net:timeout %d; set net:max-retries 1; "+
-			"set net:reconnect-interval-base 1; set xfer:clobber on; open ftp://%s; get %s -o %s; cls -1",
-			mode, int(timeout.Seconds()), hostPort(host, port), file, out)
-		o, err := l.exec("c", 2*timeout+5*time.Second, "lftp", "-c", script)
-		if err != nil {
-			return "", fmt.Errorf("lftp: %v: %s", err, o)
-		}
-		return o, nil
-	}}
-}
-
-const dftplibScript = `
-import ftplib, sys
-server, port, file, out, passive, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "pasv", float(sys.argv[6])
-f = ftplib.FTP(timeout=timeout)
-f.connect(server, port)
-f.login()
-f.set_pasv(passive)
-with open(out, "wb") as w:
-    f.retrbinary("RETR " + file, w.write)
-names = f.nlst()
-f.quit()
-print("\n".join(names))
-`
-
-func dftplib(name string, passive bool) dclient {
-	mode := "port"
-	if passive {
-		mode = "pasv"
-	}
-	return dclient{name: name, active: !passive, fetch: func(l *lab, host, port, file, out string, timeout time.Duration) (string, error) {
-		script := filepath.Join(l.dir, "ftplib_dclient.py")
-		if err := os.WriteFile(script, []byte(dftplibScript), 0o644); err != nil {
-			return "", err
-		}
-		o, err := l.exec("c", 2*timeout+5*time.Second, "python3", script, host, port, file, out, mode, fmt.Sprint(timeout.Seconds()))
-		if err != nil {
-			return "", fmt.Errorf("ftplib: %v: %s", err, o)
-		}
-		return o, nil
-	}}
-}
-
-// dclients: curl in four modes, lftp and ftplib passive and active. Over
-// IPv6, lftp and ftplib use EPSV/EPRT by themselves; curl's PASV and PORT
-// modes do not exist there.
-var dclients = []dclient{
-	dcurl("curl-PASV", false, true, "--disable-epsv"),
-	dcurl("curl-EPSV", false, false),
-	dcurl("curl-PORT", true, true, "-P", "-", "--disable-eprt"),
-	dcurl("curl-EPRT", true, false, "-P", "-"),
-	dlftp("lftp-passive", true),
-	dlftp("lftp-active", false),
-	dftplib("ftplib-passive", true),
-	dftplib("ftplib-active", false),
-}
 
 // newTopoLab builds a lab.sh topology and tears it down when the test ends.
 func newTopoLab(t *testing.T, helper, topo, server string, ports []string) (*lab, string) {
@@ -234,27 +144,6 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	return w.w.Write(p)
 }
 
-// dtransfer runs c against host:port and checks the download byte for byte.
-func dtransfer(l *lab, c dclient, host, port string, timeout time.Duration) error {
-	out := filepath.Join(l.dir, "out-"+c.name+"-"+port)
-	os.Remove(out)
-	list, err := c.fetch(l, host, port, "big.bin", out, timeout)
-	if err != nil {
-		return err
-	}
-	got, err := os.ReadFile(out)
-	if err != nil {
-		return fmt.Errorf("no download: %v", err)
-	}
-	if sumOf(got) != l.fileSHA("big.bin") {
-		return fmt.Errorf("download differs: %d bytes, sha256 %s", len(got), sumOf(got))
-	}
-	if !strings.Contains(list, "hello.txt") {
-		return fmt.Errorf("listing lacks hello.txt: %q", list)
-	}
-	return nil
-}
-
 // TestDeployments runs every README deployment with real servers and
 // clients through ftpct, through the kernel helper as the reference, and
 // with no helper as the negative control. ftpct runs with no
@@ -293,7 +182,7 @@ func runDeployment(t *testing.T, dep deployment, server, helper string) {
 	var used int
 	t.Run("transfers", func(t *testing.T) {
 		for _, port := range dep.ports {
-			for _, c := range dclients {
+			for _, c := range clients {
 				if dep.ipv6 && c.ipv4 {
 					continue
 				}
@@ -308,7 +197,7 @@ func runDeployment(t *testing.T, dep deployment, server, helper string) {
 						timeout = 4 * time.Second
 						t.Parallel()
 					}
-					err := dtransfer(l, c, dep.target, port, timeout)
+					err := transferTo(l, c, dep.target, port, timeout)
 					switch {
 					case works && err != nil:
 						t.Errorf("%s with %s on %s: transfer failed: %v", dep.name, helper, server, err)

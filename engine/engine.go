@@ -522,8 +522,9 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 	// Bytes before d.Next were seen: replay the rewrites made in them that
 	// the peer has not acknowledged (bytes it has are discarded by it).
 	if start.Before(d.Next) {
-		for i := range d.Edits() {
-			r := &d.Edits()[i]
+		edits := d.Edits()
+		for i := range edits {
+			r := &edits[i]
 			if !r.Pos.Before(end) {
 				break // this and the later ones are after the segment
 			}

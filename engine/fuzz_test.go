@@ -8,6 +8,16 @@ import (
 	"github.com/ftpct/ftpct/rewrite"
 )
 
+// masqClientSeg is a client segment of masqueradeBinding's connection.
+func masqClientSeg(seq uint32, payload string) seg {
+	return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
+}
+
+// masqServerAck is the server's bare ACK on that connection.
+func masqServerAck(ack uint32) seg {
+	return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: ack}
+}
+
 // sessionScripts are valid control streams, one per direction of the
 // bindings used by FuzzSegmentation.
 var sessionScripts = []struct {
@@ -20,12 +30,8 @@ var sessionScripts = []struct {
 	{
 		name:    "client commands through masquerade",
 		binding: masqueradeBinding,
-		seg: func(seq uint32, payload string) seg {
-			return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
-		},
-		ack: func(ack uint32) seg {
-			return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: ack}
-		},
+		seg:     masqClientSeg,
+		ack:     masqServerAck,
 		stream: "USER anonymous\r\nPASS x\r\nTYPE I\r\nPORT 10,0,1,2,156,64\r\nRETR big.bin\r\nNOOP\r\n" +
 			"EPRT |1|10.0.1.2|40002|\r\nLIST\r\nport 10,0,1,2,200,1\r\nPORT 10,0,1,2,0,22\r\nQUIT\r\n",
 	},
@@ -44,12 +50,8 @@ var sessionScripts = []struct {
 	{
 		name:    "pipelined PORT burst through masquerade",
 		binding: masqueradeBinding,
-		seg: func(seq uint32, payload string) seg {
-			return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
-		},
-		ack: func(ack uint32) seg {
-			return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: ack}
-		},
+		seg:     masqClientSeg,
+		ack:     masqServerAck,
 		stream: func() string {
 			in, _ := portLines(0, 40)
 			return "TYPE I\r\n" + in + "RETR x\r\n"
