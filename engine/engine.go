@@ -488,6 +488,10 @@ func (w *Worker) learn(p *rewrite.Packet, now time.Time) (*conntrack.Session, co
 	}
 	if s.Created.Equal(now) {
 		e.stats.Sessions.Add(1)
+		if e.log.Enabled(context.Background(), slog.LevelDebug) {
+			e.log.Debug("session learned", "session", s.ID, "orig", b.Orig.String(), "reply", b.Reply.String(),
+				"from", dir.String(), "seq", uint32(p.Seq))
+		}
 	}
 	return s, dir, nil
 }
@@ -546,6 +550,10 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 		}
 	}
 	if !end.After(d.Next) {
+		if e.log.Enabled(context.Background(), slog.LevelDebug) {
+			e.log.Debug("retransmission", "session", sess.ID, "from", dir.String(),
+				"seq", uint32(start), "end", uint32(end), "next", uint32(d.Next), "replays", len(w.edits))
+		}
 		return -1, ""
 	}
 	off := int(d.Next.Diff(start))
