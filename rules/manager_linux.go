@@ -104,18 +104,25 @@ func hint(err error) error {
 // Install puts in place the tables of every configured family and the
 // iptables accept rules. On failure it removes what it added.
 func (m *Manager) Install() error {
+	return m.locked(func() error {
+		if err := m.install(); err != nil {
+			if rerr := m.remove(); rerr != nil {
+				return errors.Join(err, fmt.Errorf("cleanup after failed install: %w", rerr))
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+// locked runs f with m locked, or returns ErrClosed after Shutdown.
+func (m *Manager) locked(f func() error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return ErrClosed
 	}
-	if err := m.install(); err != nil {
-		if rerr := m.remove(); rerr != nil {
-			return errors.Join(err, fmt.Errorf("cleanup after failed install: %w", rerr))
-		}
-		return err
-	}
-	return nil
+	return f()
 }
 
 func (m *Manager) install() error {
@@ -161,14 +168,7 @@ func (m *Manager) install() error {
 
 // Remove deletes the own tables and the accept rules (by exact rule spec).
 // It is idempotent and safe after a partial or failed Install.
-func (m *Manager) Remove() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
-	return m.remove()
-}
+func (m *Manager) Remove() error { return m.locked(m.remove) }
 
 func (m *Manager) remove() error {
 	var errs []error
@@ -332,24 +332,21 @@ func (m *Manager) Open(h Hole) error {
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
-	t := h.timeoutDuration()
-	if h.To.IsValid() {
-		if err := m.conn.SetAddElements(o.xlate, []nftables.SetElement{{Key: h.expectKey(), Val: h.xlateValue(), Timeout: t}}); err != nil {
+	return m.locked(func() error {
+		t := h.timeoutDuration()
+		if h.To.IsValid() {
+			if err := m.conn.SetAddElements(o.xlate, []nftables.SetElement{{Key: h.expectKey(), Val: h.xlateValue(), Timeout: t}}); err != nil {
+				return fmt.Errorf("open hole %v: %w", h, err)
+			}
+		}
+		if err := m.conn.SetAddElements(o.expect, []nftables.SetElement{{Key: h.expectKey(), Timeout: t}}); err != nil {
 			return fmt.Errorf("open hole %v: %w", h, err)
 		}
-	}
-	if err := m.conn.SetAddElements(o.expect, []nftables.SetElement{{Key: h.expectKey(), Timeout: t}}); err != nil {
-		return fmt.Errorf("open hole %v: %w", h, err)
-	}
-	if err := m.conn.Flush(); err != nil {
-		return fmt.Errorf("open hole %v: %w", h, hint(err))
-	}
-	return nil
+		if err := m.conn.Flush(); err != nil {
+			return fmt.Errorf("open hole %v: %w", h, hint(err))
+		}
+		return nil
+	})
 }
 
 // Close deletes the hole and its DNAT mapping if they are still there. An
@@ -360,29 +357,26 @@ func (m *Manager) Close(h Hole) error {
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
-	var errs []error
-	sets := []*nftables.Set{o.expect}
-	if h.To.IsValid() {
-		sets = append(sets, o.xlate)
-	}
-	for _, s := range sets {
-		if err := m.conn.SetDeleteElements(s, []nftables.SetElement{{Key: h.expectKey()}}); err != nil {
-			errs = append(errs, err)
-			continue
+	return m.locked(func() error {
+		var errs []error
+		sets := []*nftables.Set{o.expect}
+		if h.To.IsValid() {
+			sets = append(sets, o.xlate)
 		}
-		if err := m.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("%s: %w", s.Name, hint(err)))
+		for _, s := range sets {
+			if err := m.conn.SetDeleteElements(s, []nftables.SetElement{{Key: h.expectKey()}}); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := m.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("%s: %w", s.Name, hint(err)))
+			}
 		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("close hole %v: %w", h, err)
-	}
-	return nil
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("close hole %v: %w", h, err)
+		}
+		return nil
+	})
 }
 
 // Shutdown closes the netlink connection (and the namespace handle). It

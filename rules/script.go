@@ -142,17 +142,21 @@ type Deployment struct {
 // Deployments are the documented deployments, in README order.
 var Deployments = []Deployment{
 	{Name: "gateway", Title: "masquerading gateway (LAN clients, any servers)", Where: "the gateway",
-		helperChain: "PREROUTING", ipv4Only: true, rules: gatewayRules},
+		helperChain: "PREROUTING", ipv4Only: true,
+		rules: forwardRules{from: "LAN", postIpt: "-o WAN -j MASQUERADE", postNft: `oifname "WAN" masquerade`}.rules},
 	{Name: "serverhost", Title: "the FTP server host protects itself (INPUT policy DROP)", Where: "the server host",
 		helperChain: "PREROUTING", rules: hostRules(true)},
 	{Name: "clienthost", Title: "the client host protects itself (INPUT policy DROP)", Where: "the client host",
 		helperChain: "OUTPUT", rules: hostRules(false)},
 	{Name: "routed", Title: "routed firewall without NAT (FORWARD policy DROP)", Where: "the firewall",
-		helperChain: "PREROUTING", rules: routedRules},
+		helperChain: "PREROUTING", rules: forwardRules{from: "LAN"}.rules},
 	{Name: "dnat", Title: "server behind a port-forwarding gateway (DNAT PUBLIC:port to SERVER)", Where: "the gateway",
-		helperChain: "PREROUTING", ipv4Only: true, rules: dnatRules},
+		helperChain: "PREROUTING", ipv4Only: true,
+		rules: forwardRules{from: "WAN", to: "SERVER", dnat: "WAN", postIpt: "-o WAN -j MASQUERADE", postNft: `oifname "WAN" masquerade`}.rules},
 	{Name: "doublenat", Title: "both ends translated: masqueraded LAN clients reach a DNAT'd server", Where: "the gateway",
-		helperChain: "PREROUTING", ipv4Only: true, rules: doubleNATRules},
+		helperChain: "PREROUTING", ipv4Only: true,
+		rules: forwardRules{from: "LAN", to: "SERVER", dnat: "LAN",
+			postIpt: "-o DMZ -s LANNET -j SNAT --to-source SNATADDR", postNft: `oifname "DMZ" ip saddr LANNET snat to SNATADDR`}.rules},
 }
 
 // deploymentAliases are other names operators (and lab.sh topologies) use.
@@ -205,27 +209,6 @@ func perPort(cfg Config, format string) []string {
 	return out
 }
 
-func gatewayRules(cfg Config, f family) ([]string, string) {
-	ipt := []string{"-P FORWARD DROP", "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"}
-	ipt = append(ipt, perPort(cfg, "-A FORWARD -i LAN -p tcp --dport %d -m conntrack --ctstate NEW -j ACCEPT")...)
-	ipt = append(ipt, "-t nat -A POSTROUTING -o WAN -j MASQUERADE")
-	nft := fmt.Sprintf(`table ip filter {
-	chain forward {
-		type filter hook forward priority filter; policy drop;
-		ct state established,related accept
-		%s
-		iifname "LAN" tcp dport %s ct state new accept
-	}
-}
-table ip nat {
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		oifname "WAN" masquerade
-	}
-}`, cfg.markAccept(), cfg.portSet())
-	return ipt, nft
-}
-
 func hostRules(server bool) func(Config, family) ([]string, string) {
 	return func(cfg Config, f family) ([]string, string) {
 		ipt := []string{"-P INPUT DROP", "-A INPUT -i lo -j ACCEPT", "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"}
@@ -251,70 +234,61 @@ func hostRules(server bool) func(Config, family) ([]string, string) {
 	}
 }
 
-func routedRules(cfg Config, f family) ([]string, string) {
-	ipt := []string{"-P FORWARD DROP", "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"}
-	ipt = append(ipt, perPort(cfg, "-A FORWARD -i LAN -p tcp --dport %d -m conntrack --ctstate NEW -j ACCEPT")...)
-	nft := fmt.Sprintf(`table %s filter {
-	chain forward {
-		type filter hook forward priority filter; policy drop;
-		ct state established,related accept
-		%s
-		iifname "LAN" tcp dport %s ct state new accept
-	}
-}`, f.nft, cfg.markAccept(), cfg.portSet())
-	return ipt, nft
+// forwardRules are the operator's rules of a deployment whose firewall
+// forwards the control connections: FORWARD policy drop, established
+// connections and ftpct's data connections accepted, new control connections
+// accepted when they come in on one interface (to one address), and NAT.
+type forwardRules struct {
+	from string // interface new control connections come in on
+	to   string // their destination address after DNAT, or ""
+	dnat string // interface on which PUBLIC:port is DNATed to SERVER, or ""
+	// postIpt, postNft: the source NAT, iptables and nft forms, or "".
+	postIpt, postNft string
 }
 
-func dnatRules(cfg Config, f family) ([]string, string) {
-	ipt := perPort(cfg, "-t nat -A PREROUTING -i WAN -d PUBLIC -p tcp --dport %d -j DNAT --to-destination SERVER")
+func (r forwardRules) rules(cfg Config, f family) ([]string, string) {
+	var ipt []string
+	if r.dnat != "" {
+		ipt = perPort(cfg, "-t nat -A PREROUTING -i "+r.dnat+" -d PUBLIC -p tcp --dport %d -j DNAT --to-destination SERVER")
+	}
 	ipt = append(ipt, "-P FORWARD DROP", "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")
-	ipt = append(ipt, perPort(cfg, "-A FORWARD -i WAN -d SERVER -p tcp --dport %d -m conntrack --ctstate NEW -j ACCEPT")...)
-	ipt = append(ipt, "-t nat -A POSTROUTING -o WAN -j MASQUERADE")
-	nft := fmt.Sprintf(`table ip filter {
+	iptTo, nftTo := "", ""
+	if r.to != "" {
+		iptTo, nftTo = " -d "+r.to, " ip daddr "+r.to
+	}
+	ipt = append(ipt, perPort(cfg, "-A FORWARD -i "+r.from+iptTo+" -p tcp --dport %d -m conntrack --ctstate NEW -j ACCEPT")...)
+	if r.postIpt != "" {
+		ipt = append(ipt, "-t nat -A POSTROUTING "+r.postIpt)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `table %s filter {
 	chain forward {
 		type filter hook forward priority filter; policy drop;
 		ct state established,related accept
 		%s
-		iifname "WAN" ip daddr SERVER tcp dport %s ct state new accept
+		iifname %q%s tcp dport %s ct state new accept
 	}
-}
-table ip nat {
+}`, f.nft, cfg.markAccept(), r.from, nftTo, cfg.portSet())
+	if r.dnat == "" && r.postNft == "" {
+		return ipt, b.String()
+	}
+	b.WriteString("\ntable ip nat {")
+	if r.dnat != "" {
+		fmt.Fprintf(&b, `
 	chain prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
-		iifname "WAN" ip daddr PUBLIC tcp dport %s dnat to SERVER
+		iifname %q ip daddr PUBLIC tcp dport %s dnat to SERVER
+	}`, r.dnat, cfg.portSet())
 	}
+	if r.postNft != "" {
+		fmt.Fprintf(&b, `
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
-		oifname "WAN" masquerade
-	}
-}`, cfg.markAccept(), cfg.portSet(), cfg.portSet())
-	return ipt, nft
-}
-
-func doubleNATRules(cfg Config, f family) ([]string, string) {
-	ipt := perPort(cfg, "-t nat -A PREROUTING -i LAN -d PUBLIC -p tcp --dport %d -j DNAT --to-destination SERVER")
-	ipt = append(ipt, "-P FORWARD DROP", "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")
-	ipt = append(ipt, perPort(cfg, "-A FORWARD -i LAN -d SERVER -p tcp --dport %d -m conntrack --ctstate NEW -j ACCEPT")...)
-	ipt = append(ipt, "-t nat -A POSTROUTING -o DMZ -s LANNET -j SNAT --to-source SNATADDR")
-	nft := fmt.Sprintf(`table ip filter {
-	chain forward {
-		type filter hook forward priority filter; policy drop;
-		ct state established,related accept
 		%s
-		iifname "LAN" ip daddr SERVER tcp dport %s ct state new accept
+	}`, r.postNft)
 	}
-}
-table ip nat {
-	chain prerouting {
-		type nat hook prerouting priority dstnat; policy accept;
-		iifname "LAN" ip daddr PUBLIC tcp dport %s dnat to SERVER
-	}
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		oifname "DMZ" ip saddr LANNET snat to SNATADDR
-	}
-}`, cfg.markAccept(), cfg.portSet(), cfg.portSet())
-	return ipt, nft
+	b.WriteString("\n}")
+	return ipt, b.String()
 }
 
 // DeploymentScript is Script preceded, as comments, by the operator's own
