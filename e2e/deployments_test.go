@@ -45,25 +45,7 @@ var servers = []string{"vsftpd", "pureftpd"}
 // newTopoLab builds a lab.sh topology and tears it down when the test ends.
 func newTopoLab(t *testing.T, helper, topo, server string, ports []string) (*lab, string) {
 	t.Helper()
-	name := fmt.Sprintf("d%d%d", os.Getpid()%1000, labSeq.Add(1))
-	if len(name) > 8 {
-		name = name[len(name)-8:]
-	}
-	l := &lab{t: t, name: name}
-	t.Cleanup(func() {
-		if out, err := exec.Command("bash", labScript, "down", name).CombinedOutput(); err != nil {
-			t.Errorf("lab down %s: %v\n%s", name, err, out)
-		}
-	})
-	args := []string{labScript, "up", name, helper, "--topo", topo, "--server", server, "--ports", strings.Join(ports, ",")}
-	if out, err := exec.Command("bash", args...).CombinedOutput(); err != nil {
-		t.Fatalf("lab %s: %v\n%s", strings.Join(args[1:], " "), err, out)
-	}
-	dir, err := exec.Command("bash", labScript, "dir", name).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.dir = strings.TrimSpace(string(dir))
+	l := startLab(t, "d", helper, "--topo", topo, "--server", server, "--ports", strings.Join(ports, ","))
 	host, err := os.ReadFile(filepath.Join(l.dir, "host"))
 	if err != nil {
 		t.Fatal(err)

@@ -92,7 +92,14 @@ type lab struct {
 // started separately) and tears it down when the test ends.
 func newLab(t *testing.T, helper string) *lab {
 	t.Helper()
-	name := fmt.Sprintf("f%d%d", os.Getpid()%10000, labSeq.Add(1))
+	return startLab(t, "f", helper)
+}
+
+// startLab runs `lab.sh up NAME args...` with a fresh NAME starting with
+// prefix, and `lab.sh down NAME` when the test ends.
+func startLab(t *testing.T, prefix string, args ...string) *lab {
+	t.Helper()
+	name := fmt.Sprintf("%s%d%d", prefix, os.Getpid()%10000, labSeq.Add(1))
 	if len(name) > 8 {
 		name = name[len(name)-8:]
 	}
@@ -102,8 +109,9 @@ func newLab(t *testing.T, helper string) *lab {
 			t.Errorf("lab down %s: %v\n%s", name, err, out)
 		}
 	})
-	if out, err := exec.Command("bash", labScript, "up", name, helper).CombinedOutput(); err != nil {
-		t.Fatalf("lab up %s %s: %v\n%s", name, helper, err, out)
+	up := append([]string{labScript, "up", name}, args...)
+	if out, err := exec.Command("bash", up...).CombinedOutput(); err != nil {
+		t.Fatalf("lab up %s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	dir, err := exec.Command("bash", labScript, "dir", name).Output()
 	if err != nil {

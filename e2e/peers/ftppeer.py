@@ -293,6 +293,39 @@ def recv_all(sock, deadline, op_timeout, limit=1 << 34):
     return n, h.hexdigest(), head
 
 
+def accept_data(listener, deadline, op_timeout):
+    """Wait for the server's data connection (active mode); close the listener."""
+    addr, port = listener.getsockname()[:2]
+    listener.settimeout(deadline.left(op_timeout))
+    try:
+        data, _ = listener.accept()
+    except socket.timeout:
+        raise PeerError("no data connection arrived at %s port %d" % (addr, port))
+    listener.close()
+    return data
+
+
+def finish_transfer(ctl, xfer, data, deadline, op_timeout):
+    """Read the data connection to EOF, check xfer's final reply and end the
+    session -> (bytes, sha256 hex, first 64 KiB, data peer [addr, port])."""
+    peer = list(data.getpeername()[:2])
+    n, digest, head = recv_all(data, deadline, op_timeout)
+    data.close()
+    code, text = ctl.reply()
+    check(xfer, code, text, 2)
+    goodbye(ctl)
+    return n, digest, head, peer
+
+
+def goodbye(ctl):
+    """QUIT if the server still answers, then close the control connection."""
+    try:
+        ctl.cmd("QUIT")
+    except (PeerError, OSError):
+        pass
+    ctl.close()
+
+
 def cut_inside_number(line, start, end):
     """Index in line[start:end] between two digits, as close to the middle as possible."""
     mid = (start + end) // 2

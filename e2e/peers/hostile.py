@@ -150,24 +150,10 @@ def mode_portburst(a, dl):
     ctl.cmd(announce(ctl, local, lport, a.eprt), 200)
     xfer = ("RETR " + a.file) if a.file else "LIST"
     code, text = ctl.cmd(xfer, 1)
-    ls.settimeout(dl.left(a.op_timeout))
-    try:
-        d, peer = ls.accept()
-    except socket.timeout:
-        raise fp.PeerError("final transfer: no data connection to %s port %d" % (local, lport))
-    ls.close()
-    n, digest, _ = fp.recv_all(d, dl, a.op_timeout)
-    d.close()
-    code, text = ctl.reply()
-    fp.check(xfer, code, text, 2)
-    try:
-        ctl.cmd("QUIT")
-    except fp.PeerError:
-        pass
-    ctl.close()
+    n, digest, _, peer = fp.finish_transfer(ctl, xfer, fp.accept_data(ls, dl, a.op_timeout), dl, a.op_timeout)
     res = {"mode": "portburst", "count": a.count, "replies_200": codes.get("200", 0), "reply_codes": codes,
            "burst_seconds": round(dt, 3), "transfer_bytes": n, "sha256": digest,
-           "data_peer": list(peer[:2])}
+           "data_peer": peer}
     if a.expect_sha256 and digest != a.expect_sha256.lower():
         raise fp.PeerError("final transfer sha256 mismatch: got %s want %s" % (digest, a.expect_sha256))
     if a.min_200 is not None and res["replies_200"] < a.min_200:
@@ -197,11 +183,7 @@ def mode_announce(a, dl, addr, port, label):
                 pass
         else:
             res["data_connected"] = False
-    try:
-        ctl.cmd("QUIT")
-    except (fp.PeerError, OSError):
-        pass
-    ctl.close()
+    fp.goodbye(ctl)
     if a.expect_refused and res.get("data_connected"):
         raise fp.PeerError("%s: the server reached %s port %d (%s)" % (label, addr, port, res.get("trigger_reply_text")))
     return res

@@ -127,22 +127,8 @@ def main():
         code, text = ctl.reply()
         fp.check(xfer, code, text, 1)
         if active:
-            listener.settimeout(dl.left(a.op_timeout))
-            try:
-                data, _ = listener.accept()
-            except socket.timeout:
-                raise fp.PeerError("no data connection arrived at %s port %d" % (local, lport))
-            listener.close()
-        peer = list(data.getpeername()[:2])
-        n, digest, head = fp.recv_all(data, dl, a.op_timeout)
-        data.close()
-        code, text = ctl.reply()
-        fp.check(xfer, code, text, 2)
-        try:
-            ctl.cmd("QUIT")
-        except fp.PeerError:
-            pass
-        ctl.close()
+            data = fp.accept_data(listener, dl, a.op_timeout)
+        n, digest, head, peer = fp.finish_transfer(ctl, xfer, data, dl, a.op_timeout)
         res = {"ok": True, "bytes": n, "sha256": digest, "mode": a.mode, "split": a.split,
                "pipeline": a.pipeline, "announced": announced, "data_peer": peer,
                "data_target": list(target) if target else None, "transcript": ctl.transcript}
