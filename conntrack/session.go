@@ -42,13 +42,17 @@ const MaxInFlight = rewrite.MaxRecords
 // bytes [Pos, Pos+OrigLen) were replaced by the announcement of Kind with
 // delimiter Delim, the receiver's view of the sender's address and Port. The
 // text is made again on replay (AppendRepl), so an Edit is small and
-// pointer-free.
+// pointer-free. When Regen is set, the original bytes are what AppendOrig
+// makes (the sender wrote its argument the usual way): a retransmission that
+// carries only part of them can be completed.
 type Edit struct {
-	Pos     rewrite.Seq
-	OrigLen uint16
-	Port    uint16
-	Kind    ftpparse.Kind
-	Delim   byte
+	Pos      rewrite.Seq
+	OrigLen  uint16
+	Port     uint16
+	OrigPort uint16
+	Kind     ftpparse.Kind
+	Delim    byte
+	Regen    bool
 }
 
 // End returns the original sequence number following the replaced bytes.
@@ -58,6 +62,12 @@ func (e *Edit) End() rewrite.Seq { return e.Pos.Add(int32(e.OrigLen)) }
 // receiver sees the sender as (Session.SeenAs).
 func (e *Edit) AppendRepl(dst []byte, addr netip.Addr) []byte {
 	return ftpparse.AppendArg(dst, ftpparse.Match{Kind: e.Kind, Delim: e.Delim}, addr, e.Port)
+}
+
+// AppendOrig appends the argument text the sender would write for its own
+// address own and OrigPort. It equals the original bytes when Regen is set.
+func (e *Edit) AppendOrig(dst []byte, own netip.Addr) []byte {
+	return ftpparse.AppendArg(dst, ftpparse.Match{Kind: e.Kind, Delim: e.Delim}, own, e.OrigPort)
 }
 
 // DirState is the stream state of one direction of a control connection.

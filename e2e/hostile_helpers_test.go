@@ -165,40 +165,62 @@ func (l *lab) allowAltPort(kernel bool) {
 	}
 }
 
-// addLoss drops pct percent of the control channel's packets (TCP port 21,
-// either direction) in both the output and input paths of a lab host.
-func (l *lab) addLoss(host string, pct int) {
+// addLoss drops permille thousandths of the control channel's packets (TCP
+// port 21) at each of four points, as a lossy link would: where each
+// direction enters the gateway (netdev ingress, before ftpct or the kernel
+// helper sees it) and where it enters the receiving host (its input path,
+// after the gateway rewrote it). Drops in a sender's own output path would
+// not be link loss: the sender's stack gets an error back, and Linux then
+// forgets a half-open connection whose SYN-ACK retransmission failed.
+func (l *lab) addLoss(permille int) {
 	l.t.Helper()
-	script := fmt.Sprintf(`table inet loss {
-	chain out { type filter hook output priority 0; policy accept;
-		tcp dport 21 numgen random mod 100 < %[1]d counter drop
-		tcp sport 21 numgen random mod 100 < %[1]d counter drop
+	match := func(verdict string) string {
+		return fmt.Sprintf("tcp dport 21 numgen random mod 1000 < %[1]d counter %[2]s\n\t\ttcp sport 21 numgen random mod 1000 < %[1]d counter %[2]s", permille, verdict)
 	}
-	chain in { type filter hook input priority 0; policy accept;
-		tcp dport 21 numgen random mod 100 < %[1]d counter drop
-		tcp sport 21 numgen random mod 100 < %[1]d counter drop
+	host := fmt.Sprintf("table inet loss {\n\tchain in { type filter hook input priority 0; policy accept;\n\t\t%s\n\t}\n}\n", match("drop"))
+	gw := fmt.Sprintf("table netdev loss {\n"+
+		"\tchain from_client { type filter hook ingress device %[1]q priority 0; policy accept;\n\t\t%[3]s\n\t}\n"+
+		"\tchain from_server { type filter hook ingress device %[2]q priority 0; policy accept;\n\t\t%[3]s\n\t}\n}\n",
+		l.name+"-gl", l.name+"-gw", match("drop"))
+	for h, script := range map[string]string{"c": host, "s": host, "g": gw} {
+		f := filepath.Join(l.dir, "loss-"+h+".nft")
+		if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
+			l.t.Fatal(err)
+		}
+		l.mustExec(h, "nft", "-f", f)
 	}
 }
-`, pct)
-	f := filepath.Join(l.dir, "loss-"+host+".nft")
+
+// dropFirstAnnouncements drops, at the server's input (after the gateway
+// rewrote them), every other segment that begins with "PORT " or "EPRT ":
+// each announcement's first transmission, when the client sends each once
+// and resends it once.
+func (l *lab) dropFirstAnnouncements() {
+	l.t.Helper()
+	script := "table inet loss {\n\tchain in { type filter hook input priority 0; policy accept;\n" +
+		"\t\ttcp dport 21 @ih,0,40 { 0x504f525420, 0x4550525420 } numgen inc mod 2 == 0 counter drop\n\t}\n}\n"
+	f := filepath.Join(l.dir, "loss-s.nft")
 	if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
-	l.mustExec(host, "nft", "-f", f)
+	l.mustExec("s", "nft", "-f", f)
 }
 
-// lossDrops sums the drop counters of addLoss's table in a host.
-func (l *lab) lossDrops(host string) int {
-	out, err := l.exec(host, 10*time.Second, "nft", "list", "table", "inet", "loss")
-	if err != nil {
-		return -1
-	}
+// lossDrops sums the drop counters of the loss tables (addLoss,
+// dropFirstAnnouncements) in the lab's hosts.
+func (l *lab) lossDrops() int {
 	n := 0
-	f := strings.Fields(out)
-	for i := 0; i+1 < len(f); i++ {
-		if f[i] == "packets" {
-			v, _ := strconv.Atoi(f[i+1])
-			n += v
+	for h, family := range map[string]string{"c": "inet", "s": "inet", "g": "netdev"} {
+		out, err := l.exec(h, 10*time.Second, "nft", "list", "table", family, "loss")
+		if err != nil {
+			continue // no loss table in this host
+		}
+		f := strings.Fields(out)
+		for i := 0; i+1 < len(f); i++ {
+			if f[i] == "packets" {
+				v, _ := strconv.Atoi(f[i+1])
+				n += v
+			}
 		}
 	}
 	return n

@@ -119,7 +119,7 @@ func (e *Engine) Stats() Snapshot {
 		Sessions: s.Sessions.Load(), SessionsOpen: uint64(e.sessions.Len()), SessionsFull: s.SessionsFull.Load(),
 		Lines: s.Lines.Load(), Commands: s.Commands.Load(), Malformed: s.Malformed.Load(),
 		PartialLines: s.PartialLines.Load(), HeldLines: s.HeldLines.Load(), LineOverflow: s.LineOverflow.Load(), HoldAbandoned: s.HoldAbandoned.Load(), HeldCarried: s.HeldCarried.Load(),
-		Rewrites: s.Rewrites.Load(), RewritesRefused: s.RewritesRefused.Load(), Replays: s.Replays.Load(),
+		Rewrites: s.Rewrites.Load(), RewritesRefused: s.RewritesRefused.Load(), Replays: s.Replays.Load(), ResendsCompleted: s.ResendsCompleted.Load(),
 		OutOfOrder:    s.OutOfOrder.Load(),
 		ExpectCreated: s.ExpectCreated.Load(), ExpectUsed: s.ExpectUsed.Load(), ExpectExpired: s.ExpectExpired.Load(),
 		ExpectEvicted: s.ExpectEvicted.Load(), ExpectRefused: s.ExpectRefused.Load(), ExpectPending: uint64(e.exps.Len()),
@@ -227,6 +227,9 @@ type Worker struct {
 	trim  []byte // a segment without the line beginning it holds back
 	edits []rewrite.Edit
 	repl  []byte
+	orig  []byte // an argument's original text, made again (Edit.AppendOrig)
+	cut   []byte // the payload of a resent segment completed (complete)
+	whole []byte // that segment
 	evict []conntrack.Expectation
 }
 
@@ -239,6 +242,9 @@ func (e *Engine) NewWorker() *Worker {
 		trim:  make([]byte, 0, 16384),
 		edits: make([]rewrite.Edit, 0, 16),
 		repl:  make([]byte, 0, (conntrack.MaxInFlight+1)*ftpparse.MaxArgLen),
+		orig:  make([]byte, 0, ftpparse.MaxArgLen),
+		cut:   make([]byte, 0, 16384),
+		whole: make([]byte, 0, 16384),
 		evict: make([]conntrack.Expectation, 0, 4),
 	}
 }
@@ -292,6 +298,11 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 	// sent, or more while the packet stays within the smallest MTU IPv6
 	// guarantees (so a short split command is sent whole with what follows).
 	limit := max(len(payload), minMTU-p.PayloadOff)
+	if len(payload) > 0 && d.Started && p.Seq.Before(d.Next) {
+		if j, q, ok := w.complete(sess, dir, in, &p, payload, limit); ok {
+			in, p, payload, forced = j, q, q.Payload(j), true
+		}
+	}
 	if len(payload) > 0 {
 		if len(d.Held) > 0 {
 			hs := d.HoldStart()
@@ -306,7 +317,7 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 				if _, why := w.scan(sess, dir, &p, payload, len(payload), now); why != "" {
 					return w.drop(sess, dir, &p, why)
 				}
-				return w.send(sess, dir, pkt, &p, false, now)
+				return w.send(sess, dir, in, &p, forced, now)
 			case joinGiveUp:
 				// Forget the held bytes and read the stream again from
 				// this segment. If it completes no line, the sender will
@@ -329,17 +340,17 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 				// Only bytes already held: send the segment on without
 				// them, as an empty segment at the held start (nothing is
 				// lost, nothing new is delivered).
-				return w.finish(sess, dir, pkt, &p, hs, nil, now)
+				return w.finish(sess, dir, in, &p, hs, nil, now)
 			case joinTrim:
 				// Resent bytes from before the held ones: send those
 				// (replaying rewrites), keep holding the rest.
 				if _, why := w.scan(sess, dir, &p, payload, len(payload), now); why != "" {
 					return w.drop(sess, dir, &p, why)
 				}
-				return w.finish(sess, dir, pkt, &p, p.Seq, payload[:min(int(hs.Diff(p.Seq)), len(payload))], now)
+				return w.finish(sess, dir, in, &p, p.Seq, payload[:min(int(hs.Diff(p.Seq)), len(payload))], now)
 			case joinPrepend:
 				var q rewrite.Packet
-				j, err := rewrite.Resegment(w.join[:0], pkt, &p, hs, d.Held[:p.Seq.Diff(hs)], payload, &q)
+				j, err := rewrite.Resegment(w.join[:0], in, &p, hs, d.Held[:p.Seq.Diff(hs)], payload, &q)
 				if err != nil {
 					e.stats.Errors.Add(1)
 					return w.drop(sess, dir, &p, err.Error())
@@ -364,6 +375,83 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 		}
 	}
 	return w.send(sess, dir, in, &p, forced, now)
+}
+
+// complete makes whole a resent segment that begins or ends inside the
+// argument of a kept rewrite. That happens when a rewrite was made in a
+// segment ftpct joined (a split line) and the joined packet was lost after
+// the gateway: the sender resends its own, smaller pieces, and no piece can
+// be rewritten alone. The missing original bytes of the argument are made
+// again (Edit.AppendOrig) and put around the segment's, so the rewrite
+// replays whole; bytes the receiver gets twice it discards. The result stays
+// within limit bytes of payload: when it would not, the segment is cut
+// short before a rewrite (the sender resends the rest).
+//
+// ok is false when the segment cuts no argument, or one whose original text
+// cannot be made again; scan then drops it.
+func (w *Worker) complete(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, payload []byte, limit int) (out []byte, q rewrite.Packet, ok bool) {
+	d := &sess.Dir[dir]
+	start := p.Seq
+	end := start.Add(int32(len(payload)))
+	edits := d.Edits()
+	first, last := -1, -1
+	for i := range edits {
+		r := &edits[i]
+		if !r.Pos.Before(end) {
+			break
+		}
+		if r.End().After(start) {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 || (!edits[first].Pos.Before(start) && !edits[last].End().After(end)) {
+		return nil, q, false
+	}
+	// The completed segment is [from, to).
+	from, to := start, end
+	if r := &edits[first]; r.Pos.Before(start) {
+		from = r.Pos
+	}
+	if r := &edits[last]; r.End().After(end) {
+		to = r.End()
+	}
+	if int(to.Diff(from)) > limit {
+		to = from.Add(int32(limit))
+		for i := range edits {
+			if r := &edits[i]; r.Pos.Before(to) && r.End().After(to) {
+				to = r.Pos
+			}
+		}
+	}
+	own := sess.Tuple(dir).Src
+	w.cut = w.cut[:0]
+	if r := &edits[first]; from.Before(start) {
+		w.cut = r.AppendOrig(w.cut, own)
+		if k := int(start.Diff(r.Pos)); r.Regen && len(w.cut) == int(r.OrigLen) {
+			w.cut = w.cut[:k]
+		} else {
+			return nil, q, false
+		}
+	}
+	w.cut = append(w.cut, payload[:max(0, min(int(to.Diff(start)), len(payload)))]...)
+	if r := &edits[last]; to.After(end) {
+		n := len(w.cut)
+		w.cut = r.AppendOrig(w.cut, own)
+		if !r.Regen || len(w.cut)-n != int(r.OrigLen) {
+			return nil, q, false
+		}
+		w.cut = append(w.cut[:n], w.cut[n+int(end.Diff(r.Pos)):]...)
+	}
+	j, err := rewrite.Resegment(w.whole[:0], in, p, from, w.cut, nil, &q)
+	if err != nil {
+		return nil, q, false
+	}
+	w.whole = j[:0]
+	w.e.stats.ResendsCompleted.Add(1)
+	return j, q, true
 }
 
 // finish sends the segment in with sequence number seq and payload head
@@ -719,7 +807,9 @@ func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, o
 		return
 	}
 	at := off + m.Start
-	if !sess.Dir[dir].Remember(conntrack.Edit{Pos: segStart.Add(int32(at)), OrigLen: uint16(len(orig)), Port: x.Port, Kind: m.Kind, Delim: m.Delim}) {
+	ed := conntrack.Edit{Pos: segStart.Add(int32(at)), OrigLen: uint16(len(orig)), Port: x.Port, OrigPort: m.Port, Kind: m.Kind, Delim: m.Delim}
+	ed.Regen = bytes.Equal(ed.AppendOrig(w.orig[:0], sender), orig)
+	if !sess.Dir[dir].Remember(ed) {
 		// Not reached: room was checked above and new bytes come in order.
 		e.stats.Errors.Add(1)
 		return

@@ -698,3 +698,107 @@ func TestCarriedLinesResentAfterPatience(t *testing.T) {
 		t.Errorf("hold_abandoned %d rewrites %d dropped %d; want 0 3 0", st.HoldAbandoned, st.Rewrites, st.Dropped)
 	}
 }
+
+// TestResendCutsRewrittenArgument: a rewrite was made in a segment ftpct
+// joined from a split line, and that packet was lost after the gateway. The
+// sender resends its own pieces, each holding part of the argument; they are
+// completed with the argument's original bytes so that the receiver gets the
+// rewritten stream, or, when the original cannot be made again, dropped.
+func TestResendCutsRewrittenArgument(t *testing.T) {
+	const isn = 5000
+	long := strings.Repeat("NOOP\r\n", 300)
+	tests := []struct {
+		name   string
+		stream string
+		pieces []int // the sender's segment boundaries (offsets)
+		lost   int   // the emitted packets, in order, not delivered: a bit mask
+		resend [][2]int
+		// completed, dropped: counters after the resends.
+		completed, dropped uint64
+		maxPayload         int // if > 0, the longest payload any emitted packet may carry
+	}{
+		{
+			name:   "both pieces resent",
+			stream: "PORT 10,0,1,2,156,64\r\nNOOP\r\n",
+			pieces: []int{10, 22, 28}, lost: 0b10,
+			resend:    [][2]int{{0, 10}, {10, 22}},
+			completed: 2,
+		},
+		{
+			name:   "resent piece inside the argument only",
+			stream: "PORT 10,0,1,2,156,64\r\nNOOP\r\n",
+			pieces: []int{8, 12, 28}, lost: 0b100,
+			resend:    [][2]int{{0, 8}, {8, 12}, {12, 28}},
+			completed: 3,
+		},
+		{
+			name:   "EPRT split, resent coalesced but cut",
+			stream: "EPRT |1|10.0.1.2|40000|\r\nLIST\r\n",
+			pieces: []int{14, 31}, lost: 0b10,
+			resend:    [][2]int{{0, 14}, {14, 31}},
+			completed: 2,
+		},
+		{
+			name:   "argument with leading zeros cannot be made again",
+			stream: "PORT 010,0,1,2,156,64\r\nNOOP\r\n",
+			pieces: []int{10, 23, 29}, lost: 0b10,
+			resend:  [][2]int{{0, 10}, {0, 23}}, // the cut piece is dropped; the sender collapses its resend
+			dropped: 1,
+		},
+		{
+			name:   "completed resend stays within the sender's size",
+			stream: "PORT 10,0,1,2,156,64\r\n" + long,
+			pieces: []int{12, 1460, 22 + len(long)}, lost: 0b10,
+			resend:     [][2]int{{0, 12}, {12, 1460}, {1453, 22 + len(long)}},
+			completed:  2,
+			maxPayload: 1448 + 3, // the sender's size, grown by the rewrite
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, _ := newTestEngine(masqueradeBinding)
+			w := e.NewWorker()
+			want := strings.NewReplacer("010,0,1,2,156,64", "203,0,113,1,156,64", "10,0,1,2,156,64", "203,0,113,1,156,64",
+				"|10.0.1.2|", "|203.0.113.1|").Replace(tt.stream)
+			r := &receiver{base: isn, buf: make([]byte, len(want)), written: make([]bool, len(want))}
+			emitted := 0
+			send := func(off, end int, deliver bool) {
+				t.Helper()
+				v, out := w.Handle(build(t, masqClientSeg(isn+uint32(off), tt.stream[off:end])))
+				if v == VerdictDrop {
+					return
+				}
+				var p rewrite.Packet
+				if err := rewrite.Decode(out, &p); err != nil && v == VerdictModified {
+					t.Fatal(err)
+				}
+				if v == VerdictModified && tt.maxPayload > 0 && p.Len-p.PayloadOff > tt.maxPayload {
+					t.Errorf("emitted %d payload bytes, more than %d", p.Len-p.PayloadOff, tt.maxPayload)
+				}
+				if deliver {
+					if v == VerdictModified {
+						r.take(t, out)
+					} else {
+						r.take(t, build(t, masqClientSeg(isn+uint32(off), tt.stream[off:end])))
+					}
+				}
+			}
+			from := 0
+			for _, to := range tt.pieces {
+				send(from, to, tt.lost&(1<<emitted) == 0)
+				emitted++
+				from = to
+			}
+			for _, rs := range tt.resend {
+				send(rs[0], rs[1], true)
+			}
+			if got := string(r.buf[:r.next()]); got != want {
+				t.Errorf("receiver has\n%q\nwant\n%q", got, want)
+			}
+			st := e.Stats()
+			if st.ResendsCompleted != tt.completed || st.Dropped != tt.dropped || st.Errors != 0 {
+				t.Errorf("resends_completed %d dropped %d errors %d; want %d %d 0", st.ResendsCompleted, st.Dropped, st.Errors, tt.completed, tt.dropped)
+			}
+		})
+	}
+}

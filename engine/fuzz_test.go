@@ -121,10 +121,12 @@ func emit(t *testing.T, w *Worker, r *receiver, pkt []byte) bool {
 }
 
 // FuzzSegmentation cuts a valid control stream into segments as the fuzzer
-// chooses, with retransmissions and coalesced resends, and acknowledgements
-// from the receiver that the sender may not get (so it resends acknowledged
-// bytes), and checks that the receiver gets exactly the stream a single
-// segment would have produced and that the same holes are open.
+// chooses, with retransmissions and coalesced resends, packets lost after
+// the gateway, and acknowledgements from the receiver that the sender may not
+// get (so it resends acknowledged bytes). At the end the sender resends, as
+// TCP does, its own segment holding the first byte the receiver lacks until
+// the receiver has everything. The receiver must get exactly the stream a
+// single segment would have produced, and the same holes must be open.
 func FuzzSegmentation(f *testing.F) {
 	f.Add(uint8(0), []byte{1, 2, 3, 4, 5, 6, 7, 8})
 	f.Add(uint8(0), []byte{2, 0x82, 3, 0x45, 1, 1, 1, 1, 1})
@@ -132,6 +134,10 @@ func FuzzSegmentation(f *testing.F) {
 	f.Add(uint8(1), bytes.Repeat([]byte{0}, 64))
 	f.Add(uint8(2), []byte{0x97, 0xf7, 0xb7, 0xd7, 0x37, 0x97, 0xf7, 0xb7})
 	f.Add(uint8(2), bytes.Repeat([]byte{0xb7}, 40))
+	// Lost packets (0x10), among them joined ones.
+	f.Add(uint8(0), []byte{0x03, 0x14, 0x02, 0x15, 0x13, 0x01, 0x33, 0x11})
+	f.Add(uint8(1), []byte{0x05, 0x12, 0x04, 0x13, 0x30, 0x16})
+	f.Add(uint8(2), bytes.Repeat([]byte{0x17, 0x05, 0x52}, 20))
 	f.Fuzz(func(t *testing.T, which uint8, cuts []byte) {
 		sc := sessionScripts[int(which)%len(sessionScripts)]
 		const isn = 0xfffffff0 // wraps during the stream
@@ -155,13 +161,21 @@ func FuzzSegmentation(f *testing.F) {
 		r := &receiver{base: isn, buf: make([]byte, len(want)), written: make([]bool, len(want))}
 		prevStart, prevEnd := -1, -1
 		pos := 0
+		var pieces [][2]int // the sender's segments
 		for i := 0; pos < len(stream); i++ {
 			c := byte(i*7 + 3)
 			if i < len(cuts) {
 				c = cuts[i]
 			}
 			n := min(1+int(c%24), len(stream)-pos)
-			if emit(t, w, r, build(t, sc.seg(isn+uint32(pos), stream[pos:pos+n]))) {
+			pieces = append(pieces, [2]int{pos, pos + n})
+			pkt := build(t, sc.seg(isn+uint32(pos), stream[pos:pos+n]))
+			if c&0x10 != 0 {
+				// Lost after the gateway.
+				if v, _ := w.Handle(pkt); v == VerdictDrop {
+					t.Fatalf("in-order segment [%d,%d) %q dropped", pos, pos+n, stream[pos:pos+n])
+				}
+			} else if emit(t, w, r, pkt) {
 				t.Fatalf("in-order segment [%d,%d) %q dropped", pos, pos+n, stream[pos:pos+n])
 			}
 			switch {
@@ -183,6 +197,30 @@ func FuzzSegmentation(f *testing.F) {
 			}
 			prevStart, prevEnd = pos, pos+n
 			pos += n
+		}
+		// Recovery: the receiver acknowledges what it has; the sender
+		// resends its segment holding the byte after the acknowledged ones.
+		for round := 0; r.next() < len(want) && round < 4*len(pieces); round++ {
+			r.acked = r.next()
+			ack := build(t, sc.ack(isn+uint32(r.acked)))
+			v, out := w.Handle(ack)
+			if v == VerdictDrop {
+				t.Fatalf("acknowledgement of %d bytes dropped", r.acked)
+			}
+			if v == VerdictModified {
+				ack = out
+			}
+			var p rewrite.Packet
+			if err := rewrite.Decode(ack, &p); err != nil {
+				t.Fatal(err)
+			}
+			a := int(int32(uint32(p.Ack) - isn)) // the sender's view: its own stream
+			for _, pc := range pieces {
+				if pc[0] <= a && a < pc[1] {
+					emit(t, w, r, build(t, sc.seg(isn+uint32(pc[0]), stream[pc[0]:pc[1]])))
+					break
+				}
+			}
 		}
 		for i, ok := range r.written {
 			if !ok {

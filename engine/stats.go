@@ -26,44 +26,48 @@ type Stats struct {
 	// MaxInFlight rewrites of their direction awaited acknowledgement.
 	RewritesRefused atomic.Uint64
 	Replays         atomic.Uint64 // rewrites replayed on retransmissions
-	OutOfOrder      atomic.Uint64 // segments dropped because an earlier one was missing
-	ExpectCreated   atomic.Uint64
-	ExpectUsed      atomic.Uint64
-	ExpectExpired   atomic.Uint64
-	ExpectEvicted   atomic.Uint64 // replaced by a newer announcement of the same session
-	ExpectRefused   atomic.Uint64
-	TLSSessions     atomic.Uint64 // sessions that switched to TLS (no longer readable)
-	Errors          atomic.Uint64 // internal errors (rewrite or rule failures)
+	// ResendsCompleted: resent segments that carried only part of a
+	// rewritten argument, completed with its original bytes made again.
+	ResendsCompleted atomic.Uint64
+	OutOfOrder       atomic.Uint64 // segments dropped because an earlier one was missing
+	ExpectCreated    atomic.Uint64
+	ExpectUsed       atomic.Uint64
+	ExpectExpired    atomic.Uint64
+	ExpectEvicted    atomic.Uint64 // replaced by a newer announcement of the same session
+	ExpectRefused    atomic.Uint64
+	TLSSessions      atomic.Uint64 // sessions that switched to TLS (no longer readable)
+	Errors           atomic.Uint64 // internal errors (rewrite or rule failures)
 }
 
 // Snapshot is a point-in-time copy of Stats, for the control socket.
 type Snapshot struct {
-	Packets         uint64 `json:"packets"`
-	Modified        uint64 `json:"modified"`
-	Dropped         uint64 `json:"dropped"`
-	NotTCP          uint64 `json:"not_tcp"`
-	NoConntrack     uint64 `json:"no_conntrack"`
-	Sessions        uint64 `json:"sessions"`
-	SessionsOpen    uint64 `json:"sessions_open"`
-	SessionsFull    uint64 `json:"sessions_full"`
-	Lines           uint64 `json:"lines"`
-	Commands        uint64 `json:"commands"`
-	Malformed       uint64 `json:"malformed"`
-	PartialLines    uint64 `json:"partial_lines"`
-	HeldLines       uint64 `json:"held_lines"`
-	LineOverflow    uint64 `json:"line_overflow"`
-	HoldAbandoned   uint64 `json:"hold_abandoned"`
-	HeldCarried     uint64 `json:"held_carried"`
-	Rewrites        uint64 `json:"rewrites"`
-	RewritesRefused uint64 `json:"rewrites_refused"`
-	Replays         uint64 `json:"replays"`
-	OutOfOrder      uint64 `json:"out_of_order"`
-	ExpectCreated   uint64 `json:"expect_created"`
-	ExpectUsed      uint64 `json:"expect_used"`
-	ExpectExpired   uint64 `json:"expect_expired"`
-	ExpectEvicted   uint64 `json:"expect_evicted"`
-	ExpectRefused   uint64 `json:"expect_refused"`
-	ExpectPending   uint64 `json:"expect_pending"`
-	TLSSessions     uint64 `json:"tls_sessions"`
-	Errors          uint64 `json:"errors"`
+	Packets          uint64 `json:"packets"`
+	Modified         uint64 `json:"modified"`
+	Dropped          uint64 `json:"dropped"`
+	NotTCP           uint64 `json:"not_tcp"`
+	NoConntrack      uint64 `json:"no_conntrack"`
+	Sessions         uint64 `json:"sessions"`
+	SessionsOpen     uint64 `json:"sessions_open"`
+	SessionsFull     uint64 `json:"sessions_full"`
+	Lines            uint64 `json:"lines"`
+	Commands         uint64 `json:"commands"`
+	Malformed        uint64 `json:"malformed"`
+	PartialLines     uint64 `json:"partial_lines"`
+	HeldLines        uint64 `json:"held_lines"`
+	LineOverflow     uint64 `json:"line_overflow"`
+	HoldAbandoned    uint64 `json:"hold_abandoned"`
+	HeldCarried      uint64 `json:"held_carried"`
+	Rewrites         uint64 `json:"rewrites"`
+	RewritesRefused  uint64 `json:"rewrites_refused"`
+	Replays          uint64 `json:"replays"`
+	ResendsCompleted uint64 `json:"resends_completed"`
+	OutOfOrder       uint64 `json:"out_of_order"`
+	ExpectCreated    uint64 `json:"expect_created"`
+	ExpectUsed       uint64 `json:"expect_used"`
+	ExpectExpired    uint64 `json:"expect_expired"`
+	ExpectEvicted    uint64 `json:"expect_evicted"`
+	ExpectRefused    uint64 `json:"expect_refused"`
+	ExpectPending    uint64 `json:"expect_pending"`
+	TLSSessions      uint64 `json:"tls_sessions"`
+	Errors           uint64 `json:"errors"`
 }

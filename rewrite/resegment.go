@@ -13,7 +13,8 @@ import (
 // rest of the line (head = held bytes, tail = the new segment's payload).
 //
 // A packet longer than pkt gets the IPv4 Don't Fragment bit cleared, as in
-// Rewrite. The TCP checksum is computed from scratch (see TCPChecksum for IPv6 routing
+// Rewrite. A FIN stays only on a segment that ends where pkt's payload ended
+// (the FIN follows the sender's last byte). The TCP checksum is computed from scratch (see TCPChecksum for IPv6 routing
 // headers). dst must not overlap pkt, head or tail.
 func Resegment(dst, pkt []byte, p *Packet, seq Seq, head, tail []byte, q *Packet) ([]byte, error) {
 	if p.Len > len(pkt) || p.PayloadOff > p.Len || p.TCPOff+tcpMinHeader > p.PayloadOff {
@@ -47,6 +48,10 @@ func Resegment(dst, pkt []byte, p *Packet, seq Seq, head, tail []byte, q *Packet
 	q.Len = n
 	q.Seq = seq
 	t := p.TCPOff
+	if p.Flags&FlagFIN != 0 && seq.Add(int32(len(head)+len(tail))) != p.Seq.Add(int32(p.Len-p.PayloadOff)) {
+		q.Flags &^= FlagFIN
+		out[t+13] &^= FlagFIN
+	}
 	binary.BigEndian.PutUint32(out[t+4:], uint32(seq))
 	binary.BigEndian.PutUint16(out[t+16:], TCPChecksum(out, q))
 	return out, nil

@@ -160,3 +160,44 @@ func TestResegmentGrowthClearsDF(t *testing.T) {
 		})
 	}
 }
+
+// A FIN follows the sender's last byte: it stays only on a segment that ends
+// where the original did.
+func TestResegmentKeepsFINOnlyAtTheEnd(t *testing.T) {
+	const payload = "NOOP\r\nPORT 10,0,"
+	tests := []struct {
+		name       string
+		seq        Seq
+		head, tail string
+		wantFIN    bool
+	}{
+		{name: "trimmed", seq: 1000, head: "NOOP\r\n", wantFIN: false},
+		{name: "empty at the start", seq: 1000, wantFIN: false},
+		{name: "held bytes in front", seq: 990, head: "0123456789", tail: payload, wantFIN: true},
+		{name: "completed past the end", seq: 1000, head: payload + "1,2,4,1", wantFIN: false},
+		{name: "same bytes", seq: 1000, head: payload, wantFIN: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pkt := buildPacket(t, tcpSpec{src: "10.0.1.2", dst: "203.0.113.2", sport: 40000, dport: 21, seq: 1000, ack: 1,
+				flags: FlagACK | FlagFIN, payload: payload})
+			var p, q, d Packet
+			if err := Decode(pkt, &p); err != nil {
+				t.Fatal(err)
+			}
+			out, err := Resegment(nil, pkt, &p, tt.seq, []byte(tt.head), []byte(tt.tail), &q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := Decode(out, &d); err != nil {
+				t.Fatal(err)
+			}
+			if got := d.Flags&FlagFIN != 0; got != tt.wantFIN || q.Flags != d.Flags {
+				t.Errorf("FIN %v (q.Flags %#x, decoded %#x), want %v", got, q.Flags, d.Flags, tt.wantFIN)
+			}
+			if !ValidTCPChecksum(out, &d) {
+				t.Error("TCP checksum invalid")
+			}
+		})
+	}
+}
