@@ -402,6 +402,7 @@ func TestHandleAllocs(t *testing.T) {
 		build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 23, ack: 1, payload: "NOOP\r\n"}),
 		build(t, seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: 29, payload: "200 ok\r\n"}),
 		build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}),
+		build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,"}), // completed
 	}
 	for i, p := range pkts {
 		if n := testing.AllocsPerRun(200, func() { w.Handle(p) }); n != 0 {
@@ -419,6 +420,8 @@ func BenchmarkHandle(b *testing.B) {
 		{"replay-PORT", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}},
 		// A reply whose ack is mapped back and checked against the kept rewrites.
 		{"server-reply-ack", seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: 4, payload: "200 ok\r\n"}},
+		// A resent piece holding part of the rewritten argument: completed, then replayed.
+		{"resend-completed", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,"}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
