@@ -60,14 +60,17 @@ func (e *Edit) End() rewrite.Seq { return e.Pos.Add(int32(e.OrigLen)) }
 
 // AppendRepl appends the replacement text to dst; addr is the address the
 // receiver sees the sender as (Session.SeenAs).
-func (e *Edit) AppendRepl(dst []byte, addr netip.Addr) []byte {
-	return ftpparse.AppendArg(dst, ftpparse.Match{Kind: e.Kind, Delim: e.Delim}, addr, e.Port)
-}
+func (e *Edit) AppendRepl(dst []byte, addr netip.Addr) []byte { return e.appendArg(dst, addr, e.Port) }
 
 // AppendOrig appends the argument text the sender would write for its own
 // address own and OrigPort. It equals the original bytes when Regen is set.
 func (e *Edit) AppendOrig(dst []byte, own netip.Addr) []byte {
-	return ftpparse.AppendArg(dst, ftpparse.Match{Kind: e.Kind, Delim: e.Delim}, own, e.OrigPort)
+	return e.appendArg(dst, own, e.OrigPort)
+}
+
+// appendArg appends the argument announcing addr and port in e's syntax.
+func (e *Edit) appendArg(dst []byte, addr netip.Addr, port uint16) []byte {
+	return ftpparse.AppendArg(dst, ftpparse.Match{Kind: e.Kind, Delim: e.Delim}, addr, port)
 }
 
 // DirState is the stream state of one direction of a control connection.

@@ -3,14 +3,9 @@
 package e2e
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -53,79 +48,6 @@ func newTopoLab(t *testing.T, helper, topo, server string, ports []string) (*lab
 	return l, strings.TrimSpace(string(host))
 }
 
-// startFtpctOn runs `ftpct run` on a lab host and waits for it to answer;
-// it returns a function giving `ftpct stats --json`.
-func startFtpctOn(l *lab, host string, args ...string) func() map[string]uint64 {
-	l.t.Helper()
-	socket := filepath.Join(l.dir, "ftpct.sock")
-	var log bytes.Buffer
-	var mu sync.Mutex
-	argv := append([]string{"netns", "exec", l.ns(host), ftpctBin, "run", "--socket", socket}, args...)
-	cmd := exec.Command("ip", argv...)
-	w := &lockedWriter{mu: &mu, w: &log}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		l.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(l.dir, "pids", "ftpct"), []byte(fmt.Sprint(cmd.Process.Pid)), 0o644); err != nil {
-		l.t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	logText := func() string { mu.Lock(); defer mu.Unlock(); return log.String() }
-	l.t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-done:
-			if err != nil {
-				l.t.Errorf("ftpct exit: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			l.t.Errorf("ftpct did not stop within 10s")
-		}
-		if l.t.Failed() {
-			l.t.Logf("ftpct log:\n%s", logText())
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := l.exec(host, 5*time.Second, ftpctBin, "stats", "--socket", socket); err == nil {
-			break
-		}
-		select {
-		case err := <-done:
-			done <- err
-			l.t.Fatalf("ftpct exited during start: %v\n%s", err, logText())
-		default:
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatalf("ftpct did not answer within 10s\n%s", logText())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return func() map[string]uint64 {
-		out := l.mustExec(host, ftpctBin, "stats", "--json", "--socket", socket)
-		var m map[string]uint64
-		if err := json.Unmarshal([]byte(out), &m); err != nil {
-			l.t.Fatalf("stats --json: %v\n%s", err, out)
-		}
-		return m
-	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
-}
-
 // TestDeployments runs every README deployment with real servers and
 // clients through ftpct, through the kernel helper as the reference, and
 // with no helper as the negative control. ftpct runs with no
@@ -159,7 +81,7 @@ func runDeployment(t *testing.T, dep deployment, server, helper string) {
 		if len(dep.ports) != 1 || dep.ports[0] != "21" {
 			args = append(args, "--ports", strings.Join(dep.ports, ","))
 		}
-		stats = startFtpctOn(l, host, args...)
+		stats = l.startFtpctOn(host, args...).stats
 	}
 	var used int
 	t.Run("transfers", func(t *testing.T) {

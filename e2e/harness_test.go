@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -175,21 +176,47 @@ func (l *lab) ruleset() string {
 	return strings.Join(keep, "\n")
 }
 
-// daemon is an ftpct process on the lab's gateway.
+// daemon is an ftpct process on a lab host.
 type daemon struct {
 	l      *lab
+	host   string
 	cmd    *exec.Cmd
 	socket string
-	log    *bytes.Buffer
+	log    *syncBuffer
 	done   chan error
 }
 
-// startFtpct runs `ftpct run` on the gateway and waits until `ftpct stats`
-// answers. It is stopped with SIGTERM when the test ends, if still running.
+// syncBuffer is a bytes.Buffer a process writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startFtpct runs `ftpct run` on the gateway (see startFtpctOn).
 func (l *lab) startFtpct(args ...string) *daemon {
 	l.t.Helper()
-	d := &daemon{l: l, socket: filepath.Join(l.dir, "ftpct.sock"), log: &bytes.Buffer{}, done: make(chan error, 1)}
-	argv := append([]string{"netns", "exec", l.ns("g"), ftpctBin, "run", "--socket", d.socket}, args...)
+	return l.startFtpctOn("g", args...)
+}
+
+// startFtpctOn runs `ftpct run` on a lab host and waits until `ftpct stats`
+// answers. When the test ends it is stopped with SIGTERM, if still running,
+// and must exit cleanly.
+func (l *lab) startFtpctOn(host string, args ...string) *daemon {
+	l.t.Helper()
+	d := &daemon{l: l, host: host, socket: filepath.Join(l.dir, "ftpct.sock"), log: &syncBuffer{}, done: make(chan error, 1)}
+	argv := append([]string{"netns", "exec", l.ns(host), ftpctBin, "run", "--socket", d.socket}, args...)
 	d.cmd = exec.Command("ip", argv...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
@@ -201,7 +228,9 @@ func (l *lab) startFtpct(args ...string) *daemon {
 	go func() { d.done <- d.cmd.Wait() }()
 	l.t.Cleanup(func() {
 		if d.cmd.ProcessState == nil {
-			d.stop()
+			if err := d.stop(); err != nil {
+				l.t.Errorf("ftpct exit: %v", err)
+			}
 		}
 		if l.t.Failed() {
 			l.t.Logf("ftpct log:\n%s", d.log.String())
@@ -209,7 +238,7 @@ func (l *lab) startFtpct(args ...string) *daemon {
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := l.exec("g", 5*time.Second, ftpctBin, "stats", "--socket", d.socket); err == nil {
+		if _, err := l.exec(host, 5*time.Second, ftpctBin, "stats", "--socket", d.socket); err == nil {
 			return d
 		}
 		select {
@@ -240,7 +269,7 @@ func (d *daemon) stop() error {
 // stats returns `ftpct stats --json`.
 func (d *daemon) stats() map[string]uint64 {
 	d.l.t.Helper()
-	out := d.l.mustExec("g", ftpctBin, "stats", "--json", "--socket", d.socket)
+	out := d.l.mustExec(d.host, ftpctBin, "stats", "--json", "--socket", d.socket)
 	var m map[string]uint64
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		d.l.t.Fatalf("stats --json: %v\n%s", err, out)

@@ -426,24 +426,21 @@ func (w *Worker) complete(sess *conntrack.Session, dir conntrack.Dir, in []byte,
 			}
 		}
 	}
+	// The bytes added on either side are the original text of the rewrite
+	// cut there, made again.
+	if (from.Before(start) && !edits[first].Regen) || (to.After(end) && !edits[last].Regen) {
+		return nil, q, false
+	}
 	own := sess.Tuple(dir).Src
 	w.cut = w.cut[:0]
 	if r := &edits[first]; from.Before(start) {
-		w.cut = r.AppendOrig(w.cut, own)
-		if k := int(start.Diff(r.Pos)); r.Regen && len(w.cut) == int(r.OrigLen) {
-			w.cut = w.cut[:k]
-		} else {
-			return nil, q, false
-		}
+		w.orig = r.AppendOrig(w.orig[:0], own)
+		w.cut = append(w.cut, w.orig[:start.Diff(r.Pos)]...)
 	}
 	w.cut = append(w.cut, payload[:max(0, min(int(to.Diff(start)), len(payload)))]...)
 	if r := &edits[last]; to.After(end) {
-		n := len(w.cut)
-		w.cut = r.AppendOrig(w.cut, own)
-		if !r.Regen || len(w.cut)-n != int(r.OrigLen) {
-			return nil, q, false
-		}
-		w.cut = append(w.cut[:n], w.cut[n+int(end.Diff(r.Pos)):]...)
+		w.orig = r.AppendOrig(w.orig[:0], own)
+		w.cut = append(w.cut, w.orig[end.Diff(r.Pos):]...)
 	}
 	j, err := rewrite.Resegment(w.whole[:0], in, p, from, w.cut, nil, &q)
 	if err != nil {
@@ -624,10 +621,9 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 				continue // before the segment
 			}
 			if r.Pos.Before(start) || r.End().After(end) {
-				// The segment cuts a rewritten argument: it cannot be
-				// rewritten consistently. The sender will retransmit.
-				e.log.Debug("segment cuts a rewritten argument", "session", sess.ID, "from", dir.String(),
-					"seq", uint32(start), "end", uint32(end), "rewrite_at", uint32(r.Pos), "rewrite_end", uint32(r.End()))
+				// The segment cuts a rewritten argument that complete could
+				// not make whole: it cannot be rewritten consistently. The
+				// sender will retransmit.
 				return -1, "cuts a rewritten argument"
 			}
 			off := int(r.Pos.Diff(start))

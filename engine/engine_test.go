@@ -89,6 +89,22 @@ type seg struct {
 	flags        string // "A" ack (default), "F" fin
 }
 
+// masqC2S is a client segment of masqueradeBinding's connection (as it
+// arrives, before NAT); masqS2C is a server segment of it (to the gateway).
+func masqC2S(seq, ack uint32, payload string) seg {
+	return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: ack, payload: payload}
+}
+
+func masqS2C(seq, ack uint32, payload string, sack ...[2]uint32) seg {
+	return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: seq, ack: ack, payload: payload, sack: sack}
+}
+
+// masqClientSeg is masqC2S acknowledging the server's first byte.
+func masqClientSeg(seq uint32, payload string) seg { return masqC2S(seq, 1, payload) }
+
+// masqServerAck is the server's bare ACK on that connection.
+func masqServerAck(ack uint32) seg { return masqS2C(1, ack, "") }
+
 // build serializes s with correct checksums.
 func build(t testing.TB, s seg) []byte {
 	t.Helper()
@@ -208,12 +224,7 @@ func runSteps(t *testing.T, w *Worker, steps []step) {
 func TestMasqueradedActiveMode(t *testing.T) {
 	e, holes := newTestEngine(masqueradeBinding)
 	w := e.NewWorker()
-	c2s := func(seq, ack uint32, payload string) seg {
-		return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: ack, payload: payload}
-	}
-	s2c := func(seq, ack uint32, payload string, sack ...[2]uint32) seg {
-		return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: seq, ack: ack, payload: payload, sack: sack}
-	}
+	c2s, s2c := masqC2S, masqS2C
 	port1 := "PORT 10,0,1,2,156,64\r\n"       // 22 bytes
 	port1w := "PORT 203,0,113,1,156,64\r\n"   // 25 bytes: +3
 	eprt := "EPRT |1|10.0.1.2|40002|\r\n"     // 25 bytes
@@ -253,7 +264,7 @@ func TestPipelinedCommands(t *testing.T) {
 	in := "NOOP\r\nPORT 10,0,1,2,156,65\r\nRETR f\r\n"
 	out := "NOOP\r\nPORT 203,0,113,1,156,65\r\nRETR f\r\n"
 	runSteps(t, w, []step{
-		{"pipelined", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 7, ack: 9, payload: in},
+		{"pipelined", masqC2S(7, 9, in),
 			got{Verdict: "accept-modified", Seq: 7, Ack: 9, Payload: out}},
 	})
 	if len(holes.open) != 1 {
@@ -316,7 +327,7 @@ func TestRefusals(t *testing.T) {
 			e, holes := newTestEngine(masqueradeBinding)
 			holes.fail = tt.failRules
 			w := e.NewWorker()
-			s := seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: tt.payload}
+			s := masqC2S(1, 1, tt.payload)
 			in := build(t, s)
 			v, out := w.Handle(in)
 			g := inspect(t, v, in, out)
@@ -336,9 +347,7 @@ func TestRefusals(t *testing.T) {
 func TestGapDropsUntilInOrder(t *testing.T) {
 	e, _ := newTestEngine(masqueradeBinding)
 	w := e.NewWorker()
-	c2s := func(seq uint32, payload string) seg {
-		return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
-	}
+	c2s := masqClientSeg
 	runSteps(t, w, []step{
 		{"first", c2s(100, "NOOP\r\n"), got{Verdict: "accept", Seq: 100, Ack: 1, Payload: "NOOP\r\n"}},
 	})
@@ -356,9 +365,9 @@ func TestTLSStopsParsing(t *testing.T) {
 	e, holes := newTestEngine(masqueradeBinding)
 	w := e.NewWorker()
 	runSteps(t, w, []step{
-		{"auth", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "AUTH TLS\r\n"}, got{Verdict: "accept", Seq: 1, Ack: 1, Payload: "AUTH TLS\r\n"}},
-		{"234", seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: 11, payload: "234 Proceed\r\n"}, got{Verdict: "accept", Seq: 1, Ack: 11, Payload: "234 Proceed\r\n"}},
-		{"ciphertext that looks like PORT", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 11, ack: 14, payload: "PORT 10,0,1,2,156,64\r\n"}, got{Verdict: "accept", Seq: 11, Ack: 14, Payload: "PORT 10,0,1,2,156,64\r\n"}},
+		{"auth", masqC2S(1, 1, "AUTH TLS\r\n"), got{Verdict: "accept", Seq: 1, Ack: 1, Payload: "AUTH TLS\r\n"}},
+		{"234", masqS2C(1, 11, "234 Proceed\r\n"), got{Verdict: "accept", Seq: 1, Ack: 11, Payload: "234 Proceed\r\n"}},
+		{"ciphertext that looks like PORT", masqC2S(11, 14, "PORT 10,0,1,2,156,64\r\n"), got{Verdict: "accept", Seq: 11, Ack: 14, Payload: "PORT 10,0,1,2,156,64\r\n"}},
 	})
 	if len(holes.open) != 0 || e.Stats().TLSSessions != 1 {
 		t.Errorf("holes=%v tls=%d, want none and 1", holes.open, e.Stats().TLSSessions)
@@ -380,7 +389,7 @@ func TestUnknownConnectionPasses(t *testing.T) {
 func TestDataConnectionMarksUsed(t *testing.T) {
 	e, holes := newTestEngine(masqueradeBinding)
 	w := e.NewWorker()
-	w.Handle(build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}))
+	w.Handle(build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n")))
 	e.DataConnection(conntrack.Binding{
 		Orig:  conntrack.Tuple{Src: server, Dst: gwPublic, SrcPort: 20, DstPort: 40000},
 		Reply: conntrack.Tuple{Src: client, Dst: server, SrcPort: 40000, DstPort: 20},
@@ -397,12 +406,12 @@ func TestDataConnectionMarksUsed(t *testing.T) {
 func TestHandleAllocs(t *testing.T) {
 	e, _ := newTestEngine(masqueradeBinding)
 	w := e.NewWorker()
-	w.Handle(build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}))
+	w.Handle(build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n")))
 	pkts := [][]byte{
-		build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 23, ack: 1, payload: "NOOP\r\n"}),
-		build(t, seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: 29, payload: "200 ok\r\n"}),
-		build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}),
-		build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,"}), // completed
+		build(t, masqC2S(23, 1, "NOOP\r\n")),
+		build(t, masqS2C(1, 29, "200 ok\r\n")),
+		build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n")),
+		build(t, masqC2S(1, 1, "PORT 10,0,")), // completed
 	}
 	for i, p := range pkts {
 		if n := testing.AllocsPerRun(200, func() { w.Handle(p) }); n != 0 {
@@ -416,18 +425,18 @@ func BenchmarkHandle(b *testing.B) {
 		name string
 		seg  seg
 	}{
-		{"adjust-only", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 23, ack: 1, payload: "NOOP\r\n"}},
-		{"replay-PORT", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}},
+		{"adjust-only", masqC2S(23, 1, "NOOP\r\n")},
+		{"replay-PORT", masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n")},
 		// A reply whose ack is mapped back and checked against the kept rewrites.
-		{"server-reply-ack", seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: 4, payload: "200 ok\r\n"}},
+		{"server-reply-ack", masqS2C(1, 4, "200 ok\r\n")},
 		// A resent piece holding part of the rewritten argument: completed, then replayed.
-		{"resend-completed", seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,"}},
+		{"resend-completed", masqC2S(1, 1, "PORT 10,0,")},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			e, _ := newTestEngine(masqueradeBinding)
 			w := e.NewWorker()
-			w.Handle(build(b, seg{src: client, dst: server, sport: 40000, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"}))
+			w.Handle(build(b, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n")))
 			p := build(b, c.seg)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -439,12 +448,7 @@ func BenchmarkHandle(b *testing.B) {
 }
 
 func TestSplitLines(t *testing.T) {
-	c2s := func(seq uint32, payload string) seg {
-		return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
-	}
-	s2c := func(seq, ack uint32, payload string) seg {
-		return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: seq, ack: ack, payload: payload}
-	}
+	c2s, s2c := masqClientSeg, masqS2C
 	accept := func(seq uint32, payload string) got {
 		return got{Verdict: "accept", Seq: seq, Ack: 1, Payload: payload}
 	}
@@ -536,9 +540,7 @@ func TestSplitLineGivenUpWhenSenderRetransmits(t *testing.T) {
 	clock := time.Unix(1_700_000_000, 0)
 	e.now = func() time.Time { return clock }
 	w := e.NewWorker()
-	c2s := func(seq uint32, payload string) seg {
-		return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
-	}
+	c2s := masqClientSeg
 	runSteps(t, w, []step{
 		{"held", c2s(100, "PORT 10,0,"), got{Verdict: "accept-modified", Seq: 100, Ack: 1}},
 		{"tail loss probe soon after: held back", c2s(100, "PORT 10,0,"), got{Verdict: "accept-modified", Seq: 100, Ack: 1}},
@@ -579,12 +581,7 @@ func TestPipelinedBurst(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e, holes := newTestEngine(masqueradeBinding)
 			w := e.NewWorker()
-			c2s := func(seq, ack uint32, payload string) seg {
-				return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: ack, payload: payload}
-			}
-			s2c := func(seq, ack uint32, payload string) seg {
-				return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: seq, ack: ack, payload: payload}
-			}
+			c2s, s2c := masqC2S, masqS2C
 			in, _ := portLines(0, tt.n)
 			_, rewritten := portLines(0, tt.rewrite)
 			_, untouched := portLines(tt.rewrite, tt.n-tt.rewrite)
@@ -632,7 +629,7 @@ func TestJoinedSegmentCarriesPastSendersSize(t *testing.T) {
 	want := strings.Replace(stream, "PORT 10,0,1,2,156,64", "PORT 203,0,113,1,156,64", 1)
 	r := &receiver{base: isn, buf: make([]byte, len(want)), written: make([]bool, len(want))}
 	c2s := func(off int, payload string) []byte {
-		return build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: isn + uint32(off), ack: 1, payload: payload})
+		return build(t, masqClientSeg(isn+uint32(off), payload))
 	}
 	for _, s := range []struct {
 		off     int
@@ -678,7 +675,7 @@ func TestCarriedLinesResentAfterPatience(t *testing.T) {
 	r := &receiver{base: isn, buf: make([]byte, len(want)), written: make([]bool, len(want))}
 	send := func(off, end int) {
 		t.Helper()
-		emit(t, w, r, build(t, seg{src: client, dst: server, sport: 40000, dport: 21, seq: isn + uint32(off), ack: 1, payload: stream[off:end]}))
+		emit(t, w, r, build(t, masqC2S(isn+uint32(off), 1, stream[off:end])))
 	}
 	send(0, len(s1))
 	send(len(s1), len(s1)+len(s2))

@@ -8,16 +8,6 @@ import (
 	"github.com/ftpct/ftpct/rewrite"
 )
 
-// masqClientSeg is a client segment of masqueradeBinding's connection.
-func masqClientSeg(seq uint32, payload string) seg {
-	return seg{src: client, dst: server, sport: 40000, dport: 21, seq: seq, ack: 1, payload: payload}
-}
-
-// masqServerAck is the server's bare ACK on that connection.
-func masqServerAck(ack uint32) seg {
-	return seg{src: server, dst: gwPublic, sport: 21, dport: 40000, seq: 1, ack: ack}
-}
-
 // sessionScripts are valid control streams, one per direction of the
 // bindings used by FuzzSegmentation.
 var sessionScripts = []struct {

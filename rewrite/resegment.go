@@ -14,8 +14,9 @@ import (
 //
 // A packet longer than pkt gets the IPv4 Don't Fragment bit cleared, as in
 // Rewrite. A FIN stays only on a segment that ends where pkt's payload ended
-// (the FIN follows the sender's last byte). The TCP checksum is computed from scratch (see TCPChecksum for IPv6 routing
-// headers). dst must not overlap pkt, head or tail.
+// (the FIN follows the sender's last byte). The TCP checksum is computed from
+// scratch (see TCPChecksum for IPv6 routing headers). dst must not overlap
+// pkt, head or tail.
 func Resegment(dst, pkt []byte, p *Packet, seq Seq, head, tail []byte, q *Packet) ([]byte, error) {
 	if p.Len > len(pkt) || p.PayloadOff > p.Len || p.TCPOff+tcpMinHeader > p.PayloadOff {
 		return dst[:0], fmt.Errorf("resegment: packet does not match its decoded offsets: %w", ErrBadHeader)
