@@ -3,6 +3,7 @@ module github.com/ftpct/ftpct
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.6.0 // indirect
 	github.com/coreos/go-iptables v0.8.0 // indirect
 	github.com/florianl/go-nfqueue/v2 v2.1.0 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
