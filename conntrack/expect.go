@@ -95,7 +95,27 @@ func NewExpectTable(lim ExpectLimits) *ExpectTable {
 }
 
 // Limits returns the table's limits.
-func (t *ExpectTable) Limits() ExpectLimits { return t.lim }
+func (t *ExpectTable) Limits() ExpectLimits {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lim
+}
+
+// SetLimits replaces the limits, as NewExpectTable takes them. Pending
+// expectations stay: with a lower Total new ones are refused until enough
+// have gone; with a lower PerSession a session's next one evicts down to
+// it; a new Timeout applies to expectations created or refreshed after.
+func (t *ExpectTable) SetLimits(lim ExpectLimits) {
+	if lim.PerSession < 1 {
+		lim.PerSession = 1
+	}
+	if lim.MinPort == 0 {
+		lim.MinPort = 1024
+	}
+	t.mu.Lock()
+	t.lim = lim
+	t.mu.Unlock()
+}
 
 // Add inserts an expectation for r, refreshing it if the same session already
 // expects the same tuple with the same target (a retransmitted or repeated

@@ -227,6 +227,14 @@ func NewTable(max int) *Table {
 	return &Table{byKey: make(map[FlowKey]entry), byID: make(map[uint64]*Session), max: max}
 }
 
+// SetMax changes how many sessions the table holds. Lowering it below Len
+// forgets none: new ones are refused until enough have gone.
+func (t *Table) SetMax(max int) {
+	t.mu.Lock()
+	t.max = max
+	t.mu.Unlock()
+}
+
 // Lookup finds the session a packet with key k belongs to, and its direction.
 func (t *Table) Lookup(k FlowKey) (*Session, Dir, bool) {
 	t.mu.RLock()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/ftpct/ftpct/conntrack"
@@ -59,7 +60,9 @@ func DefaultConfig() Config {
 
 // Engine holds the state shared by all Workers.
 type Engine struct {
-	cfg      Config
+	// pol is the policy (Config), replaced whole by Reload; the packet
+	// path reads it through policy(), without a lock.
+	pol      atomic.Pointer[Config]
 	sessions *conntrack.Table
 	exps     *conntrack.ExpectTable
 	kernel   Kernel
@@ -98,8 +101,7 @@ func New(cfg Config, kernel Kernel, holes Holes) *Engine {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{
-		cfg:      cfg,
+	e := &Engine{
 		sessions: conntrack.NewTable(cfg.MaxSessions),
 		exps:     conntrack.NewExpectTable(conntrack.ExpectLimits{PerSession: cfg.PerSession, Total: cfg.MaxExpect, Timeout: cfg.Timeout}),
 		kernel:   kernel,
@@ -108,6 +110,8 @@ func New(cfg Config, kernel Kernel, holes Holes) *Engine {
 		logLim:   newLimiter(20, 100),
 		now:      time.Now,
 	}
+	e.pol.Store(&cfg)
+	return e
 }
 
 // Stats returns a snapshot of the counters.
@@ -184,7 +188,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		now := e.now()
 		expired = e.exps.Expire(now, expired[:0])
 		e.stats.ExpectExpired.Add(uint64(len(expired)))
-		if now.Sub(lastGC) >= e.cfg.IdleCheck/4 {
+		if now.Sub(lastGC) >= e.policy().IdleCheck/4 {
 			lastGC = now
 			e.collect(now)
 		}
@@ -196,7 +200,7 @@ func (e *Engine) collect(now time.Time) {
 	var gone []conntrack.Expectation
 	for _, s := range e.sessions.Sessions(nil) {
 		s.Lock()
-		idle, limit := now.Sub(s.LastSeen), e.cfg.IdleCheck
+		idle, limit := now.Sub(s.LastSeen), e.policy().IdleCheck
 		if s.Closing {
 			limit /= 6 // a FIN or RST was seen: the kernel forgets it soon
 		}
@@ -307,7 +311,7 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 		if len(d.Held) > 0 {
 			hs := d.HoldStart()
 			action := joinHeld(d, p.Seq, p.Seq.Add(int32(len(payload))))
-			if (action == joinDrop || action == joinTrim) && !p.Seq.After(hs) && now.Sub(d.HeldSince) >= e.cfg.HoldPatience {
+			if (action == joinDrop || action == joinTrim) && !p.Seq.After(hs) && now.Sub(d.HeldSince) >= e.policy().HoldPatience {
 				// The sender resends from the held start: it waits for an
 				// acknowledgement that only delivering the bytes brings.
 				action = joinGiveUp
@@ -644,7 +648,7 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 	d.Next = end
 	for off < len(payload) {
 		eol := ftpparse.LineEnd(payload, off)
-		if off > 0 && len(payload) > limit && (eol < 0 || eol > limit) && len(payload)-off <= e.cfg.MaxLine+limit {
+		if off > 0 && len(payload) > limit && (eol < 0 || eol > limit) && len(payload)-off <= e.policy().MaxLine+limit {
 			// Carry the rest (whole lines, unparsed) to the next segment.
 			d.HeldSince = now
 			d.Held = append(d.Held[:0], payload[off:]...)
@@ -655,7 +659,7 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 			rest := payload[off:]
 			if !d.MidLine && !sess.TLS && p.Flags&(rewrite.FlagSYN|rewrite.FlagFIN|rewrite.FlagRST) == 0 &&
 				ftpparse.MayAnnounce(rest, dir == conntrack.DirReply) {
-				if len(rest) <= e.cfg.MaxLine {
+				if len(rest) <= e.policy().MaxLine {
 					if len(d.Held) == 0 || !d.HoldStart().Before(start.Add(int32(off))) {
 						d.HeldSince = now
 					}
@@ -665,7 +669,7 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 				}
 				e.stats.LineOverflow.Add(1)
 				if e.logLim.Allow(now) {
-					e.log.Warn("line too long to hold, passed unparsed", "session", sess.ID, "from", dir.String(), "max_line", e.cfg.MaxLine)
+					e.log.Warn("line too long to hold, passed unparsed", "session", sess.ID, "from", dir.String(), "max_line", e.policy().MaxLine)
 				}
 			} else if !d.MidLine && !sess.TLS {
 				e.stats.PartialLines.Add(1)
@@ -819,7 +823,7 @@ func (e *Engine) check(announced, sender netip.Addr, port uint16) Reason {
 	if announced.Unmap() != sender.Unmap() {
 		return ReasonAddress
 	}
-	if port < 1024 && !e.cfg.AllowLowPorts {
+	if port < 1024 && !e.policy().AllowLowPorts {
 		return ReasonLowPort
 	}
 	return ReasonNone
