@@ -197,24 +197,28 @@ func (c *Config) readFile(path string, explicit bool) error {
 	return nil
 }
 
-// Live returns next with every key that cannot change while the daemon runs
-// set back to c's value, the names of those keys whose value next wanted to
-// change (kept), and the names of the live keys that changed.
+// Live returns c with the live keys that next changes taken from next (what
+// a running daemon applies on SIGHUP), the names of the keys next wanted to
+// change that need a restart (kept at c's value), and the names of the live
+// keys that changed. Whatever is not a key stays as in c.
 func (c *Config) Live(next *Config) (merged *Config, kept, changed []string) {
-	m := &Config{Settings: next.Settings, File: next.File, origin: make(map[string]Origin, len(Keys))}
+	m := &Config{Settings: c.Settings, File: next.File, origin: make(map[string]Origin, len(Keys))}
+	m.Rules.Ports = append([]uint16(nil), c.Rules.Ports...)
 	for _, k := range Keys {
-		m.origin[k.Name] = next.origin[k.Name]
-		if k.Text(&c.Settings) == k.Text(&next.Settings) {
-			continue
-		}
-		if k.Live {
-			changed = append(changed, k.Name)
-			continue
-		}
-		kept = append(kept, k.Name)
-		// Cannot fail: the text came from a valid setting.
-		_ = k.Set(&m.Settings, k.Text(&c.Settings))
 		m.origin[k.Name] = c.origin[k.Name]
+		text := k.Text(&next.Settings)
+		if k.Text(&c.Settings) == text {
+			m.origin[k.Name] = next.origin[k.Name]
+			continue
+		}
+		if !k.Live {
+			kept = append(kept, k.Name)
+			continue
+		}
+		changed = append(changed, k.Name)
+		// Cannot fail: the text came from a valid setting.
+		_ = k.Set(&m.Settings, text)
+		m.origin[k.Name] = next.origin[k.Name]
 	}
 	return m, kept, changed
 }

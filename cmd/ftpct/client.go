@@ -137,25 +137,20 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 func cmdRules(args []string, stdout, stderr io.Writer) error {
-	fs, o, finish := daemonFlags("rules", stderr)
+	fs, l := settingsFlags("rules", stderr, rulesKey)
 	deployment := fs.String("deployment", "", "also print the operator's rules for a deployment: "+strings.Join(rules.DeploymentNames(), ", "))
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if err := finish(); err != nil {
+	c, err := loadSettings(fs, l, args)
+	if err != nil {
 		return err
 	}
-	script := rules.Script(o.rules)
+	script := rules.Script(c.Rules)
 	if *deployment != "" {
 		d, err := rules.LookupDeployment(*deployment)
 		if err != nil {
 			return fmt.Errorf("%w: --deployment: %v", errUsage, err)
 		}
-		script = rules.DeploymentScript(o.rules, d)
+		script = rules.DeploymentScript(c.Rules, d)
 	}
-	_, err := io.WriteString(stdout, script)
+	_, err = io.WriteString(stdout, script)
 	return err
 }

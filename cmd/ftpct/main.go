@@ -3,8 +3,9 @@
 //
 // Usage:
 //
-//	ftpct run   [flags]   run the daemon in the foreground
-//	ftpct rules [flags]   print the rules ftpct installs, for operators who install them by hand
+//	ftpct run   [--config FILE] [flags]   run the daemon in the foreground
+//	ftpct check [--config FILE] [flags]   validate and print the effective configuration
+//	ftpct rules [--config FILE] [flags]   print the rules ftpct installs, for operators who install them by hand
 //	ftpct expect list [--json] [--socket PATH]
 //	ftpct stats [--json] [--socket PATH]
 package main
@@ -15,12 +16,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 )
 
 const usage = `usage: ftpct <command> [flags]
 
 commands:
-  run            run the daemon in the foreground (needs root)
+  run            run the daemon in the foreground (needs root); SIGHUP reloads the config file
+  check          validate the configuration and print it, with where each value comes from
   rules          print the rules ftpct installs (for --no-install-rules)
   expect list    show the running daemon's expectation table
   stats          show the running daemon's counters (exit 1 if none answers)
@@ -29,14 +32,25 @@ commands:
 'ftpct <command> -h' lists a command's flags.
 `
 
-var version = "0.1.0"
+// version is set at link time (-ldflags "-X main.version=…", as the .deb
+// build does); otherwise versionString takes the module version that
+// `go install …@vX.Y.Z` records in the binary.
+var version string
+
+// versionString is the version `ftpct version` prints.
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
-
-// errUsage marks command-line mistakes (exit status 2).
-var errUsage = errors.New("usage")
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -47,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		err = cmdRun(args[1:], stderr)
+	case "check":
+		err = cmdCheck(args[1:], stdout, stderr)
 	case "rules":
 		err = cmdRules(args[1:], stdout, stderr)
 	case "expect":
@@ -58,7 +74,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "stats":
 		err = cmdStats(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "ftpct", version)
+		fmt.Fprintln(stdout, "ftpct", versionString())
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:

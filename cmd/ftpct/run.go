@@ -3,15 +3,17 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/ftpct/ftpct/config"
 	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/control"
 	"github.com/ftpct/ftpct/engine"
@@ -19,42 +21,54 @@ import (
 	"github.com/ftpct/ftpct/rules"
 )
 
-// cmdRun runs the daemon until SIGINT or SIGTERM. Everything it installs is
-// removed again on the way out, also after a failed start.
+// cmdRun runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the
+// config file's live settings. Everything it installs is removed again on
+// the way out, also after a failed start.
 func cmdRun(args []string, stderr io.Writer) error {
-	fs, o, finish := daemonFlags("run", stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if err := finish(); err != nil {
+	fs, l := settingsFlags("run", stderr, nil)
+	c, err := loadSettings(fs, l, args)
+	if err != nil {
 		return err
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("run needs root (CAP_NET_ADMIN) to divert packets and install rules")
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
-	o.engine.Logger = log
+	level := new(slog.LevelVar)
+	level.Set(c.LogLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	c.Engine.Logger = log
 
+	// Before anything starts: SIGHUP's default action would end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d := &daemon{o: o, log: log}
+	d := &daemon{cfg: c, loader: l, level: level, log: log}
 	defer d.teardown()
 	if err := d.start(ctx); err != nil {
 		return err
 	}
-	log.Info("ftpct running", "version", version, "ports", (*portList)(&o.rules.Ports).String(),
-		"queue", o.rules.Queue, "socket", o.socket, "rules_installed", o.install)
-	return d.wait(ctx)
+	log.Info("ftpct running", "version", versionString(), "config", orNone(c.File), "ports", config.Lookup("ports").Text(&c.Settings),
+		"queue", c.Rules.Queue, "socket", c.Socket, "rules_installed", c.Install)
+	return d.wait(ctx, hup)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // daemon holds what cmdRun started, so teardown can undo exactly that.
 type daemon struct {
-	o   *options
-	log *slog.Logger
+	cfg    *config.Config // in force; replaced by reload
+	loader *config.Loader
+	level  *slog.LevelVar
+	log    *slog.Logger
 
+	claims    []interface{ Close() error }
 	srv       *control.Server
 	kernel    *conntrack.Kernel
 	mgr       *rules.Manager
@@ -67,7 +81,7 @@ type daemon struct {
 }
 
 func (d *daemon) start(parent context.Context) error {
-	o := d.o
+	o := &d.cfg.Settings
 	ctx, cancel := context.WithCancel(parent)
 	d.cancel = cancel
 	d.errc = make(chan error, 4)
@@ -75,24 +89,41 @@ func (d *daemon) start(parent context.Context) error {
 	var err error
 	// The control socket first: it tells whether another daemon runs.
 	handlers := map[string]control.HandlerFunc{}
-	if d.srv, err = control.Listen(o.socket, handlers); err != nil {
+	if d.srv, err = control.Listen(o.Socket, handlers); err != nil {
 		return err
+	}
+	// Then what another daemon with another socket would share.
+	for _, c := range []struct{ name, what string }{
+		{"table/" + o.Rules.Table, fmt.Sprintf("nftables table %q", o.Rules.Table)},
+		{fmt.Sprintf("queue/%d", o.Rules.Queue), fmt.Sprintf("NFQUEUE %d", o.Rules.Queue)},
+	} {
+		cl, err := claim(c.name, c.what)
+		if err != nil {
+			return err
+		}
+		d.claims = append(d.claims, cl)
 	}
 	if d.kernel, err = conntrack.DialKernel(); err != nil {
 		return fmt.Errorf("%w (is the nf_conntrack module available?)", err)
 	}
-	if d.mgr, err = rules.New(o.rules); err != nil {
+	if o.Install && o.Rules.Accept {
+		if missing := missingIptables(o.Rules.IPv6); missing != "" {
+			// An nftables-only host: the rest works without the binary.
+			d.log.Warn(fmt.Sprintf("no %s binary: ftpct inserts no iptables accept rule; add this line to your own nftables filter chains (forward, input) before any drop: %s", missing, markAcceptLine(o.Rules.Mark)))
+			o.Rules.Accept = false
+		}
+	}
+	if d.mgr, err = rules.New(o.Rules); err != nil {
 		return err
 	}
-	d.eng = engine.New(o.engine, d.kernel, d.mgr)
+	d.eng = engine.New(o.Engine, d.kernel, d.mgr)
 	handlers["stats"] = func() (any, error) { return d.stats(), nil }
 	handlers["expect"] = func() (any, error) { return expectations(d.eng.Expectations(), time.Now()), nil }
 
 	w := d.eng.NewWorker()
-	debug := d.log.Enabled(context.Background(), slog.LevelDebug)
 	handle := func(p nfq.Packet) (nfq.Verdict, []byte) {
 		v, out := w.Handle(p.Data)
-		if debug {
+		if d.level.Level() <= slog.LevelDebug {
 			d.log.Debug("packet", "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out))
 		}
 		switch v {
@@ -105,12 +136,12 @@ func (d *daemon) start(parent context.Context) error {
 		}
 	}
 	qcfg := nfq.DefaultConfig()
-	qcfg.Num = o.rules.Queue
+	qcfg.Num = o.Rules.Queue
 	qcfg.Logger = d.log
 	if d.queue, err = nfq.Open(ctx, qcfg, handle); err != nil {
 		return err
 	}
-	if o.install {
+	if o.Install {
 		// Installed last, with the queue already bound: no packet is
 		// diverted before someone reads it.
 		if err := d.mgr.Install(); err != nil {
@@ -123,7 +154,7 @@ func (d *daemon) start(parent context.Context) error {
 	d.goRun(func() error {
 		// Without events expectations still expire on time; only the
 		// "used" bookkeeping is lost. Keep running.
-		if err := conntrack.WatchNew(ctx, o.rules.Mark, d.eng.DataConnection); err != nil {
+		if err := conntrack.WatchNew(ctx, o.Rules.Mark, d.eng.DataConnection); err != nil {
 			d.log.Error("conntrack events stopped; used expectations will be counted as expired", "err", err)
 		}
 		<-ctx.Done()
@@ -137,27 +168,57 @@ func (d *daemon) goRun(f func() error) {
 	go func() { d.errc <- f() }()
 }
 
-// wait blocks until a signal or the first failure of a part.
-func (d *daemon) wait(ctx context.Context) error {
-	select {
-	case <-ctx.Done():
-		d.log.Info("stopping", "reason", "signal")
-		return nil
-	case <-d.queue.Done():
-		if err := d.queue.Err(); err != nil {
+// wait blocks until a signal or the first failure of a part, reloading
+// the configuration on each SIGHUP.
+func (d *daemon) wait(ctx context.Context, hup <-chan os.Signal) error {
+	for {
+		select {
+		case <-hup:
+			d.reload()
+			continue
+		case <-ctx.Done():
+			d.log.Info("stopping", "reason", "signal")
+			return nil
+		case <-d.queue.Done():
+			if err := d.queue.Err(); err != nil {
+				return err
+			}
+			return nil
+		case err := <-d.errc:
+			d.workers--
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				err = errors.New("a daemon part stopped unexpectedly")
+			}
 			return err
 		}
-		return nil
-	case err := <-d.errc:
-		d.workers--
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err == nil {
-			err = errors.New("a daemon part stopped unexpectedly")
-		}
-		return err
 	}
+}
+
+// reload reads the config file again (with the same command-line flags on
+// top) and applies what can change while running: the engine's policy and
+// the log level. Sessions, offsets, expectations and holes stay. Settings
+// that need a restart keep their running value and are named in one log
+// line; an invalid file changes nothing.
+func (d *daemon) reload() {
+	next, err := d.loader.Load()
+	if err != nil {
+		d.log.Error("reload refused, configuration unchanged", "err", err)
+		return
+	}
+	merged, kept, changed := d.cfg.Live(next)
+	if len(kept) > 0 {
+		d.log.Warn("reload: these settings need a restart and keep their running values", "keys", strings.Join(kept, ","))
+	}
+	merged.Engine.Logger = d.log
+	if notLive := d.eng.Reload(merged.Engine); len(notLive) > 0 {
+		d.log.Warn("reload: the engine kept these values", "fields", strings.Join(notLive, ","))
+	}
+	d.level.Set(merged.LogLevel)
+	d.cfg = merged
+	d.log.Info("configuration reloaded", "config", orNone(merged.File), "changed", strings.Join(changed, ","))
 }
 
 // teardown undoes start in reverse order; safe after a partial start.
@@ -190,6 +251,30 @@ func (d *daemon) teardown() {
 	if d.kernel != nil {
 		d.kernel.Close()
 	}
+	for _, c := range d.claims {
+		c.Close()
+	}
+}
+
+// missingIptables names the iptables binary (or ip6tables, with IPv6)
+// that is not on the PATH, or returns "" when all are there.
+func missingIptables(ipv6 bool) string {
+	bins := []string{"iptables"}
+	if ipv6 {
+		bins = append(bins, "ip6tables")
+	}
+	for _, b := range bins {
+		if _, err := exec.LookPath(b); err != nil {
+			return b
+		}
+	}
+	return ""
+}
+
+// markAcceptLine is the nftables rule that accepts the data connections
+// ftpct let in (rules/script.go prints the same in the operator's rules).
+func markAcceptLine(mark uint32) string {
+	return fmt.Sprintf("ct mark & 0x%08x == 0x%08x accept", mark, mark)
 }
 
 // statsView is what `ftpct stats` shows: the engine's counters plus the queue's.
