@@ -72,7 +72,7 @@ func TestFileAndFlags(t *testing.T) {
 		{name: "a multi-line array", file: "\nports = [\n  21,\n  2121,\n]\n", want: func(s *Settings) { s.Rules.Ports = []uint16{21, 2121} },
 			origins: map[string]string{"ports": "file FILE:2"}},
 		{name: "flags override the file", file: "max-expect = 100\nqueue = 7\n", args: []string{"--max-expect", "5", "--no-ipv6"},
-			want: func(s *Settings) { s.Engine.MaxExpect = 5; s.Rules.Queue = 7; s.Rules.IPv6 = false },
+			want:    func(s *Settings) { s.Engine.MaxExpect = 5; s.Rules.Queue = 7; s.Rules.IPv6 = false },
 			origins: map[string]string{"max-expect": "flag", "queue": "file FILE:2", "no-ipv6": "flag"}},
 	}
 	for _, tt := range tests {

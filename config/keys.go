@@ -78,7 +78,9 @@ var Keys = []*Key{
 		set: func(s *Settings, t string) error { return setPorts(&s.Rules, t) },
 		get: func(s *Settings) string { return portsText(s.Rules.Ports) }},
 	{Name: "queue", Usage: "NFQUEUE `number`", Rules: true, kind: kindInt,
-		set: func(s *Settings, t string) error { return setInt(t, 0, 65535, func(n int) { s.Rules.Queue = uint16(n) }) },
+		set: func(s *Settings, t string) error {
+			return setInt(t, 0, 65535, func(n int) { s.Rules.Queue = uint16(n) })
+		},
 		get: func(s *Settings) string { return strconv.Itoa(int(s.Rules.Queue)) }},
 	{Name: "mark", Usage: "conntrack mark `bit(s)` set on data connections ftpct lets in", Rules: true, kind: kindMark,
 		set: func(s *Settings, t string) error {
@@ -141,7 +143,9 @@ var Keys = []*Key{
 		set: func(s *Settings, t string) error { return setInt(t, 1, 1<<24, func(n int) { s.Engine.MaxExpect = n }) },
 		get: func(s *Settings) string { return strconv.Itoa(s.Engine.MaxExpect) }},
 	{Name: "max-sessions", Usage: "control connections tracked (`n` >= 1); more pass untouched", Live: true, kind: kindInt,
-		set: func(s *Settings, t string) error { return setInt(t, 1, 1<<24, func(n int) { s.Engine.MaxSessions = n }) },
+		set: func(s *Settings, t string) error {
+			return setInt(t, 1, 1<<24, func(n int) { s.Engine.MaxSessions = n })
+		},
 		get: func(s *Settings) string { return strconv.Itoa(s.Engine.MaxSessions) }},
 	{Name: "allow-low-ports", Usage: "allow holes to privileged ports (< 1024); the kernel helper does, ftpct does not by default", Live: true, kind: kindBool,
 		set: func(s *Settings, t string) error { return setBool(t, func(b bool) { s.Engine.AllowLowPorts = b }) },
