@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/BurntSushi/toml"
@@ -238,4 +239,26 @@ func (c *Config) Write(w io.Writer) error {
 		fmt.Fprintf(tw, "%s = %s\t# %s\n", k.Name, k.Literal(&c.Settings), c.origin[k.Name])
 	}
 	return tw.Flush()
+}
+
+// WriteDefaults prints a config file with every key commented out at its
+// default value, each under its description: the file the package installs
+// as /etc/ftpct/ftpct.conf (deploy/ftpct.conf).
+func WriteDefaults(w io.Writer) error {
+	def := Defaults()
+	var b strings.Builder
+	b.WriteString("# ftpct configuration (TOML). Every key is also a flag of `ftpct run` of the\n" +
+		"# same name; a flag overrides the file. Shown here: the defaults.\n" +
+		"# `ftpct check` prints the effective configuration; `systemctl reload ftpct`\n" +
+		"# (SIGHUP) applies the keys marked \"live\" without a restart; the others\n" +
+		"# need `systemctl restart ftpct`.\n")
+	for _, k := range Keys {
+		live := "restart"
+		if k.Live {
+			live = "live"
+		}
+		fmt.Fprintf(&b, "\n# %s (%s)\n#%s = %s\n", strings.ReplaceAll(k.Usage, "`", ""), live, k.Name, k.Literal(&def))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

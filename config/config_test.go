@@ -277,3 +277,46 @@ func TestSourceString(t *testing.T) {
 		}
 	}
 }
+
+var update = flag.Bool("update", false, "rewrite deploy/ftpct.conf")
+
+// TestDefaultFile: the packaged config file lists every key at its default,
+// and reads as the defaults once uncommented.
+func TestDefaultFile(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteDefaults(&b); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("..", "deploy", "ftpct.conf")
+	if *update {
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(b.String(), string(got)); diff != "" {
+		t.Errorf("%s is not what WriteDefaults makes; run go test ./config -run TestDefaultFile -update (-want +got):\n%s", path, diff)
+	}
+	var un strings.Builder
+	for _, line := range strings.Split(b.String(), "\n") {
+		if k, _, ok := strings.Cut(strings.TrimPrefix(line, "#"), " = "); ok && Lookup(k) != nil {
+			line = strings.TrimPrefix(line, "#")
+		}
+		un.WriteString(line + "\n")
+	}
+	c, err := load(t, writeFile(t, un.String()), true)
+	if err != nil {
+		t.Fatalf("uncommented defaults: %v\n%s", err, un.String())
+	}
+	if diff := cmp.Diff(Defaults(), c.Settings); diff != "" {
+		t.Errorf("uncommented defaults (-want +got):\n%s", diff)
+	}
+	for _, k := range Keys {
+		if c.Origin(k.Name).Source != FromFile {
+			t.Errorf("key %s not in the file", k.Name)
+		}
+	}
+}

@@ -74,7 +74,7 @@ type Key struct {
 
 // Keys are all settings, in the order `ftpct check` prints them.
 var Keys = []*Key{
-	{Name: "ports", Usage: "FTP control `ports` to divert, comma-separated", Rules: true, kind: kindPorts,
+	{Name: "ports", Usage: "FTP control `ports` to divert (as a flag: comma-separated)", Rules: true, kind: kindPorts,
 		set: func(s *Settings, t string) error { return setPorts(&s.Rules, t) },
 		get: func(s *Settings) string { return portsText(s.Rules.Ports) }},
 	{Name: "queue", Usage: "NFQUEUE `number`", Rules: true, kind: kindInt,
