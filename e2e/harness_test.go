@@ -59,6 +59,15 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	if bin := os.Getenv("FTPCT_BIN"); bin != "" {
+		// An installed binary (the .deb's /usr/sbin/ftpct) instead of a build.
+		if ftpctBin, err = exec.LookPath(bin); err != nil || !filepath.IsAbs(ftpctBin) {
+			fmt.Fprintf(os.Stderr, "FTPCT_BIN=%s: want the absolute path of an executable (%v)\n", bin, err)
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "e2e: testing %s (FTPCT_BIN)\n", ftpctBin)
+		return m.Run()
+	}
 	ftpctBin = filepath.Join(tmp, "ftpct")
 	build := exec.Command("go", "build", "-o", ftpctBin, "./cmd/ftpct")
 	build.Dir = repoRoot
@@ -215,8 +224,21 @@ func (l *lab) startFtpct(args ...string) *daemon {
 // and must exit cleanly.
 func (l *lab) startFtpctOn(host string, args ...string) *daemon {
 	l.t.Helper()
+	return l.startFtpctEnv(nil, host, args...)
+}
+
+// startFtpctEnv is startFtpctOn with environment variables (NAME=VALUE)
+// set for ftpct.
+func (l *lab) startFtpctEnv(env []string, host string, args ...string) *daemon {
+	l.t.Helper()
 	d := &daemon{l: l, host: host, socket: filepath.Join(l.dir, "ftpct.sock"), log: &syncBuffer{}, done: make(chan error, 1)}
-	argv := append([]string{"netns", "exec", l.ns(host), ftpctBin, "run", "--socket", d.socket}, args...)
+	argv := []string{"netns", "exec", l.ns(host)}
+	if len(env) > 0 {
+		argv = append(append(append(argv, "/usr/bin/env"), env...), ftpctBin)
+	} else {
+		argv = append(argv, ftpctBin)
+	}
+	argv = append(append(argv, "run", "--socket", d.socket), args...)
 	d.cmd = exec.Command("ip", argv...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

@@ -96,6 +96,9 @@ func (d *daemon) start(parent context.Context) error {
 	for _, c := range []struct{ name, what string }{
 		{"table/" + o.Rules.Table, fmt.Sprintf("nftables table %q", o.Rules.Table)},
 		{fmt.Sprintf("queue/%d", o.Rules.Queue), fmt.Sprintf("NFQUEUE %d", o.Rules.Queue)},
+		// Two daemons with one mark would share one accept rule, and the
+		// first to stop would remove it from under the other.
+		{fmt.Sprintf("mark/%#x", o.Rules.Mark), fmt.Sprintf("mark %#08x", o.Rules.Mark)},
 	} {
 		cl, err := claim(c.name, c.what)
 		if err != nil {
