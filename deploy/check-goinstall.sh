@@ -13,8 +13,10 @@ VERSION=v$(cat deploy/VERSION)
 
 work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
-repo=$(git rev-parse --show-toplevel)
-(cd deploy/modzip && go run . -repo "$repo" -rev HEAD -module "$MODULE" -version "$VERSION" -out "$work/proxy")
+mkdir "$work/src"
+git archive HEAD | tar -x -C "$work/src"
+(cd deploy/modzip && go run . -dir "$work/src" -module "$MODULE" -version "$VERSION" \
+	-time "$(git log -1 --format=%cI HEAD)" -out "$work/proxy")
 
 # A clean GOPATH and module cache; ftpct from the file proxy, everything
 # else from the usual proxy; no checksum database entry for an unpublished

@@ -1,12 +1,13 @@
 // Command modzip serves a module version from a checkout the way the Go
 // module proxy would: it writes the GOPROXY file layout
 // (DIR/MODULE/@v/list, VERSION.info, VERSION.mod, VERSION.zip) for one
-// version made from a git revision, with golang.org/x/mod/zip (the same
-// checks and file selection as the go command). deploy/check-goinstall.sh
-// uses it to prove that `go install MODULE/cmd/ftpct@VERSION` works before
-// the module is published.
+// version made from a directory (deploy/check-goinstall.sh gives it a
+// `git archive` of HEAD), with golang.org/x/mod/zip: the same checks and
+// file selection as the go command. check-goinstall.sh uses it to prove
+// that `go install MODULE/cmd/ftpct@VERSION` works before the module is
+// published.
 //
-//	go run . -repo DIR -rev HEAD -module github.com/ftpct/ftpct -version v0.2.0 -out PROXYDIR
+//	go run . -dir SRC -module github.com/ftpct/ftpct -version v0.2.0 -time 2026-11-29T19:00:00Z -out PROXYDIR
 package main
 
 import (
@@ -14,9 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -24,21 +23,25 @@ import (
 )
 
 func main() {
-	repo := flag.String("repo", ".", "git checkout holding the module at its root")
-	rev := flag.String("rev", "HEAD", "git revision to serve")
+	src := flag.String("dir", ".", "directory holding the module at its root")
 	mod := flag.String("module", "", "module path")
 	version := flag.String("version", "", "version to serve it as (vX.Y.Z)")
+	when := flag.String("time", "", "the version's time (RFC 3339), e.g. its commit's")
 	out := flag.String("out", "", "proxy directory to write")
 	flag.Parse()
-	if err := run(*repo, *rev, *mod, *version, *out); err != nil {
+	if err := run(*src, *mod, *version, *when, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "modzip:", err)
 		os.Exit(1)
 	}
 }
 
-func run(repo, rev, mod, version, out string) error {
-	if mod == "" || version == "" || out == "" {
-		return fmt.Errorf("-module, -version and -out are required")
+func run(src, mod, version, when, out string) error {
+	if mod == "" || version == "" || out == "" || when == "" {
+		return fmt.Errorf("-module, -version, -time and -out are required")
+	}
+	t, err := time.Parse(time.RFC3339, when)
+	if err != nil {
+		return fmt.Errorf("-time: %w", err)
 	}
 	m := module.Version{Path: mod, Version: version}
 	if err := module.Check(m.Path, m.Version); err != nil {
@@ -56,26 +59,18 @@ func run(repo, rev, mod, version, out string) error {
 	if err != nil {
 		return err
 	}
-	if err := zip.CreateFromVCS(f, m, repo, rev, ""); err != nil {
+	if err := zip.CreateFromDir(f, m, src); err != nil {
 		f.Close()
 		return fmt.Errorf("module zip: %w", err)
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	gomod, err := exec.Command("git", "-C", repo, "show", rev+":go.mod").Output()
+	gomod, err := os.ReadFile(filepath.Join(src, "go.mod"))
 	if err != nil {
-		return fmt.Errorf("go.mod at %s: %w", rev, err)
+		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, version+".mod"), gomod, 0o644); err != nil {
-		return err
-	}
-	when, err := exec.Command("git", "-C", repo, "log", "-1", "--format=%cI", rev).Output()
-	if err != nil {
-		return err
-	}
-	t, err := time.Parse(time.RFC3339, strings.TrimSpace(string(when)))
-	if err != nil {
 		return err
 	}
 	info, _ := json.Marshal(struct {
