@@ -225,7 +225,7 @@ func TestStartErrors(t *testing.T) {
 		{name: "same queue, other table", args: []string{"--socket", other, "--table", "ftpct2", "--mark", "0x200000"},
 			want: `\(pid ` + pid + `\) already uses NFQUEUE 21`},
 		{name: "same mark, other table and queue", args: []string{"--socket", other, "--table", "ftpct2", "--queue", "22"},
-			want: `\(pid ` + pid + `\) already uses mark 0x100000`},
+			want: `\(pid ` + pid + `\) already uses mark 0x00100000`},
 		{name: "read-only socket directory", prefix: "unshare -m sh -c 'mount -t tmpfs -o ro tmpfs /mnt && exec \"$0\" \"$@\"'",
 			args: []string{"--socket", "/mnt/ftpct/ftpct.sock", "--table", "t2", "--queue", "23", "--mark", "0x200000"},
 			want: `control socket directory: mkdir /mnt/ftpct: read-only file system`},
@@ -251,12 +251,12 @@ func TestStartErrors(t *testing.T) {
 	}
 	// Once it is gone, its table and queue are free at once (also after a
 	// crash: the claims die with the process).
-	d2 := l.startFtpct("--socket", other)
+	d2 := l.startFtpct()
 	if err := d2.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	<-d2.done
-	d3 := l.startFtpct("--socket", other)
+	d3 := l.startFtpct()
 	if err := d3.stop(); err != nil {
 		t.Errorf("ftpct exit: %v", err)
 	}
@@ -286,7 +286,7 @@ func TestNoIptables(t *testing.T) {
 	}
 	// The operator's own chain (iptables-nft's FORWARD is an nft chain here)
 	// gets the printed line, verbatim.
-	l.mustExec("g", "sh", "-c", "nft insert rule ip filter FORWARD "+accept)
+	l.mustExec("g", append([]string{"nft", "insert", "rule", "ip", "filter", "FORWARD"}, strings.Fields(accept)...)...)
 	for _, c := range clients {
 		if !c.active {
 			continue
