@@ -33,6 +33,18 @@ go test -count=1 -tags integration ./...
 step "scripted FTP peers, on loopback"
 REQUIRE_VSFTPD=1 bash e2e/peers/selftest.sh
 
+step "go install from a module proxy (the committed HEAD served as v$(cat deploy/VERSION))"
+bash deploy/check-goinstall.sh
+
+step "Debian package: build, list and check its contents"
+debdir=$(mktemp -d)
+deb=$(bash deploy/build-deb.sh "$debdir" | tail -1)
+bash deploy/check-deb.sh "$deb"
+
+step "Debian package: install, check the unit, end-to-end tests with /usr/sbin/ftpct, purge"
+bash deploy/test-installed.sh "$deb"
+rm -rf "$debdir"
+
 step "end-to-end tests (namespace lab, real servers and clients)"
 go test -count=1 -tags e2e -v -timeout 40m ./e2e/ 2>&1 | tee /tmp/ftpct-e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go' | grep -v '=== RUN' || true
 if ! grep -q '^ok' /tmp/ftpct-e2e.log; then
