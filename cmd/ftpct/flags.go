@@ -17,7 +17,14 @@ var configPath = config.DefaultPath
 // setting keep accepts (all when nil), and the loader they feed.
 func settingsFlags(name string, stderr io.Writer, keep func(*config.Key) bool) (*flag.FlagSet, *config.Loader) {
 	fs := flag.NewFlagSet("ftpct "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// A mistake is one line (from run's error handling); -h lists the flags.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fs.SetOutput(stderr)
+		fmt.Fprintf(stderr, "Usage of %s:\n", fs.Name())
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
 	l := config.NewLoader()
 	l.Path = configPath
 	l.Flags(fs, keep)
@@ -28,11 +35,16 @@ func settingsFlags(name string, stderr io.Writer, keep func(*config.Key) bool) (
 // defaults, then the config file, then the flags. Command-line mistakes
 // wrap errUsage; the file's name the key and line.
 func loadSettings(fs *flag.FlagSet, l *config.Loader, args []string) (*config.Config, error) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	usage := fs.Usage
+	fs.Usage = func() {} // called on every error; -h is handled below
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v ('%s -h' lists the flags)", errUsage, err, fs.Name())
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))

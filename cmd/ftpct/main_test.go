@@ -118,3 +118,32 @@ func TestRulesHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestOneLineErrors: a bad flag or config file is one line on stderr.
+func TestOneLineErrors(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.conf")
+	if err := os.WriteFile(bad, []byte("queue = 1\nfoo = 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{name: "bad value", args: []string{"run", "--max-expect", "0"}},
+		{name: "unknown flag", args: []string{"run", "--bogus"}},
+		{name: "daemon flag to rules", args: []string{"rules", "--timeout", "1m"}},
+		{name: "unknown key", args: []string{"check", "--config", bad}},
+		{name: "stray argument", args: []string{"check", "x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tt.args, &stdout, &stderr); code == 0 {
+				t.Errorf("exit 0")
+			}
+			if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "ftpct: ") {
+				t.Errorf("stderr %q, want one line starting with \"ftpct: \"", stderr.String())
+			}
+		})
+	}
+}
