@@ -7,4 +7,7 @@
 // that keeps them from running is a failure.
 //
 //	go test -tags e2e -count=1 -v ./e2e/
+//
+// They build ftpct from the checkout, unless FTPCT_BIN names an installed
+// binary to test instead (deploy/test-installed.sh: the .deb's /usr/sbin/ftpct).
 package e2e
