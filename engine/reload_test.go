@@ -39,7 +39,7 @@ func TestReloadKeepsState(t *testing.T) {
 			t.Errorf("hole timeout %v, want the reloaded 2m", h.Timeout)
 		}
 	}
-	e.Reload(Config{}) // AllowLowPorts back to false; the rest kept
+	e.Reload(Config{}) // the defaults again: AllowLowPorts false
 	runSteps(t, w, []step{
 		{"refused again, offset still kept", masqC2S(1046, 5000, low21), got{Verdict: "accept-modified", Seq: 1049, Ack: 5000, Payload: low21}},
 	})
@@ -60,7 +60,7 @@ func TestReloadValues(t *testing.T) {
 		wantLimits  conntrack.ExpectLimits
 		wantNotLive []string
 	}{
-		{name: "zero keeps everything but AllowLowPorts", cfg: Config{},
+		{name: "zero takes the defaults", cfg: Config{},
 			wantPolicy: func(c *Config) {},
 			wantLimits: conntrack.ExpectLimits{PerSession: 1, Total: 4096, Timeout: 5 * time.Minute, MinPort: 1024}},
 		{name: "limits", cfg: Config{PerSession: 3, MaxExpect: 10, MaxSessions: 7, Timeout: time.Minute, AllowLowPorts: true},
@@ -68,7 +68,7 @@ func TestReloadValues(t *testing.T) {
 				c.PerSession, c.MaxExpect, c.MaxSessions, c.Timeout, c.AllowLowPorts = 3, 10, 7, time.Minute, true
 			},
 			wantLimits: conntrack.ExpectLimits{PerSession: 3, Total: 10, Timeout: time.Minute, MinPort: 1024}},
-		{name: "negative keeps", cfg: Config{PerSession: -1, MaxExpect: -5, MaxLine: 100, HoldPatience: time.Second, IdleCheck: time.Hour},
+		{name: "negative takes the defaults", cfg: Config{PerSession: -1, MaxExpect: -5, MaxLine: 100, HoldPatience: time.Second, IdleCheck: time.Hour},
 			wantPolicy: func(c *Config) { c.MaxLine, c.HoldPatience, c.IdleCheck = 100, time.Second, time.Hour },
 			wantLimits: conntrack.ExpectLimits{PerSession: 1, Total: 4096, Timeout: 5 * time.Minute, MinPort: 1024}},
 		{name: "logger cannot change", cfg: Config{Logger: other},
@@ -79,14 +79,16 @@ func TestReloadValues(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e, _ := newTestEngine()
-			want := e.Policy()
+			// Away from the defaults first, so that a value kept by
+			// mistake shows.
+			e.Reload(Config{PerSession: 9, MaxExpect: 99, MaxSessions: 999, Timeout: time.Hour, MaxLine: 9, HoldPatience: time.Hour, IdleCheck: 9 * time.Hour})
+			want := DefaultConfig()
 			tt.wantPolicy(&want)
 			notLive := e.Reload(tt.cfg)
 			if diff := cmp.Diff(tt.wantNotLive, notLive); diff != "" {
 				t.Errorf("notLive (-want +got):\n%s", diff)
 			}
-			got := e.Policy()
-			if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b *slog.Logger) bool { return a == b })); diff != "" {
+			if diff := cmp.Diff(want, e.Policy(), cmp.Comparer(func(a, b *slog.Logger) bool { return a == b })); diff != "" {
 				t.Errorf("policy (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tt.wantLimits, e.exps.Limits()); diff != "" {
