@@ -137,9 +137,9 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 func cmdRules(args []string, stdout, stderr io.Writer) error {
-	fs, l := settingsFlags("rules", stderr, rulesKey)
+	fs, l := settingsFlags("rules", rulesKey)
 	deployment := fs.String("deployment", "", "also print the operator's rules for a deployment: "+strings.Join(rules.DeploymentNames(), ", "))
-	c, err := loadSettings(fs, l, args)
+	c, err := loadSettings(fs, l, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -15,16 +15,12 @@ var configPath = config.DefaultPath
 
 // settingsFlags returns a flag set with --config and a flag for each
 // setting keep accepts (all when nil), and the loader they feed.
-func settingsFlags(name string, stderr io.Writer, keep func(*config.Key) bool) (*flag.FlagSet, *config.Loader) {
+func settingsFlags(name string, keep func(*config.Key) bool) (*flag.FlagSet, *config.Loader) {
 	fs := flag.NewFlagSet("ftpct "+name, flag.ContinueOnError)
-	// A mistake is one line (from run's error handling); -h lists the flags.
+	// A mistake is one line (main prints the error); -h lists the flags
+	// (loadSettings).
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		fs.SetOutput(stderr)
-		fmt.Fprintf(stderr, "Usage of %s:\n", fs.Name())
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
-	}
+	fs.Usage = func() {}
 	l := config.NewLoader()
 	l.Path = configPath
 	l.Flags(fs, keep)
@@ -34,13 +30,12 @@ func settingsFlags(name string, stderr io.Writer, keep func(*config.Key) bool) (
 // loadSettings parses args and builds the effective configuration:
 // defaults, then the config file, then the flags. Command-line mistakes
 // wrap errUsage; the file's name the key and line.
-func loadSettings(fs *flag.FlagSet, l *config.Loader, args []string) (*config.Config, error) {
-	usage := fs.Usage
-	fs.Usage = func() {} // called on every error; -h is handled below
+func loadSettings(fs *flag.FlagSet, l *config.Loader, args []string, stderr io.Writer) (*config.Config, error) {
 	err := fs.Parse(args)
-	fs.Usage = usage
 	if errors.Is(err, flag.ErrHelp) {
-		fs.Usage()
+		fmt.Fprintf(stderr, "Usage of %s:\n", fs.Name())
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
 		return nil, err
 	}
 	if err != nil {
@@ -62,8 +57,8 @@ func rulesKey(k *config.Key) bool { return k.Rules }
 // cmdCheck validates the configuration and prints it with where each
 // value came from.
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs, l := settingsFlags("check", stderr, nil)
-	c, err := loadSettings(fs, l, args)
+	fs, l := settingsFlags("check", nil)
+	c, err := loadSettings(fs, l, args, stderr)
 	if err != nil {
 		return err
 	}

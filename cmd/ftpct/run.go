@@ -25,8 +25,8 @@ import (
 // config file's live settings. Everything it installs is removed again on
 // the way out, also after a failed start.
 func cmdRun(args []string, stderr io.Writer) error {
-	fs, l := settingsFlags("run", stderr, nil)
-	c, err := loadSettings(fs, l, args)
+	fs, l := settingsFlags("run", nil)
+	c, err := loadSettings(fs, l, args, stderr)
 	if err != nil {
 		return err
 	}
