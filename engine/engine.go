@@ -70,6 +70,7 @@ type Engine struct {
 	log      *slog.Logger
 	logLim   *limiter
 	stats    Stats
+	obs      observer // audit log and watchers (audit.go)
 	now      func() time.Time
 }
 
@@ -114,23 +115,6 @@ func New(cfg Config, kernel Kernel, holes Holes) *Engine {
 	return e
 }
 
-// Stats returns a snapshot of the counters.
-func (e *Engine) Stats() Snapshot {
-	s := &e.stats
-	return Snapshot{
-		Packets: s.Packets.Load(), Modified: s.Modified.Load(), Dropped: s.Dropped.Load(),
-		NotTCP: s.NotTCP.Load(), NoConntrack: s.NoConntrack.Load(),
-		Sessions: s.Sessions.Load(), SessionsOpen: uint64(e.sessions.Len()), SessionsFull: s.SessionsFull.Load(),
-		Lines: s.Lines.Load(), Commands: s.Commands.Load(), Malformed: s.Malformed.Load(),
-		PartialLines: s.PartialLines.Load(), HeldLines: s.HeldLines.Load(), LineOverflow: s.LineOverflow.Load(), HoldAbandoned: s.HoldAbandoned.Load(), HeldCarried: s.HeldCarried.Load(),
-		Rewrites: s.Rewrites.Load(), RewritesRefused: s.RewritesRefused.Load(), Replays: s.Replays.Load(), ResendsCompleted: s.ResendsCompleted.Load(),
-		OutOfOrder:    s.OutOfOrder.Load(),
-		ExpectCreated: s.ExpectCreated.Load(), ExpectUsed: s.ExpectUsed.Load(), ExpectExpired: s.ExpectExpired.Load(),
-		ExpectEvicted: s.ExpectEvicted.Load(), ExpectRefused: s.ExpectRefused.Load(), ExpectPending: uint64(e.exps.Len()),
-		TLSSessions: s.TLSSessions.Load(), Errors: s.Errors.Load(),
-	}
-}
-
 // Expectations lists the pending expectations.
 func (e *Engine) Expectations() []conntrack.Expectation { return e.exps.List() }
 
@@ -151,6 +135,7 @@ func (e *Engine) DataConnection(b conntrack.Binding) {
 		return
 	}
 	e.stats.ExpectUsed.Add(1)
+	e.eventUsed(x, b, e.now())
 	// The set element is gone (one-shot); drop the DNAT mapping too.
 	if x.To.IsValid() {
 		if err := e.holes.Close(e.hole(x)); err != nil {
@@ -188,6 +173,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		now := e.now()
 		expired = e.exps.Expire(now, expired[:0])
 		e.stats.ExpectExpired.Add(uint64(len(expired)))
+		e.eventsExpired(expired, now)
 		if now.Sub(lastGC) >= e.policy().IdleCheck/4 {
 			lastGC = now
 			e.collect(now)
@@ -791,6 +777,7 @@ func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, o
 	}
 	if created {
 		e.stats.ExpectCreated.Add(1)
+		e.eventCreated(sess, x, now)
 		if e.logLim.Allow(now) {
 			e.log.Info("expect", "session", sess.ID, "kind", m.Kind.String(), "peer", x.Peer.String(),
 				"dst", netip.AddrPortFrom(x.Addr, x.Port).String(), "translated_to", addrPortString(x.To))
@@ -831,6 +818,7 @@ func (e *Engine) check(announced, sender netip.Addr, port uint16) Reason {
 
 func (e *Engine) refuse(sess *conntrack.Session, m ftpparse.Match, r Reason, now time.Time) {
 	e.stats.ExpectRefused.Add(1)
+	e.eventRefused(sess, m, r, now)
 	if e.logLim.Allow(now) {
 		e.log.Warn("announcement refused, no hole opened", "session", sess.ID, "kind", m.Kind.String(),
 			"addr", m.Addr.String(), "port", m.Port, "reason", r.String())

@@ -1,73 +1,107 @@
 package engine
 
-import "sync/atomic"
+import (
+	"reflect"
+	"sync"
+	"sync/atomic"
 
-// Stats are the engine's counters. All fields are updated atomically.
-type Stats struct {
-	Packets       atomic.Uint64 // packets handled
-	Modified      atomic.Uint64 // packets changed (payload or seq/ack)
-	Dropped       atomic.Uint64 // packets dropped (out of order, unreplayable)
-	NotTCP        atomic.Uint64 // packets that did not decode as TCP (passed)
-	NoConntrack   atomic.Uint64 // payload packets with no kernel conntrack entry (passed)
-	Sessions      atomic.Uint64 // control connections learned
-	SessionsFull  atomic.Uint64 // control connections not tracked: session table full
-	Lines         atomic.Uint64 // complete lines seen
-	Commands      atomic.Uint64 // announcements parsed (PORT, EPRT, 227, 229)
-	Malformed     atomic.Uint64 // malformed announcements (passed untouched)
-	PartialLines  atomic.Uint64 // lines split across segments that cannot be announcements (passed)
-	HeldLines     atomic.Uint64 // line beginnings held back until the rest of the line came
-	LineOverflow  atomic.Uint64 // held lines that grew past MaxLine (passed unparsed)
-	HoldAbandoned atomic.Uint64 // held lines given up when the sender retransmitted them (passed unparsed)
-	// HeldCarried: segments with held bytes put in front that were cut at a
-	// line start to stay within the sender's segment size; the rest is held.
-	HeldCarried atomic.Uint64
-	Rewrites    atomic.Uint64 // announcements rewritten
-	// RewritesRefused: announcements left unrewritten (no hole) because
-	// MaxInFlight rewrites of their direction awaited acknowledgement.
-	RewritesRefused atomic.Uint64
-	Replays         atomic.Uint64 // rewrites replayed on retransmissions
-	// ResendsCompleted: resent segments that carried only part of a
-	// rewritten argument, completed with its original bytes made again.
-	ResendsCompleted atomic.Uint64
-	OutOfOrder       atomic.Uint64 // segments dropped because an earlier one was missing
-	ExpectCreated    atomic.Uint64
-	ExpectUsed       atomic.Uint64
-	ExpectExpired    atomic.Uint64
-	ExpectEvicted    atomic.Uint64 // replaced by a newer announcement of the same session
-	ExpectRefused    atomic.Uint64
-	TLSSessions      atomic.Uint64 // sessions that switched to TLS (no longer readable)
-	Errors           atomic.Uint64 // internal errors (rewrite or rule failures)
+	"github.com/ftpct/ftpct/counters"
+)
+
+// counterSet is the one definition of the engine's counters and gauges.
+// Each field is one of them: its `json` tag is its name in `ftpct stats`,
+// `ftpct stats --json` and the Prometheus metrics ("ftpct_" + name, plus
+// "_total" for a counter), and its `help` tag its one line of meaning, shown
+// by all of those and in README.md. Fields of type C are counters, those of
+// type G gauges. Adding a counter is adding a field here (and its
+// e.stats.X.Add(1) where it happens).
+type counterSet[C, G any] struct {
+	Packets          C `json:"packets" help:"packets of the diverted control connections handled"`
+	Modified         C `json:"modified" help:"packets sent on changed: an announcement rewritten, sequence or acknowledgement numbers adjusted, or held bytes added or removed"`
+	Dropped          C `json:"dropped" help:"packets dropped (out of order, or a retransmission that cannot be rewritten consistently); their sender retransmits them"`
+	NotTCP           C `json:"not_tcp" help:"packets that did not decode as IPv4 or IPv6 TCP (the diversion rules only queue TCP, so this stays 0); passed untouched"`
+	NoConntrack      C `json:"no_conntrack" help:"packets with payload whose connection the kernel's conntrack table does not know (e.g. a connection older than its conntrack entry's loss); passed untouched"`
+	Sessions         C `json:"sessions" help:"control connections learned (tracked from their first payload packet on)"`
+	SessionsOpen     G `json:"sessions_open" help:"control connections tracked now"`
+	SessionsFull     C `json:"sessions_full" help:"control connections not tracked because --max-sessions were; they pass untouched"`
+	Lines            C `json:"lines" help:"complete control lines read"`
+	Commands         C `json:"commands" help:"announcements parsed: PORT, EPRT, 227 and 229"`
+	Malformed        C `json:"malformed" help:"malformed announcements (bad numbers, wrong syntax); passed untouched, no hole opened"`
+	PartialLines     C `json:"partial_lines" help:"segments ending inside a line that cannot be an announcement (not held); the rest of the line passes unparsed"`
+	HeldLines        C `json:"held_lines" help:"line beginnings held back until the rest of a possible announcement arrived (a command split across segments)"`
+	LineOverflow     C `json:"line_overflow" help:"possible announcements longer than 4 KiB without a line end, not held but passed unparsed"`
+	HoldAbandoned    C `json:"hold_abandoned" help:"held lines given up and passed unparsed because the sender retransmitted them before the line ended"`
+	HeldCarried      C `json:"held_carried" help:"segments with held bytes put in front cut at a line start to stay within the sender's segment size; the rest is held for the next one"`
+	Rewrites         C `json:"rewrites" help:"announcements rewritten for NAT"`
+	RewritesRefused  C `json:"rewrites_refused" help:"announcements left unrewritten, without a hole, because 64 rewrites of their direction awaited acknowledgement"`
+	Replays          C `json:"replays" help:"rewrites replayed on retransmitted segments"`
+	ResendsCompleted C `json:"resends_completed" help:"resent segments carrying part of a rewritten argument, completed with its original bytes made again"`
+	OutOfOrder       C `json:"out_of_order" help:"segments dropped because an earlier one of the stream was missing"`
+	ExpectCreated    C `json:"expect_created" help:"expectations created (holes opened)"`
+	ExpectUsed       C `json:"expect_used" help:"expectations used by their data connection"`
+	ExpectExpired    C `json:"expect_expired" help:"expectations expired unused after --timeout"`
+	ExpectEvicted    C `json:"expect_evicted" help:"expectations replaced by a newer announcement of the same session (past --max-per-session)"`
+	ExpectRefused    C `json:"expect_refused" help:"announcements that opened no hole: refused by policy (address, port), limits, a conflict or a rule failure"`
+	ExpectDeleted    C `json:"expect_deleted" help:"expectations closed by hand (ftpct expect delete)"`
+	ExpectPending    G `json:"expect_pending" help:"expectations waiting for their data connection now"`
+	TLSSessions      C `json:"tls_sessions" help:"control connections that switched to TLS (AUTH TLS answered 234): no longer readable, so their data connections get no holes"`
+	AuditSuppressed  C `json:"audit_suppressed" help:"audit log lines not written because of the audit rate limit"`
+	Watchers         G `json:"watchers" help:"ftpct expect watch clients connected now"`
+	WatchLost        C `json:"watch_lost" help:"events not delivered to an ftpct expect watch client that read too slowly"`
+	Errors           C `json:"errors" help:"internal errors: rewrite or rule failures, and queue verdict errors"`
 }
 
-// Snapshot is a point-in-time copy of Stats, for the control socket.
-type Snapshot struct {
-	Packets          uint64 `json:"packets"`
-	Modified         uint64 `json:"modified"`
-	Dropped          uint64 `json:"dropped"`
-	NotTCP           uint64 `json:"not_tcp"`
-	NoConntrack      uint64 `json:"no_conntrack"`
-	Sessions         uint64 `json:"sessions"`
-	SessionsOpen     uint64 `json:"sessions_open"`
-	SessionsFull     uint64 `json:"sessions_full"`
-	Lines            uint64 `json:"lines"`
-	Commands         uint64 `json:"commands"`
-	Malformed        uint64 `json:"malformed"`
-	PartialLines     uint64 `json:"partial_lines"`
-	HeldLines        uint64 `json:"held_lines"`
-	LineOverflow     uint64 `json:"line_overflow"`
-	HoldAbandoned    uint64 `json:"hold_abandoned"`
-	HeldCarried      uint64 `json:"held_carried"`
-	Rewrites         uint64 `json:"rewrites"`
-	RewritesRefused  uint64 `json:"rewrites_refused"`
-	Replays          uint64 `json:"replays"`
-	ResendsCompleted uint64 `json:"resends_completed"`
-	OutOfOrder       uint64 `json:"out_of_order"`
-	ExpectCreated    uint64 `json:"expect_created"`
-	ExpectUsed       uint64 `json:"expect_used"`
-	ExpectExpired    uint64 `json:"expect_expired"`
-	ExpectEvicted    uint64 `json:"expect_evicted"`
-	ExpectRefused    uint64 `json:"expect_refused"`
-	ExpectPending    uint64 `json:"expect_pending"`
-	TLSSessions      uint64 `json:"tls_sessions"`
-	Errors           uint64 `json:"errors"`
+// Stats are the engine's counters, updated atomically where they happen
+// (e.stats.Packets.Add(1)). Its gauge fields hold nothing: Engine.Stats
+// reads gauges from the engine's tables.
+type Stats = counterSet[atomic.Uint64, gauge]
+
+// gauge is the type of Stats' gauge fields.
+type gauge struct{}
+
+// Snapshot is a point-in-time copy of the counters and gauges.
+type Snapshot = counterSet[uint64, uint64]
+
+// statFields are the descriptions of counterSet's fields, in order.
+var statFields = sync.OnceValue(func() []counters.Desc {
+	t := reflect.TypeFor[Stats]()
+	out := make([]counters.Desc, t.NumField())
+	for i := range out {
+		f := t.Field(i)
+		out[i] = counters.Desc{Name: f.Tag.Get("json"), Help: f.Tag.Get("help"), Kind: counters.Counter}
+		if f.Type == reflect.TypeFor[gauge]() {
+			out[i].Kind = counters.Gauge
+		}
+	}
+	return out
+})
+
+// Counters describes the engine's counters and gauges, in order.
+func Counters() []counters.Desc { return append([]counters.Desc(nil), statFields()...) }
+
+// Stats returns a snapshot of the counters and gauges.
+func (e *Engine) Stats() Snapshot {
+	var s Snapshot
+	src := reflect.ValueOf(&e.stats).Elem()
+	dst := reflect.ValueOf(&s).Elem()
+	for i, d := range statFields() {
+		if d.Kind == counters.Counter {
+			dst.Field(i).SetUint(src.Field(i).Addr().Interface().(*atomic.Uint64).Load())
+		}
+	}
+	s.SessionsOpen = uint64(e.sessions.Len())
+	s.ExpectPending = uint64(e.exps.Len())
+	s.Watchers = uint64(e.obs.watcherCount())
+	return s
+}
+
+// Values returns s as described values, in definition order.
+func Values(s Snapshot) counters.Values {
+	v := reflect.ValueOf(s)
+	descs := statFields()
+	out := make(counters.Values, len(descs))
+	for i, d := range descs {
+		out[i] = counters.Value{Desc: d, Value: v.Field(i).Uint()}
+	}
+	return out
 }
