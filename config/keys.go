@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,11 +21,15 @@ type Settings struct {
 	Socket   string
 	Install  bool
 	LogLevel slog.Level
+	// LogFormat is "text" or "json"; Metrics the Prometheus address
+	// (host:port), "" for none.
+	LogFormat string
+	Metrics   string
 }
 
 // Defaults returns the settings used when neither file nor flag says otherwise.
 func Defaults() Settings {
-	return Settings{Rules: rules.DefaultConfig(), Engine: engine.DefaultConfig(), Socket: control.DefaultSocket, Install: true, LogLevel: slog.LevelInfo}
+	return Settings{Rules: rules.DefaultConfig(), Engine: engine.DefaultConfig(), Socket: control.DefaultSocket, Install: true, LogLevel: slog.LevelInfo, LogFormat: "text"}
 }
 
 // kind is the TOML type a key takes in the file.
@@ -160,6 +165,26 @@ var Keys = []*Key{
 			return nil
 		},
 		get: func(s *Settings) string { return strings.ToLower(s.LogLevel.String()) }},
+	{Name: "log-format", Usage: "log lines as `text` or json (the audit lines too)", kind: kindString,
+		set: func(s *Settings, t string) error {
+			if t != "text" && t != "json" {
+				return fmt.Errorf("%w: %q: want text or json", ErrBadValue, t)
+			}
+			s.LogFormat = t
+			return nil
+		},
+		get: func(s *Settings) string { return s.LogFormat }},
+	{Name: "metrics", Usage: "serve Prometheus metrics at http://`host:port`/metrics (off when empty)", kind: kindString,
+		set: func(s *Settings, t string) error {
+			if t != "" {
+				if _, _, err := net.SplitHostPort(t); err != nil {
+					return fmt.Errorf("%w: %q is not host:port (e.g. 127.0.0.1:9821)", ErrBadValue, t)
+				}
+			}
+			s.Metrics = t
+			return nil
+		},
+		get: func(s *Settings) string { return s.Metrics }},
 }
 
 // Lookup returns the key called name, or nil.

@@ -17,13 +17,13 @@ import (
 // e.stats.X.Add(1) where it happens).
 type counterSet[C, G any] struct {
 	Packets          C `json:"packets" help:"packets of the diverted control connections handled"`
-	Modified         C `json:"modified" help:"packets sent on changed: an announcement rewritten, sequence or acknowledgement numbers adjusted, or held bytes added or removed"`
+	Modified         C `json:"modified" help:"packets sent on modified: an announcement rewritten, sequence or acknowledgement numbers shifted, or held bytes added or removed"`
 	Dropped          C `json:"dropped" help:"packets dropped (out of order, or a retransmission that cannot be rewritten consistently); their sender retransmits them"`
-	NotTCP           C `json:"not_tcp" help:"packets that did not decode as IPv4 or IPv6 TCP (the diversion rules only queue TCP, so this stays 0); passed untouched"`
-	NoConntrack      C `json:"no_conntrack" help:"packets with payload whose connection the kernel's conntrack table does not know (e.g. a connection older than its conntrack entry's loss); passed untouched"`
+	NotTCP           C `json:"not_tcp" help:"packets that are not one whole IPv4 or IPv6 TCP segment (a fragment, a truncated or malformed header); passed untouched"`
+	NoConntrack      C `json:"no_conntrack" help:"packets with payload of a connection not yet tracked for which the kernel's conntrack table has no entry (flushed, or dropped from a full table); passed untouched, and the next one is looked up again"`
 	Sessions         C `json:"sessions" help:"control connections learned (tracked from their first payload packet on)"`
 	SessionsOpen     G `json:"sessions_open" help:"control connections tracked now"`
-	SessionsFull     C `json:"sessions_full" help:"control connections not tracked because --max-sessions were; they pass untouched"`
+	SessionsFull     C `json:"sessions_full" help:"control connections not tracked because --max-sessions were tracked already; they pass untouched"`
 	Lines            C `json:"lines" help:"complete control lines read"`
 	Commands         C `json:"commands" help:"announcements parsed: PORT, EPRT, 227 and 229"`
 	Malformed        C `json:"malformed" help:"malformed announcements (bad numbers, wrong syntax); passed untouched, no hole opened"`

@@ -31,9 +31,9 @@ var (
 		Help: "time the engine took to decide one queued packet's verdict (parse, rewrite, and any hole opened inline)"}
 	holeDoc = Doc{Metric: "ftpct_hole_commit_seconds", Type: "histogram", Label: "op",
 		Help: "time one nftables transaction took to open (op=open) or close (op=close) a hole"}
-	sessionsDoc = Doc{Metric: "ftpct_sessions", Type: "gauge", Label: "state",
+	sessionsDoc = Doc{Metric: "ftpct_sessions_by_state", Type: "gauge", Label: "state",
 		Help: "control connections tracked now, by state: active (read and rewritten), tls (switched to TLS), closing (FIN or RST seen)"}
-	expectDoc = Doc{Metric: "ftpct_expectations", Type: "gauge", Label: "state",
+	expectDoc = Doc{Metric: "ftpct_expectations_by_state", Type: "gauge", Label: "state",
 		Help: "expectations now, by state: pending (waiting for their data connection)"}
 )
 

@@ -39,23 +39,23 @@ func TestExposition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `# HELP ftpct_expectations ` + expectDoc.Help + `
-# TYPE ftpct_expectations gauge
-ftpct_expectations{state="pending"} 3
+	want := `# HELP ftpct_expectations_by_state ` + expectDoc.Help + `
+# TYPE ftpct_expectations_by_state gauge
+ftpct_expectations_by_state{state="pending"} 3
 # HELP ftpct_packets_total packets handled
 # TYPE ftpct_packets_total counter
 ftpct_packets_total 42
-# HELP ftpct_sessions ` + sessionsDoc.Help + `
-# TYPE ftpct_sessions gauge
-ftpct_sessions{state="active"} 1
-ftpct_sessions{state="closing"} 1
-ftpct_sessions{state="tls"} 0
+# HELP ftpct_sessions_by_state ` + sessionsDoc.Help + `
+# TYPE ftpct_sessions_by_state gauge
+ftpct_sessions_by_state{state="active"} 1
+ftpct_sessions_by_state{state="closing"} 1
+ftpct_sessions_by_state{state="tls"} 0
 # HELP ftpct_sessions_open sessions now
 # TYPE ftpct_sessions_open gauge
 ftpct_sessions_open 2
 `
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want),
-		"ftpct_packets_total", "ftpct_sessions_open", "ftpct_sessions", "ftpct_expectations"); err != nil {
+		"ftpct_packets_total", "ftpct_sessions_open", "ftpct_sessions_by_state", "ftpct_expectations_by_state"); err != nil {
 		t.Error(err)
 	}
 	if probs, err := testutil.GatherAndLint(m.reg); err != nil || len(probs) > 0 {

@@ -6,13 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"reflect"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/control"
+	"github.com/ftpct/ftpct/counters"
 	"github.com/ftpct/ftpct/rules"
 )
 
@@ -30,46 +31,80 @@ type expectView struct {
 	Expires time.Time `json:"expires"`
 }
 
-func expectations(list []conntrack.Expectation, now time.Time) []expectView {
+func expectations(list []conntrack.Expectation) []expectView {
 	out := make([]expectView, 0, len(list))
 	for _, x := range list {
-		v := expectView{ID: x.ID, Session: x.Session, Kind: x.Kind.String(), Peer: x.Peer.String(),
-			Addr: x.Addr.String(), Port: x.Port, State: "pending", Created: x.Created, Expires: x.Expires}
-		if x.To.IsValid() {
-			v.To = x.To.String()
-		}
-		out = append(out, v)
+		out = append(out, expectView1(x))
 	}
 	return out
 }
 
-func clientFlags(name string, stderr io.Writer, args []string) (socket string, asJSON bool, err error) {
-	fs := flag.NewFlagSet("ftpct "+name, flag.ContinueOnError)
+func expectView1(x conntrack.Expectation) expectView {
+	v := expectView{ID: x.ID, Session: x.Session, Kind: x.Kind.String(), Peer: x.Peer.String(),
+		Addr: x.Addr.String(), Port: x.Port, State: "pending", Created: x.Created, Expires: x.Expires}
+	if x.To.IsValid() {
+		v.To = x.To.String()
+	}
+	return v
+}
+
+// expectArgs are the filters of `ftpct expect list`.
+type expectArgs struct {
+	Session uint64 `json:"session,omitempty"`
+	Peer    string `json:"peer,omitempty"`
+}
+
+// clientFlagSet returns the flags every client command has.
+func clientFlagSet(name string, stderr io.Writer) (fs *flag.FlagSet, socket *string, asJSON *bool) {
+	fs = flag.NewFlagSet("ftpct "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&socket, "socket", control.DefaultSocket, "control socket `path` of the daemon")
-	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return "", false, err
+	socket = fs.String("socket", control.DefaultSocket, "control socket `path` of the daemon")
+	asJSON = fs.Bool("json", false, "print JSON")
+	return fs, socket, asJSON
+}
+
+// parseClient parses args, flags before or after the positional
+// arguments, and allows at most maxArgs of those; fs.Args() holds them
+// afterwards.
+func parseClient(fs *flag.FlagSet, args []string, maxArgs int) error {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-		return "", false, fmt.Errorf("%w: %v", errUsage, err)
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	if fs.NArg() > 0 {
-		return "", false, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	if len(pos) > maxArgs {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[maxArgs])
 	}
-	return socket, asJSON, nil
+	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 func cmdExpectList(args []string, stdout, stderr io.Writer) error {
-	socket, asJSON, err := clientFlags("expect list", stderr, args)
-	if err != nil {
+	fs, socket, asJSON := clientFlagSet("expect list", stderr)
+	var a expectArgs
+	fs.Uint64Var(&a.Session, "session", 0, "only the expectations of the control connection with this `id` (ftpct sessions list)")
+	fs.StringVar(&a.Peer, "peer", "", "only the expectations involving this `address` (data connection source, destination or translated destination)")
+	if err := parseClient(fs, args, 0); err != nil {
 		return err
+	}
+	if a.Peer != "" {
+		if _, err := netip.ParseAddr(a.Peer); err != nil {
+			return fmt.Errorf("%w: --peer: %v", errUsage, err)
+		}
 	}
 	var list []expectView
-	if err := control.Call(socket, "expect", &list); err != nil {
+	if err := control.CallArgs(*socket, "expect", a, &list); err != nil {
 		return err
 	}
-	if asJSON {
+	if *asJSON {
 		return writeJSON(stdout, list)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -100,34 +135,27 @@ func joinHostPort(addr string, port uint16) string {
 }
 
 func cmdStats(args []string, stdout, stderr io.Writer) error {
-	socket, asJSON, err := clientFlags("stats", stderr, args)
-	if err != nil {
+	fs, socket, asJSON := clientFlagSet("stats", stderr)
+	explain := fs.Bool("explain", false, "add each counter's meaning")
+	if err := parseClient(fs, args, 0); err != nil {
 		return err
 	}
-	var v statsView
-	if err := control.Call(socket, "stats", &v); err != nil {
+	var v counters.Values
+	if err := control.Call(*socket, "stats", &v); err != nil {
 		return err
 	}
-	if asJSON {
-		return writeJSON(stdout, v)
+	if *asJSON {
+		return writeJSON(stdout, v.Flat())
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	printFields(tw, reflect.ValueOf(v))
-	return tw.Flush()
-}
-
-// printFields prints each counter as "name  value", in declaration order.
-func printFields(w io.Writer, v reflect.Value) {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if f.Anonymous {
-			printFields(w, v.Field(i))
-			continue
+	for _, c := range v {
+		if *explain {
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", c.Name, c.Value, c.Help)
+		} else {
+			fmt.Fprintf(tw, "%s\t%d\n", c.Name, c.Value)
 		}
-		name := strings.Split(f.Tag.Get("json"), ",")[0]
-		fmt.Fprintf(w, "%s\t%v\n", name, v.Field(i).Interface())
 	}
+	return tw.Flush()
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -6,8 +6,11 @@
 //	ftpct run   [--config FILE] [flags]   run the daemon in the foreground
 //	ftpct check [--config FILE] [flags]   validate and print the effective configuration
 //	ftpct rules [--config FILE] [flags]   print the rules ftpct installs, for operators who install them by hand
-//	ftpct expect list [--json] [--socket PATH]
-//	ftpct stats [--json] [--socket PATH]
+//	ftpct expect list [--session ID | --peer ADDR] [--json] [--socket PATH]
+//	ftpct expect watch [--json] [--socket PATH]
+//	ftpct expect delete [--socket PATH] ID
+//	ftpct sessions list [--json] [--socket PATH]
+//	ftpct stats [--json] [--explain] [--socket PATH]
 package main
 
 import (
@@ -26,6 +29,9 @@ commands:
   check          validate the configuration and print it, with where each value comes from
   rules          print the rules ftpct installs (for --no-install-rules)
   expect list    show the running daemon's expectation table
+  expect watch   stream expectation events (created, refused, used, expired, deleted)
+  expect delete  close one expectation's hole by hand
+  sessions list  show the tracked control connections
   stats          show the running daemon's counters (exit 1 if none answers)
   version        print the version
 
@@ -66,11 +72,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "rules":
 		err = cmdRules(args[1:], stdout, stderr)
 	case "expect":
-		if len(args) < 2 || args[1] != "list" {
-			fmt.Fprintln(stderr, "usage: ftpct expect list [--json] [--socket PATH]")
-			return 2
-		}
-		err = cmdExpectList(args[2:], stdout, stderr)
+		err = cmdExpect(args[1:], stdout, stderr)
+	case "sessions":
+		err = cmdSessions(args[1:], stdout, stderr)
 	case "stats":
 		err = cmdStats(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -35,7 +35,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	level := new(slog.LevelVar)
 	level.Set(c.LogLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logHandler(stderr, c.LogFormat, level))
 	c.Engine.Logger = log
 
 	// Before anything starts: SIGHUP's default action would end the process.
@@ -78,6 +78,7 @@ type daemon struct {
 	cancel    context.CancelFunc
 	errc      chan error
 	workers   int
+	ops       opsState // metrics, audit, inspection (observe.go)
 }
 
 func (d *daemon) start(parent context.Context) error {
@@ -106,6 +107,9 @@ func (d *daemon) start(parent context.Context) error {
 		}
 		d.claims = append(d.claims, cl)
 	}
+	if err := d.listenMetrics(); err != nil {
+		return err
+	}
 	if d.kernel, err = conntrack.DialKernel(); err != nil {
 		return fmt.Errorf("%w (is the nf_conntrack module available?)", err)
 	}
@@ -119,13 +123,12 @@ func (d *daemon) start(parent context.Context) error {
 	if d.mgr, err = rules.New(o.Rules); err != nil {
 		return err
 	}
-	d.eng = engine.New(o.Engine, d.kernel, d.mgr)
-	handlers["stats"] = func() (any, error) { return d.stats(), nil }
-	handlers["expect"] = func() (any, error) { return expectations(d.eng.Expectations(), time.Now()), nil }
+	d.eng = engine.New(o.Engine, d.kernel, d.timed(d.mgr))
+	d.observe(d.srv, handlers)
 
 	w := d.eng.NewWorker()
 	handle := func(p nfq.Packet) (nfq.Verdict, []byte) {
-		v, out := w.Handle(p.Data)
+		v, out := d.handlePacket(w, p.Data)
 		if d.level.Level() <= slog.LevelDebug {
 			d.log.Debug("packet", "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out))
 		}
@@ -153,6 +156,7 @@ func (d *daemon) start(parent context.Context) error {
 		d.installed = true
 	}
 	d.goRun(func() error { return d.srv.Serve(ctx) })
+	d.startMetrics(ctx)
 	d.goRun(func() error { return d.eng.Run(ctx) })
 	d.goRun(func() error {
 		// Without events expectations still expire on time; only the
@@ -248,6 +252,7 @@ func (d *daemon) teardown() {
 	if d.srv != nil {
 		d.srv.Close()
 	}
+	d.closeOps()
 	if d.mgr != nil {
 		d.mgr.Shutdown()
 	}
@@ -278,22 +283,4 @@ func missingIptables(ipv6 bool) string {
 // ftpct let in (rules/script.go prints the same in the operator's rules).
 func markAcceptLine(mark uint32) string {
 	return fmt.Sprintf("ct mark & 0x%08x == 0x%08x accept", mark, mark)
-}
-
-// statsView is what `ftpct stats` shows: the engine's counters plus the queue's.
-type statsView struct {
-	engine.Snapshot
-	QueueOverruns      uint64 `json:"queue_overruns"`
-	QueueVerdictErrors uint64 `json:"queue_verdict_errors"`
-}
-
-func (d *daemon) stats() statsView {
-	v := statsView{Snapshot: d.eng.Stats()}
-	if d.queue != nil {
-		qs := d.queue.Stats()
-		v.QueueOverruns = qs.Overruns.Load()
-		v.QueueVerdictErrors = qs.VerdictErrors.Load()
-		v.Errors += v.QueueVerdictErrors
-	}
-	return v
 }

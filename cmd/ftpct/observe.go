@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/ftpct/ftpct/control"
+	"github.com/ftpct/ftpct/counters"
+	"github.com/ftpct/ftpct/engine"
+	"github.com/ftpct/ftpct/metrics"
+	"github.com/ftpct/ftpct/nfq"
+)
+
+// The daemon's side of what operators watch: the log format, the audit
+// log, the Prometheus metrics and the control socket's commands.
+
+// opsState is what observe.go adds to the daemon.
+type opsState struct {
+	metrics *metrics.Metrics
+	ln      net.Listener // the metrics address, until served
+}
+
+// watchBuffer is how many events wait for one `ftpct expect watch` client
+// before further ones are lost for it (and counted in watch_lost).
+const watchBuffer = 1024
+
+// logHandler returns the daemon's log handler in format ("text" or "json").
+func logHandler(w io.Writer, format string, level slog.Leveler) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.NewJSONHandler(w, opts)
+	}
+	return slog.NewTextHandler(w, opts)
+}
+
+// auditHandler writes the audit lines (level Info) whatever --log-level
+// says: the built-in handlers check the level only in Enabled.
+type auditHandler struct{ slog.Handler }
+
+func (h auditHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h auditHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return auditHandler{h.Handler.WithAttrs(a)}
+}
+
+func (h auditHandler) WithGroup(name string) slog.Handler {
+	return auditHandler{h.Handler.WithGroup(name)}
+}
+
+// queueCounter is one counter of the NFQUEUE reader (nfq.Stats), described once.
+type queueCounter struct {
+	counters.Desc
+	get func(*nfq.Stats) uint64
+}
+
+var queueCounters = []queueCounter{
+	{counters.Desc{Name: "queue_overruns", Kind: counters.Counter,
+		Help: "times the queue's socket buffer overflowed (ENOBUFS): the kernel dropped packets waiting for a verdict, and TCP retransmits them"},
+		func(s *nfq.Stats) uint64 { return s.Overruns.Load() }},
+	{counters.Desc{Name: "queue_verdict_errors", Kind: counters.Counter,
+		Help: "verdicts the kernel did not take (a netlink send error): such a packet stays queued and TCP retransmits it; also counted in errors"},
+		func(s *nfq.Stats) uint64 { return s.VerdictErrors.Load() }},
+}
+
+// counterDescs describes every value `ftpct stats` shows, in order.
+func counterDescs() []counters.Desc {
+	d := engine.Counters()
+	for _, q := range queueCounters {
+		d = append(d, q.Desc)
+	}
+	return d
+}
+
+// counters are the values `ftpct stats` and /metrics show.
+func (d *daemon) counters() counters.Values {
+	vals := engine.Values(d.eng.Stats())
+	qs := &nfq.Stats{}
+	if d.queue != nil {
+		qs = d.queue.Stats()
+	}
+	for _, q := range queueCounters {
+		vals = append(vals, counters.Value{Desc: q.Desc, Value: q.get(qs)})
+	}
+	for i := range vals {
+		if vals[i].Name == "errors" {
+			vals[i].Value += qs.VerdictErrors.Load()
+		}
+	}
+	return vals
+}
+
+// listenMetrics opens the --metrics address, if any, so that a taken one
+// fails the start.
+func (d *daemon) listenMetrics() error {
+	addr := d.cfg.Metrics
+	if addr == "" {
+		return nil
+	}
+	m, err := metrics.New(metrics.Source{
+		Descs:        counterDescs(),
+		Counters:     d.counters,
+		Sessions:     func() []engine.StateCount { return d.eng.SessionsByState() },
+		Expectations: func() []engine.StateCount { return d.eng.ExpectationsByState() },
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := metrics.Listen(addr)
+	if err != nil {
+		return fmt.Errorf("metrics %s: %w", addr, err)
+	}
+	d.ops.metrics, d.ops.ln = m, ln
+	return nil
+}
+
+// timed returns h, timed for the hole commit histogram when metrics are on.
+func (d *daemon) timed(h engine.Holes) engine.Holes {
+	if d.ops.metrics == nil {
+		return h
+	}
+	return d.ops.metrics.Holes(h)
+}
+
+// handlePacket is the engine's verdict on one packet, timed when metrics are on.
+func (d *daemon) handlePacket(w *engine.Worker, pkt []byte) (engine.Verdict, []byte) {
+	m := d.ops.metrics
+	if m == nil {
+		return w.Handle(pkt)
+	}
+	start := time.Now()
+	v, out := w.Handle(pkt)
+	m.ObservePacket(time.Since(start))
+	return v, out
+}
+
+// startMetrics serves /metrics until ctx is cancelled, when they are on.
+func (d *daemon) startMetrics(ctx context.Context) {
+	if d.ops.ln == nil {
+		return
+	}
+	ln := d.ops.ln
+	d.ops.ln = nil // Serve owns it now
+	d.goRun(func() error { return d.ops.metrics.Serve(ctx, ln) })
+}
+
+// closeOps closes what startMetrics did not get to own.
+func (d *daemon) closeOps() {
+	if d.ops.ln != nil {
+		d.ops.ln.Close()
+		d.ops.ln = nil
+	}
+}
+
+// observe turns on the audit log and registers the control commands.
+func (d *daemon) observe(srv *control.Server, handlers map[string]control.HandlerFunc) {
+	d.eng.SetAudit(engine.AuditConfig{Logger: slog.New(auditHandler{d.log.Handler()})})
+	handlers["stats"] = func() (any, error) { return d.counters(), nil }
+	handlers["sessions"] = func() (any, error) { return sessionViews(d.eng.SessionInfos()), nil }
+	srv.HandleArgs("expect", func(args json.RawMessage) (any, error) {
+		var a expectArgs
+		if err := control.DecodeArgs(args, &a); err != nil {
+			return nil, err
+		}
+		f := engine.ExpectFilter{Session: a.Session}
+		if a.Peer != "" {
+			p, err := netip.ParseAddr(a.Peer)
+			if err != nil {
+				return nil, fmt.Errorf("%w: peer: %v", control.ErrArgs, err)
+			}
+			f.Peer = p
+		}
+		return expectations(d.eng.ExpectationsOf(f)), nil
+	})
+	srv.HandleArgs("expect-delete", func(args json.RawMessage) (any, error) {
+		var a deleteArgs
+		if err := control.DecodeArgs(args, &a); err != nil {
+			return nil, err
+		}
+		x, err := d.eng.DeleteExpectation(a.ID)
+		if err != nil {
+			return nil, err
+		}
+		return expectView1(x), nil
+	})
+	srv.HandleStream("expect-watch", func(ctx context.Context, _ json.RawMessage, send func(any) error) error {
+		w := d.eng.Watch(watchBuffer)
+		defer w.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case ev := <-w.Events():
+				if err := send(eventOf(ev)); err != nil {
+					return nil
+				}
+				if n := w.TakeLost(); n > 0 {
+					if err := send(eventView{Event: "lost", Time: time.Now(), Lost: n}); err != nil {
+						return nil
+					}
+				}
+			}
+		}
+	})
+}
