@@ -161,6 +161,7 @@ func cmdStats(args []string, stdout, stderr io.Writer) error {
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // tuples read "a -> b"
 	return enc.Encode(v)
 }
 

@@ -239,12 +239,12 @@ func cmdExpectWatch(args []string, stdout, stderr io.Writer) error {
 		if err := json.Unmarshal(item, &v); err != nil {
 			return fmt.Errorf("event: %w", err)
 		}
-		var err error
 		if *asJSON {
-			_, err = fmt.Fprintf(stdout, "%s\n", item)
-		} else {
-			_, err = fmt.Fprintln(stdout, v.text())
+			enc := json.NewEncoder(stdout)
+			enc.SetEscapeHTML(false) // tuples read "a -> b"
+			return enc.Encode(v)
 		}
+		_, err := fmt.Fprintln(stdout, v.text())
 		return err
 	})
 	if errors.Is(err, control.ErrStreamClosed) {
