@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,14 +81,13 @@ func testDaemon(t *testing.T, metricsAddr string) (*daemon, string, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	stopped := false
+	var once sync.Once
 	stop := func() {
-		if !stopped {
-			stopped = true
+		once.Do(func() {
 			cancel()
 			<-done
 			d.closeOps()
-		}
+		})
 	}
 	t.Cleanup(stop)
 	return d, socket, stop
