@@ -303,3 +303,27 @@ func readLine(r io.Reader, timeout time.Duration) (string, error) {
 		return "", context.DeadlineExceeded
 	}
 }
+
+func TestEventText(t *testing.T) {
+	at := time.Date(2026, 11, 29, 12, 0, 1, 500e6, time.UTC)
+	tests := []struct {
+		name string
+		ev   eventView
+		want string
+	}{
+		{name: "created", ev: eventView{Event: "created", Time: at, ID: 4, Session: 2, Kind: "PORT", Peer: "203.0.113.2",
+			Announced: "10.0.1.2:40001", Translated: "203.0.113.1:40001", CtlOrig: "10.0.1.2:40000 -> 203.0.113.2:21", CtlReply: "203.0.113.2:21 -> 203.0.113.1:40000"},
+			want: `12:00:01.500 [CREATED] id=4 session=2 PORT peer=203.0.113.2 announced=10.0.1.2:40001 translated=203.0.113.1:40001 ctl="10.0.1.2:40000 -> 203.0.113.2:21" reply="203.0.113.2:21 -> 203.0.113.1:40000"`},
+		{name: "refused", ev: eventView{Event: "refused", Time: at, Session: 2, Kind: "EPSV", Peer: "198.51.100.7", Announced: "10.0.2.2:80", Reason: "announced port is privileged (< 1024)"},
+			want: `12:00:01.500 [REFUSED] session=2 EPSV peer=198.51.100.7 announced=10.0.2.2:80 reason="announced port is privileged (< 1024)"`},
+		{name: "lost", ev: eventView{Event: "lost", Time: at, Lost: 12},
+			want: `12:00:01.500 [LOST] 12 events not delivered: this watcher read too slowly`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tt.ev.text()); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
