@@ -17,6 +17,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/ftpct/ftpct/config"
 	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/control"
 	"github.com/ftpct/ftpct/engine"
@@ -65,8 +66,9 @@ func clientPacket(t testing.TB, seq uint32, payload string) []byte {
 // testDaemon is the daemon's engine and control socket, without the kernel.
 func testDaemon(t *testing.T, metricsAddr string) (*daemon, string, func()) {
 	t.Helper()
-	o := &options{metrics: metricsAddr}
-	d := &daemon{o: o, log: slog.New(slog.DiscardHandler)}
+	c := &config.Config{Settings: config.Defaults()}
+	c.Metrics = metricsAddr
+	d := &daemon{cfg: c, log: slog.New(slog.DiscardHandler)}
 	socket := filepath.Join(t.TempDir(), "ftpct.sock")
 	handlers := map[string]control.HandlerFunc{}
 	srv, err := control.Listen(socket, handlers)
@@ -261,8 +263,9 @@ func TestObserveCommandLine(t *testing.T) {
 		{name: "watch without daemon", args: []string{"expect", "watch", "--socket", noDaemon}, wantCode: 1, wantStderr: "no ftpct daemon answers"},
 		{name: "sessions without list", args: []string{"sessions"}, wantCode: 2, wantStderr: "usage: ftpct sessions list"},
 		{name: "sessions without daemon", args: []string{"sessions", "list", "--socket", noDaemon}, wantCode: 1, wantStderr: "no ftpct daemon answers"},
-		{name: "bad log format", args: []string{"run", "--log-format", "xml"}, wantCode: 2, wantStderr: `--log-format: "xml" is neither text nor json`},
-		{name: "bad metrics address", args: []string{"run", "--metrics", "9821"}, wantCode: 2, wantStderr: "--metrics"},
+		{name: "bad log format", args: []string{"run", "--log-format", "xml"}, wantCode: 2, wantStderr: `"xml": want text or json`},
+		{name: "bad metrics address", args: []string{"run", "--metrics", "9821"}, wantCode: 2, wantStderr: `"9821" is not host:port`},
+		{name: "check shows the metrics address", args: []string{"check", "--metrics", "127.0.0.1:9821", "--log-format", "json"}, wantCode: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
