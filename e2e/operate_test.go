@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -365,4 +366,14 @@ func waitEvent(t *testing.T, watch *bgProc, event string, id uint64) {
 		}
 		return false
 	})
+}
+
+// TestMetricsAddressTaken: a --metrics address another process holds fails
+// the start with one line, leaving nothing installed.
+func TestMetricsAddressTaken(t *testing.T) {
+	l := newLab(t, "none")
+	l.startBg("g", "listening", "python3", "-c",
+		"import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 9822))\ns.listen()\nprint('listening', flush=True)\ntime.sleep(120)")
+	runFails(t, l, "", regexp.MustCompile(`^ftpct: metrics: listen tcp 127\.0\.0\.1:9822: bind: address already in use`),
+		"--socket", filepath.Join(l.dir, "ftpct.sock"), "--metrics", "127.0.0.1:9822")
 }

@@ -111,9 +111,9 @@ func (d *daemon) listenMetrics() error {
 	if err != nil {
 		return err
 	}
-	ln, err := metrics.Listen(addr)
+	ln, err := metrics.Listen(addr) // "metrics: listen tcp ADDR: ..."
 	if err != nil {
-		return fmt.Errorf("metrics %s: %w", addr, err)
+		return err
 	}
 	d.ops.metrics, d.ops.ln = m, ln
 	return nil
