@@ -1,16 +1,23 @@
 // Package nfq reads packets that netfilter diverted to an NFQUEUE and returns
 // a verdict for each, with or without a modified payload. It is the only
-// package that imports github.com/florianl/go-nfqueue (pinned at v2.1.0:
-// v2.0.1 silently dropped modified payloads, v2.0.0/v2.0.1 sent a queue length
-// of 0 and hung in Close). It converts the library's pointer-heavy attributes
-// into a Packet value once, at this boundary.
+// package that speaks nfnetlink_queue.
+//
+// The socket is a github.com/mdlayher/netlink Conn; the few messages of the
+// packet path (a packet in, a verdict out) are decoded and encoded by nfq
+// itself, straight from and into buffers it reuses, so a packet costs no
+// allocation (BENCHMARKS.md). github.com/florianl/go-nfqueue, used before,
+// allocated about 64 times per packet and binds a queue only together with
+// starting its own reader, so it could not even be kept for the setup.
 //
 // Privileges: CAP_NET_ADMIN in the network namespace of the queue.
 //
-// Concurrency: each Queue runs one reader goroutine, owned by the context
-// given to Open; the Handler is called from it, one packet at a time. The
-// packet bytes passed to the Handler are valid only during the call; a
-// modified payload it returns must stay valid until it returns (it is copied
-// into the verdict message before the next packet is read). A Handler must
-// not call Close: Close waits for the reader, which is running the Handler.
+// Concurrency: each Queue has its own socket and one reader goroutine, owned
+// by the context given to Open; the Handler is called from it, one packet at
+// a time. Several Queues (one per number of an NFQUEUE --queue-balance
+// range) read in parallel, so a Handler shared between them must be safe for
+// concurrent use. The packet bytes passed to the Handler point into the
+// reader's buffer and are valid only during the call; a modified payload it
+// returns must stay valid until it returns (it is copied into the verdict
+// before the next packet is read). A Handler must not call Close: Close waits
+// for the reader, which is running the Handler.
 package nfq

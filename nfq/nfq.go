@@ -1,7 +1,6 @@
 package nfq
 
 import (
-	"errors"
 	"log/slog"
 	"sync/atomic"
 )
@@ -38,14 +37,18 @@ type Handler func(p Packet) (Verdict, []byte)
 
 // Config selects and sizes a queue.
 type Config struct {
-	// Num is the queue number (the NFQUEUE rule's --queue-num).
+	// Num is the queue number (the NFQUEUE rule's --queue-num, or one
+	// number of its --queue-balance range: open one Queue per number).
 	Num uint16
 	// MaxQueueLen is how many packets the kernel holds for us before it
 	// drops (or, with a bypass rule and no reader, passes) new ones.
+	// 0 means DefaultConfig's.
 	MaxQueueLen uint32
-	// ReadBuffer is the netlink socket's receive buffer in bytes.
+	// ReadBuffer is the netlink socket's receive buffer in bytes (with
+	// CAP_NET_ADMIN, beyond net.core.rmem_max). 0 means DefaultConfig's.
 	ReadBuffer int
-	// Logger receives the library's own complaints; nil discards them.
+	// Logger receives the queue's own complaints, once each (the counters
+	// count every one); nil discards them.
 	Logger *slog.Logger
 }
 
@@ -54,19 +57,33 @@ func DefaultConfig() Config {
 	return Config{Num: 21, MaxQueueLen: 8192, ReadBuffer: 8 << 20}
 }
 
-// Stats counts what the reader saw.
-type Stats struct {
-	Packets       atomic.Uint64
-	Modified      atomic.Uint64
-	Dropped       atomic.Uint64
-	VerdictErrors atomic.Uint64
-	// Overruns counts ENOBUFS: the socket buffer overflowed and the kernel
-	// lost verdict-less packets (they are dropped, so TCP retransmits them).
-	Overruns atomic.Uint64
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.MaxQueueLen == 0 {
+		c.MaxQueueLen = d.MaxQueueLen
+	}
+	if c.ReadBuffer == 0 {
+		c.ReadBuffer = d.ReadBuffer
+	}
+	return c
 }
 
-// Errors returned by Open.
-var (
-	ErrQueueBusy   = errors.New("NFQUEUE already bound by another process (is another ftpct running?)")
-	ErrUnsupported = errors.New("NFQUEUE is only supported on Linux")
-)
+// Stats counts what the reader saw.
+type Stats struct {
+	Packets  atomic.Uint64
+	Modified atomic.Uint64
+	Dropped  atomic.Uint64
+	// VerdictErrors counts verdicts that could not be sent or that the
+	// kernel refused.
+	VerdictErrors atomic.Uint64
+	// Overruns counts ENOBUFS reports: the socket buffer overflowed and
+	// the kernel dropped packets it could not queue to us (TCP retransmits
+	// them). One report covers every packet lost until the reader caught
+	// up; the kernel counts each (queue_user_dropped in
+	// /proc/net/netfilter/nfnetlink_queue).
+	Overruns atomic.Uint64
+	// Malformed counts messages from the kernel that nfq could not read.
+	// A packet whose message is unreadable gets no verdict from us: the
+	// kernel drops it when the queue is closed.
+	Malformed atomic.Uint64
+}

@@ -1,0 +1,262 @@
+//go:build linux
+
+package nfq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// bindSeq is the sequence number of the bind request; verdicts carry their
+// packet id instead.
+const bindSeq = 1
+
+// Queue is a bound NFQUEUE with its reader goroutine.
+type Queue struct {
+	cfg   Config
+	s     sock
+	h     Handler
+	stats Stats
+
+	// Owned by the reader goroutine.
+	rbuf     []byte // one datagram from the kernel
+	wbuf     []byte // one verdict
+	bound    chan error
+	isBound  bool
+	loggedV  bool // a verdict error was logged
+	loggedM  bool // a malformed message was logged
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closeErr error // set before done is closed
+	errMu    sync.Mutex
+	err      error
+}
+
+// Open binds queue cfg.Num and starts reading; h is called for each packet
+// until ctx is cancelled or Close is called. Binding errors are returned here.
+// The socket belongs to the network namespace of the calling thread.
+func Open(ctx context.Context, cfg Config, h Handler) (*Queue, error) {
+	cfg = cfg.withDefaults()
+	s, err := dialSock(cfg.ReadBuffer)
+	if err != nil {
+		return nil, err
+	}
+	q, err := start(ctx, s, cfg, h)
+	if err != nil {
+		return nil, bindError(cfg.Num, err, hasNetAdmin())
+	}
+	return q, nil
+}
+
+// start binds the queue through s and starts the reader. It returns once the
+// kernel acknowledged the bind (packets may have been handled by then), or
+// with the bind's error after the reader stopped and s is closed.
+func start(ctx context.Context, s sock, cfg Config, h Handler) (*Queue, error) {
+	msg, err := configMessage(bindSeq, cfg.Num, cfg.MaxQueueLen)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := s.write(msg); err != nil {
+		s.close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	q := &Queue{
+		cfg:    cfg,
+		s:      s,
+		h:      h,
+		rbuf:   make([]byte, recvBufLen),
+		wbuf:   make([]byte, 0, 4096),
+		bound:  make(chan error, 1),
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+	go q.run(ctx)
+	if err := <-q.bound; err != nil {
+		cancel()
+		<-q.done
+		return nil, err
+	}
+	return q, nil
+}
+
+// bindError explains an error of the bind request.
+func bindError(num uint16, err error, netAdmin bool) error {
+	// The kernel answers a bind of a queue owned by another socket with
+	// EPERM (nfqnl_recv_config, net/netfilter/nfnetlink_queue.c), the same
+	// errno as a missing CAP_NET_ADMIN (nfnetlink_rcv_msg).
+	switch {
+	case errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) ||
+		(errors.Is(err, unix.EPERM) && netAdmin):
+		return fmt.Errorf("bind queue %d: %w", num, ErrQueueBusy)
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("bind queue %d: %w (ftpct needs root or CAP_NET_ADMIN)", num, err)
+	}
+	return fmt.Errorf("bind queue %d: %w", num, err)
+}
+
+// run reads until ctx is cancelled or the socket fails, then closes it.
+func (q *Queue) run(ctx context.Context) {
+	stop := context.AfterFunc(ctx, q.s.interrupt)
+	defer func() {
+		stop()
+		q.cancel()
+		if !q.isBound {
+			err := q.Err()
+			if err == nil {
+				err = ctx.Err()
+			}
+			q.bound <- err
+		}
+		q.closeErr = q.s.close()
+		close(q.done)
+	}()
+	for {
+		n, err := q.s.read(q.rbuf)
+		if err != nil {
+			if q.stopOn(ctx, err) {
+				return
+			}
+			continue
+		}
+		if !q.datagram(q.rbuf[:n]) {
+			return
+		}
+	}
+}
+
+// stopOn decides whether a read error stops the reader.
+func (q *Queue) stopOn(ctx context.Context, err error) bool {
+	switch {
+	case ctx.Err() != nil:
+		return true // interrupted: Close or ctx
+	case errors.Is(err, unix.ENOBUFS):
+		// The kernel dropped packets it could not queue to us; the
+		// socket is fine.
+		q.stats.Overruns.Add(1)
+		return false
+	}
+	// Anything else (a closed socket included) would fail again at once.
+	q.setErr(fmt.Errorf("nfqueue %d: read: %w", q.cfg.Num, err))
+	return true
+}
+
+// datagram handles each message in b; false stops the reader.
+func (q *Queue) datagram(b []byte) bool {
+	for len(b) > 0 {
+		h, body, rest, err := nextMessage(b)
+		if err != nil {
+			q.malformed(err)
+			return true
+		}
+		b = rest
+		switch h.Type {
+		case typePacket:
+			p, err := parsePacket(body)
+			if err != nil {
+				q.malformed(err)
+				continue
+			}
+			q.packet(p)
+		case nlmsgError:
+			errno, err := parseError(body)
+			if err != nil {
+				q.malformed(err)
+				continue
+			}
+			if !q.isBound && h.Seq == bindSeq {
+				q.isBound = true
+				if errno != 0 {
+					q.bound <- errno
+					return false
+				}
+				q.bound <- nil
+				continue
+			}
+			if errno != 0 {
+				// The verdict for packet h.Seq failed: no such
+				// packet (ENOENT) or a malformed verdict.
+				q.stats.VerdictErrors.Add(1)
+				if !q.loggedV && q.cfg.Logger != nil {
+					q.loggedV = true
+					q.cfg.Logger.Warn("nfqueue: the kernel refused a verdict (logged once; see the verdict error counter)",
+						"queue", q.cfg.Num, "packet_id", h.Seq, "err", errno)
+				}
+			}
+		}
+	}
+	return true
+}
+
+// packet asks the Handler for p's verdict and sends it.
+func (q *Queue) packet(p Packet) {
+	q.stats.Packets.Add(1)
+	v, out := q.h(p)
+	switch {
+	case v == Drop:
+		q.stats.Dropped.Add(1)
+		out = nil
+	case out != nil:
+		q.stats.Modified.Add(1)
+	}
+	q.wbuf = appendVerdict(q.wbuf[:0], q.cfg.Num, p.ID, v, out)
+	if err := q.s.write(q.wbuf); err != nil {
+		q.stats.VerdictErrors.Add(1)
+	}
+}
+
+func (q *Queue) malformed(err error) {
+	q.stats.Malformed.Add(1)
+	if !q.loggedM && q.cfg.Logger != nil {
+		q.loggedM = true
+		q.cfg.Logger.Warn("nfqueue: unreadable message from the kernel (logged once; see the malformed counter)",
+			"queue", q.cfg.Num, "err", err)
+	}
+}
+
+func (q *Queue) setErr(err error) {
+	q.errMu.Lock()
+	if q.err == nil {
+		q.err = err
+	}
+	q.errMu.Unlock()
+}
+
+// Done is closed when the reader stopped (Close, ctx, or a fatal error) and
+// the socket is closed, which unbinds the queue.
+func (q *Queue) Done() <-chan struct{} { return q.done }
+
+// Err returns the fatal read error that stopped the reader, if any.
+func (q *Queue) Err() error {
+	q.errMu.Lock()
+	defer q.errMu.Unlock()
+	return q.err
+}
+
+// Stats returns the queue's counters.
+func (q *Queue) Stats() *Stats { return &q.stats }
+
+// Close stops the reader, unbinds the queue and closes the socket. It is
+// idempotent. Packets still waiting in the kernel for a verdict are dropped
+// (nfqnl_flush at unbind).
+func (q *Queue) Close() error {
+	q.cancel()
+	<-q.done
+	return q.closeErr
+}
+
+// hasNetAdmin reports whether the process has CAP_NET_ADMIN in its
+// effective set.
+func hasNetAdmin() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return false
+	}
+	return data[unix.CAP_NET_ADMIN/32].Effective&(1<<(unix.CAP_NET_ADMIN%32)) != 0
+}
