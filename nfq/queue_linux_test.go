@@ -1,0 +1,618 @@
+//go:build linux
+
+package nfq
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// wait bounds every wait for something that must happen.
+const wait = 5 * time.Second
+
+// fakeRead is what one read of a fakeSock returns.
+type fakeRead struct {
+	b   []byte
+	err error
+}
+
+// fakeSock is a netlink socket without a kernel: reads return what the test
+// queues on in, writes are recorded, and the bind request is answered with
+// bindErrno (unless noAck).
+type fakeSock struct {
+	in        chan fakeRead
+	bindErrno syscall.Errno
+	noAck     bool
+	// record keeps a copy of every write in writes; without it a write
+	// only signals wrote, allocating nothing.
+	record   bool
+	writeErr error
+
+	wrote    chan struct{}
+	mu       sync.Mutex
+	writes   [][]byte
+	stopped  chan struct{}
+	stopOnce sync.Once
+	reads    atomic.Int32
+	closes   atomic.Int32
+	tb       testing.TB
+}
+
+func newFakeSock(tb testing.TB) *fakeSock {
+	return &fakeSock{
+		in:      make(chan fakeRead, 64),
+		record:  true,
+		wrote:   make(chan struct{}, 1024),
+		stopped: make(chan struct{}),
+		tb:      tb,
+	}
+}
+
+func (f *fakeSock) read(b []byte) (int, error) {
+	f.reads.Add(1)
+	select {
+	case <-f.stopped: // a deadline in the past wins over queued data
+		return 0, os.ErrDeadlineExceeded
+	default:
+	}
+	select {
+	case r := <-f.in:
+		return copy(b, r.b), r.err
+	case <-f.stopped:
+		return 0, os.ErrDeadlineExceeded
+	}
+}
+
+func (f *fakeSock) write(b []byte) error {
+	if f.record {
+		f.mu.Lock()
+		f.writes = append(f.writes, bytes.Clone(b))
+		first := len(f.writes) == 1
+		f.mu.Unlock()
+		if first && !f.noAck {
+			// The bind request: answer it.
+			f.in <- fakeRead{b: errorMsg(f.tb, bindSeq, f.bindErrno)}
+		}
+	}
+	f.wrote <- struct{}{}
+	return f.writeErr
+}
+
+func (f *fakeSock) interrupt() { f.stopOnce.Do(func() { close(f.stopped) }) }
+
+func (f *fakeSock) close() error {
+	f.closes.Add(1)
+	return nil
+}
+
+// verdicts decodes every write after the bind request.
+func (f *fakeSock) verdicts(tb testing.TB) []decodedVerdict {
+	tb.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var vs []decodedVerdict
+	for _, w := range f.writes[1:] {
+		vs = append(vs, decodeVerdict(tb, w))
+	}
+	return vs
+}
+
+// waitWrites waits until n writes happened in all.
+func (f *fakeSock) waitWrites(tb testing.TB, n int) {
+	tb.Helper()
+	timeout := time.After(wait)
+	for range n {
+		select {
+		case <-f.wrote:
+		case <-timeout:
+			tb.Fatalf("fewer than %d writes within %v", n, wait)
+		}
+	}
+}
+
+// startFake binds a queue over f; the queue is closed by t.Cleanup.
+func startFake(tb testing.TB, ctx context.Context, f *fakeSock, h Handler) *Queue {
+	tb.Helper()
+	q, err := start(ctx, f, Config{Num: 7, MaxQueueLen: 100, ReadBuffer: 1 << 20}, h)
+	if err != nil {
+		tb.Fatalf("start: %v", err)
+	}
+	tb.Cleanup(func() { q.Close() })
+	return q
+}
+
+func doneWithin(tb testing.TB, q *Queue) {
+	tb.Helper()
+	select {
+	case <-q.Done():
+	case <-time.After(wait):
+		tb.Fatalf("Done() not closed within %v", wait)
+	}
+}
+
+type counters struct{ Packets, Modified, Dropped, VerdictErrors, Overruns, Malformed uint64 }
+
+func countersOf(q *Queue) counters {
+	s := q.Stats()
+	return counters{s.Packets.Load(), s.Modified.Load(), s.Dropped.Load(), s.VerdictErrors.Load(), s.Overruns.Load(), s.Malformed.Load()}
+}
+
+func accept(Packet) (Verdict, []byte) { return Accept, nil }
+
+func TestBind(t *testing.T) {
+	tests := []struct {
+		name string
+		sock func(*fakeSock)
+		// before is read before the kernel's answer to the bind.
+		before  []fakeRead
+		cancel  bool
+		wantErr error
+		// wantPackets is how many packets the Handler saw.
+		wantPackets uint64
+	}{
+		{name: "acknowledged"},
+		{
+			name:    "refused",
+			sock:    func(f *fakeSock) { f.bindErrno = syscall.EPERM },
+			wantErr: syscall.EPERM,
+		},
+		{
+			name:    "queue exists",
+			sock:    func(f *fakeSock) { f.bindErrno = syscall.EBUSY },
+			wantErr: syscall.EBUSY,
+		},
+		{
+			// The queue is live before its acknowledgement is sent:
+			// a packet may come first and must get its verdict.
+			name:        "packet before the acknowledgement",
+			before:      []fakeRead{{b: packetMsg(t, 1, 3, []byte{0x45})}},
+			wantPackets: 1,
+		},
+		{
+			// The kernel refused that packet's verdict: its error is
+			// not the answer to the bind.
+			name:        "verdict error before the acknowledgement",
+			before:      []fakeRead{{b: packetMsg(t, 5, 3, []byte{0x45})}, {b: errorMsg(t, 5, syscall.ENOENT)}},
+			wantPackets: 1,
+		},
+		{
+			name:    "read fails before the acknowledgement",
+			sock:    func(f *fakeSock) { f.noAck = true },
+			before:  []fakeRead{{err: syscall.EIO}},
+			wantErr: syscall.EIO,
+		},
+		{
+			name:    "context cancelled",
+			sock:    func(f *fakeSock) { f.noAck = true },
+			cancel:  true,
+			wantErr: context.Canceled,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeSock(t)
+			if tc.sock != nil {
+				tc.sock(f)
+			}
+			for _, r := range tc.before {
+				f.in <- r
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancel {
+				cancel()
+			}
+			var handled atomic.Uint64
+			var q *Queue
+			var err error
+			started := make(chan struct{})
+			go func() {
+				defer close(started)
+				q, err = start(ctx, f, Config{Num: 300, MaxQueueLen: 8192}, func(Packet) (Verdict, []byte) {
+					handled.Add(1)
+					return Accept, nil
+				})
+			}()
+			select {
+			case <-started:
+			case <-time.After(wait):
+				t.Fatalf("start did not return within %v", wait)
+			}
+			if !errors.Is(err, tc.wantErr) || (err == nil) != (tc.wantErr == nil) {
+				t.Fatalf("start = %v, want %v", err, tc.wantErr)
+			}
+			if err != nil {
+				if got := f.closes.Load(); got != 1 {
+					t.Errorf("socket closed %d times after a failed bind, want 1", got)
+				}
+			} else {
+				if err := q.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}
+			want, err := configMessage(bindSeq, 300, 8192)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, f.writes[0]); diff != "" {
+				t.Errorf("bind request (-want +got):\n%s", diff)
+			}
+			if got := handled.Load(); got != tc.wantPackets {
+				t.Errorf("Handler called %d times, want %d", got, tc.wantPackets)
+			}
+		})
+	}
+}
+
+func TestBindError(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		netAdmin bool
+		want     error
+		wantText string
+	}{
+		{"EBUSY", syscall.EBUSY, true, ErrQueueBusy, "bind queue 5: NFQUEUE already bound"},
+		{"EPERM with CAP_NET_ADMIN", syscall.EPERM, true, ErrQueueBusy, "bind queue 5: NFQUEUE already bound"},
+		{"EPERM without CAP_NET_ADMIN", syscall.EPERM, false, syscall.EPERM, "needs root or CAP_NET_ADMIN"},
+		{"other", syscall.EINVAL, true, syscall.EINVAL, "bind queue 5: invalid argument"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := bindError(5, tc.err, tc.netAdmin)
+			if !errors.Is(got, tc.want) || !strings.Contains(got.Error(), tc.wantText) {
+				t.Errorf("bindError = %q, want one wrapping %v and containing %q", got, tc.want, tc.wantText)
+			}
+		})
+	}
+}
+
+func TestVerdicts(t *testing.T) {
+	ip := []byte{0x45, 0, 0, 21, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 'x'}
+	tests := []struct {
+		name    string
+		verdict Verdict
+		payload []byte
+		want    decodedVerdict
+		wantC   counters
+	}{
+		{
+			name:    "accept",
+			verdict: Accept,
+			want:    decodedVerdict{Verdict: nfAccept},
+			wantC:   counters{Packets: 1},
+		},
+		{
+			name:    "drop",
+			verdict: Drop,
+			want:    decodedVerdict{Verdict: nfDrop},
+			wantC:   counters{Packets: 1, Dropped: 1},
+		},
+		{
+			name:    "drop ignores a payload",
+			verdict: Drop,
+			payload: []byte{1},
+			want:    decodedVerdict{Verdict: nfDrop},
+			wantC:   counters{Packets: 1, Dropped: 1},
+		},
+		{
+			name:    "modified, longer",
+			verdict: Accept,
+			payload: append(bytes.Clone(ip), "yz"...),
+			want:    decodedVerdict{Verdict: nfAccept, Payload: append(bytes.Clone(ip), "yz"...), HasPload: true},
+			wantC:   counters{Packets: 1, Modified: 1},
+		},
+		{
+			name:    "modified, empty",
+			verdict: Accept,
+			payload: []byte{},
+			want:    decodedVerdict{Verdict: nfAccept, Payload: []byte{}, HasPload: true},
+			wantC:   counters{Packets: 1, Modified: 1},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeSock(t)
+			var got []Packet
+			q := startFake(t, context.Background(), f, func(p Packet) (Verdict, []byte) {
+				got = append(got, Packet{ID: p.ID, Hook: p.Hook, Data: bytes.Clone(p.Data)})
+				return tc.verdict, tc.payload
+			})
+			f.in <- fakeRead{b: packetMsg(t, 0x10203, 1, ip)}
+			f.waitWrites(t, 2)
+			if err := q.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if diff := cmp.Diff([]Packet{{ID: 0x10203, Hook: 1, Data: ip}}, got); diff != "" {
+				t.Errorf("packets handled (-want +got):\n%s", diff)
+			}
+			tc.want.Type, tc.want.Flags, tc.want.Seq, tc.want.ID = typeVerdict, 1, 0x10203, 0x10203
+			tc.want.NfGen = []byte{0, 0, 0, 7}
+			if diff := cmp.Diff([]decodedVerdict{tc.want}, f.verdicts(t)); diff != "" {
+				t.Errorf("verdicts sent (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantC, countersOf(q)); diff != "" {
+				t.Errorf("Stats() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestReadErrors(t *testing.T) {
+	pkt := func(id uint32) fakeRead { return fakeRead{b: packetMsg(t, id, 3, []byte{0x45, 0, 0, 1})} }
+	tests := []struct {
+		name     string
+		reads    []fakeRead
+		writeErr error
+		// wantIDs are the packets that got a verdict, in order.
+		wantIDs []uint32
+		// stops: the reader stops by itself, with Err wrapping wantErr.
+		stops   bool
+		wantErr error
+		wantC   counters
+	}{
+		{
+			name:    "ENOBUFS counted, reading goes on",
+			reads:   []fakeRead{pkt(1), {err: syscall.ENOBUFS}, {err: syscall.ENOBUFS}, pkt(2)},
+			wantIDs: []uint32{1, 2},
+			wantC:   counters{Packets: 2, Overruns: 2},
+		},
+		{
+			name:    "closed socket stops the reader",
+			reads:   []fakeRead{pkt(1), {err: net.ErrClosed}, pkt(2)},
+			wantIDs: []uint32{1},
+			stops:   true,
+			wantErr: net.ErrClosed,
+			wantC:   counters{Packets: 1},
+		},
+		{
+			name:    "other error stops the reader",
+			reads:   []fakeRead{{err: syscall.EIO}, pkt(2)},
+			stops:   true,
+			wantErr: syscall.EIO,
+		},
+		{
+			name:    "refused verdict counted, reading goes on",
+			reads:   []fakeRead{pkt(1), {b: errorMsg(t, 1, syscall.ENOENT)}, {b: errorMsg(t, 1, 0)}, pkt(2)},
+			wantIDs: []uint32{1, 2},
+			wantC:   counters{Packets: 2, VerdictErrors: 1},
+		},
+		{
+			name:     "failed verdict write counted",
+			reads:    []fakeRead{pkt(1), pkt(2)},
+			writeErr: syscall.EMSGSIZE,
+			wantIDs:  []uint32{1, 2},
+			wantC:    counters{Packets: 2, VerdictErrors: 2},
+		},
+		{
+			name: "malformed messages counted, reading goes on",
+			reads: []fakeRead{
+				{b: []byte{1, 2, 3}},
+				{b: nlMessage(t, typePacket, 0, 0, 2, 7, attr{attrPayload, []byte{0x45}})},
+				pkt(2),
+			},
+			wantIDs: []uint32{2},
+			wantC:   counters{Packets: 1, Malformed: 2},
+		},
+		{
+			name:    "other message types ignored",
+			reads:   []fakeRead{{b: nlMessage(t, 0x0301, 0, 0, 2, 7)}, {b: nlMessage(t, 3 /* NLMSG_DONE */, 0, 0, 0, 0)}, pkt(2)},
+			wantIDs: []uint32{2},
+			wantC:   counters{Packets: 1},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeSock(t)
+			var logs bytes.Buffer
+			q, err := start(context.Background(), f, Config{Num: 7, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, accept)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { q.Close() })
+			f.writeErr = tc.writeErr
+			for _, r := range tc.reads {
+				f.in <- r
+			}
+			f.waitWrites(t, 1+len(tc.wantIDs))
+			if tc.stops {
+				doneWithin(t, q)
+				// A reader that kept going on the error would have
+				// read the packet queued after it.
+				if got := len(f.in); got != 1 && tc.wantErr != nil {
+					t.Errorf("%d reads left unread after the reader stopped, want 1", got)
+				}
+			} else {
+				// Every queued read was taken before Close.
+				deadline := time.Now().Add(wait)
+				for len(f.in) > 0 && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				if err := q.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}
+			if !errors.Is(q.Err(), tc.wantErr) || (q.Err() == nil) != (tc.wantErr == nil) {
+				t.Errorf("Err() = %v, want %v", q.Err(), tc.wantErr)
+			}
+			if tc.wantErr != nil && !strings.Contains(q.Err().Error(), "nfqueue 7") {
+				t.Errorf("Err() = %q, does not name the queue", q.Err())
+			}
+			var ids []uint32
+			for _, v := range f.verdicts(t) {
+				ids = append(ids, v.ID)
+			}
+			if diff := cmp.Diff(tc.wantIDs, ids); diff != "" {
+				t.Errorf("verdicts for packets (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantC, countersOf(q)); diff != "" {
+				t.Errorf("Stats() (-want +got):\n%s", diff)
+			}
+			if got := f.closes.Load(); got != 1 {
+				t.Errorf("socket closed %d times, want 1", got)
+			}
+			// Each kind of complaint is logged once, however often it happens.
+			for _, kind := range []string{"refused a verdict", "unreadable message"} {
+				if n := strings.Count(logs.String(), kind); n > 1 {
+					t.Errorf("%q logged %d times, want at most once:\n%s", kind, n, logs.String())
+				}
+			}
+		})
+	}
+}
+
+func TestClose(t *testing.T) {
+	tests := []struct {
+		name string
+		stop func(tb testing.TB, q *Queue, cancel context.CancelFunc)
+	}{
+		{
+			name: "Close twice",
+			stop: func(tb testing.TB, q *Queue, _ context.CancelFunc) {
+				for i := range 2 {
+					if err := q.Close(); err != nil {
+						tb.Errorf("Close #%d: %v", i+1, err)
+					}
+				}
+			},
+		},
+		{
+			name: "cancel context",
+			stop: func(tb testing.TB, q *Queue, cancel context.CancelFunc) {
+				cancel()
+				doneWithin(tb, q)
+			},
+		},
+		{
+			name: "concurrent Close",
+			stop: func(tb testing.TB, q *Queue, _ context.CancelFunc) {
+				var wg sync.WaitGroup
+				for range 4 {
+					wg.Go(func() {
+						if err := q.Close(); err != nil {
+							tb.Errorf("Close: %v", err)
+						}
+					})
+				}
+				wg.Wait()
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeSock(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			q := startFake(t, ctx, f, accept)
+			// The reader is blocked in a read: Close must interrupt it.
+			deadline := time.Now().Add(wait)
+			for f.reads.Load() < 2 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			stopped := make(chan struct{})
+			go func() { tc.stop(t, q, cancel); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(wait):
+				t.Fatalf("not stopped within %v", wait)
+			}
+			doneWithin(t, q)
+			if q.Err() != nil {
+				t.Errorf("Err() = %v after a requested stop, want nil", q.Err())
+			}
+			if got := f.closes.Load(); got != 1 {
+				t.Errorf("socket closed %d times, want 1", got)
+			}
+			// A packet that arrives now is not read.
+			f.in <- fakeRead{b: packetMsg(t, 1, 3, nil)}
+			if got := q.Stats().Packets.Load(); got != 0 {
+				t.Errorf("Stats().Packets = %d, want 0", got)
+			}
+		})
+	}
+}
+
+// TestPacketPathAllocs checks that a packet costs no allocation from the
+// read to the verdict, the reader's loop and both messages included.
+func TestPacketPathAllocs(t *testing.T) {
+	ip := bytes.Repeat([]byte{0x45}, 60)
+	modified := bytes.Repeat([]byte{0x46}, 63)
+	tests := []struct {
+		name    string
+		verdict Verdict
+		payload []byte
+	}{
+		{"accept", Accept, nil},
+		{"drop", Drop, nil},
+		{"modified", Accept, modified},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeSock(t)
+			q := startFake(t, context.Background(), f, func(p Packet) (Verdict, []byte) { return tc.verdict, tc.payload })
+			f.waitWrites(t, 1)
+			f.record = false // no copies from here on; the reader has not written since
+			msg := fakeRead{b: packetMsg(t, 1, 3, ip)}
+			var timeout bool
+			timer := time.NewTimer(4 * wait)
+			defer timer.Stop()
+			allocs := testing.AllocsPerRun(1000, func() {
+				if timeout {
+					return
+				}
+				f.in <- msg
+				select {
+				case <-f.wrote:
+				case <-timer.C:
+					timeout = true
+				}
+			})
+			if timeout {
+				t.Fatal("no verdict within " + wait.String())
+			}
+			if allocs != 0 {
+				t.Errorf("%v allocations per packet, want 0", allocs)
+			}
+			if got := q.Stats().Packets.Load(); got < 1000 {
+				t.Errorf("Stats().Packets = %d, want at least 1000", got)
+			}
+		})
+	}
+}
+
+// BenchmarkPacketPath measures nfq's own work per packet: the reader's loop,
+// decoding, the Handler call and encoding the verdict, without a kernel.
+func BenchmarkPacketPath(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"accept", nil},
+		{"modify", bytes.Repeat([]byte{0x46}, 60)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFakeSock(b)
+			startFake(b, context.Background(), f, func(p Packet) (Verdict, []byte) { return Accept, bc.payload })
+			f.waitWrites(b, 1)
+			f.record = false
+			msg := fakeRead{b: packetMsg(b, 1, 3, bytes.Repeat([]byte{0x45}, 60))}
+			b.ReportAllocs()
+			for b.Loop() {
+				f.in <- msg
+				<-f.wrote
+			}
+		})
+	}
+}
