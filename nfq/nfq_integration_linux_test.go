@@ -36,6 +36,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -157,6 +158,15 @@ func (p *nsPair) divert(tb testing.TB, port int, queue uint16) {
 	run(tb, "ip", "netns", "exec", p.a, "iptables", "-w", "-t", "raw", "-A", "OUTPUT",
 		"-p", "udp", "--dport", fmt.Sprint(port),
 		"-j", "NFQUEUE", "--queue-num", fmt.Sprint(queue), "--queue-bypass")
+}
+
+// divertBalance is divert spread over queues first..last with
+// --queue-balance (xt_NFQUEUE hashes the address pair, not the ports).
+func (p *nsPair) divertBalance(tb testing.TB, port int, first, last uint16) {
+	tb.Helper()
+	run(tb, "ip", "netns", "exec", p.a, "iptables", "-w", "-t", "raw", "-A", "OUTPUT",
+		"-p", "udp", "--dport", fmt.Sprint(port),
+		"-j", "NFQUEUE", "--queue-balance", fmt.Sprintf("%d:%d", first, last), "--queue-bypass")
 }
 
 // open binds a queue inside A. The queue is closed by t.Cleanup.
@@ -342,8 +352,9 @@ func (s *seen) check(tb testing.TB, wantPackets int) {
 }
 
 // TestModifiedPayloadReachesWire checks that a payload returned by the
-// Handler is what B receives, for each change of length. It guards against
-// go-nfqueue v2.0.1, which dropped the modified payload without an error.
+// Handler is what B receives, for each change of length. (go-nfqueue v2.0.1,
+// which nfq once used, dropped a modified payload without an error; nfq now
+// encodes the verdict itself, and this is what proves the encoding.)
 func TestModifiedPayloadReachesWire(t *testing.T) {
 	const port = 9999
 	tests := []struct {
@@ -682,6 +693,134 @@ func TestStats(t *testing.T) {
 	if diff := cmp.Diff(wantC, gotC); diff != "" {
 		t.Errorf("Stats() (-want +got):\n%s", diff)
 	}
+}
+
+// TestQueueBalance checks that one Queue per number of a --queue-balance
+// range reads in parallel with the others: every datagram, from many source
+// addresses, is rewritten by one of them, and more than one queue got some.
+func TestQueueBalance(t *testing.T) {
+	const (
+		port    = 9999
+		first   = 160
+		queues  = 4
+		sources = 16
+	)
+	p := newNSPair(t)
+	p.divertBalance(t, port, first, first+queues-1)
+	var qs []*nfq.Queue
+	for i := range queues {
+		num := uint16(first + i)
+		qs = append(qs, p.mustOpen(t, nfq.Config{Num: num}, func(pkt nfq.Packet) (nfq.Verdict, []byte) {
+			payload, err := udpPayload(pkt.Data)
+			if err != nil {
+				return nfq.Accept, nil
+			}
+			out, _ := rewriteUDP(pkt.Data, fmt.Appendf(nil, "%s via %d", payload, num))
+			return nfq.Accept, out
+		}))
+	}
+	rx := p.listen(t, port)
+	var want []string
+	for i := range sources {
+		src := fmt.Sprintf("192.0.2.%d", 10+i)
+		run(t, "ip", "-n", p.a, "addr", "add", src+"/24", "dev", "veth0")
+		var c *net.UDPConn
+		var err error
+		p.in(t, p.a, func() {
+			c, err = net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(src)}, &net.UDPAddr{IP: net.ParseIP(addrB), Port: port})
+		})
+		if err != nil {
+			t.Fatalf("dial from %s: %v", src, err)
+		}
+		defer c.Close()
+		send(t, c, src)
+		want = append(want, src)
+	}
+	var got []string
+	via := map[string]bool{}
+	for range sources {
+		msg := mustRecv(t, rx)
+		src, q, ok := strings.Cut(msg, " via ")
+		if !ok {
+			t.Errorf("received %q, not rewritten by any queue", msg)
+		}
+		got = append(got, src)
+		via[q] = true
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sources received in B (-want +got):\n%s", diff)
+	}
+	var total uint64
+	for _, q := range qs {
+		total += q.Stats().Packets.Load()
+	}
+	if total != sources {
+		t.Errorf("packets over all queues = %d, want %d", total, sources)
+	}
+	if len(via) < 2 {
+		t.Errorf("all %d sources went through queue(s) %v, want at least 2 queues used", sources, via)
+	}
+}
+
+// TestOverrun checks that a socket buffer overflow is counted and that the
+// reader goes on: while the Handler is blocked on the first datagram, the
+// kernel cannot queue the following ones to a minimal socket buffer.
+func TestOverrun(t *testing.T) {
+	const port, num = 9999, 170
+	p := newNSPair(t)
+	p.divert(t, port, num)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unblock()
+	entered := make(chan struct{}, 1)
+	q := p.mustOpen(t, nfq.Config{Num: num, ReadBuffer: 1}, func(pkt nfq.Packet) (nfq.Verdict, []byte) {
+		select {
+		case entered <- struct{}{}:
+			<-release
+		default:
+		}
+		return nfq.Accept, nil
+	})
+	rx := p.listen(t, port)
+	tx := p.dial(t, port)
+	send(t, tx, "first")
+	select {
+	case <-entered:
+	case <-time.After(arrival):
+		t.Fatal("the first datagram did not reach the Handler")
+	}
+	// The kernel drops what it cannot queue, and the send fails (EPERM).
+	for i := range 200 {
+		tx.Write(fmt.Appendf(nil, "flood %d", i))
+	}
+	unblock()
+	if diff := cmp.Diff("first", mustRecv(t, rx)); diff != "" {
+		t.Errorf("first datagram received in B (-want +got):\n%s", diff)
+	}
+	// Drain what got through, then one more must pass.
+	for {
+		if _, err := recv(rx, noArrival); err != nil {
+			break
+		}
+	}
+	send(t, tx, "after")
+	if diff := cmp.Diff("after", mustRecv(t, rx)); diff != "" {
+		t.Errorf("datagram after the overflow (-want +got):\n%s", diff)
+	}
+	st := q.Stats()
+	if st.Overruns.Load() == 0 {
+		t.Errorf("Stats().Overruns = 0 after an overflow (packets handled: %d)", st.Packets.Load())
+	}
+	if st.Packets.Load() >= 202 {
+		t.Errorf("Stats().Packets = %d: nothing was lost, so the test did not overflow the buffer", st.Packets.Load())
+	}
+	if err := q.Err(); err != nil {
+		t.Errorf("Err() = %v, want nil", err)
+	}
+	t.Logf("overruns %d, packets handled %d of 202", st.Overruns.Load(), st.Packets.Load())
 }
 
 // BenchmarkQueueRoundTrip measures one UDP datagram sent from A, through
