@@ -61,11 +61,14 @@ type queueCounter struct {
 
 var queueCounters = []queueCounter{
 	{counters.Desc{Name: "queue_overruns", Kind: counters.Counter,
-		Help: "times the queue's socket buffer overflowed (ENOBUFS): the kernel dropped packets waiting for a verdict, and TCP retransmits them"},
+		Help: "times the queue's socket buffer overflowed (ENOBUFS): the kernel could not hand packets over to ftpct and dropped them; TCP retransmits them"},
 		func(s *nfq.Stats) uint64 { return s.Overruns.Load() }},
 	{counters.Desc{Name: "queue_verdict_errors", Kind: counters.Counter,
-		Help: "verdicts the kernel did not take (a netlink send error): such a packet stays queued and TCP retransmits it; also counted in errors"},
+		Help: "verdicts that failed (a netlink send error, or the kernel refused the verdict): the packet is lost and TCP retransmits it; also counted in errors"},
 		func(s *nfq.Stats) uint64 { return s.VerdictErrors.Load() }},
+	{counters.Desc{Name: "queue_malformed", Kind: counters.Counter,
+		Help: "messages from the kernel's queue that ftpct could not read: passed over, their packets get no verdict from ftpct"},
+		func(s *nfq.Stats) uint64 { return s.Malformed.Load() }},
 }
 
 // counterDescs describes every value `ftpct stats` shows, in order.
