@@ -16,6 +16,9 @@ var (
 	ErrConflict = errors.New("expectation conflicts with an existing one")
 	// ErrNoPort: no free port was found for a translated expectation.
 	ErrNoPort = errors.New("no free port for translated expectation")
+	// ErrNoLabels: the kernel's entry has no labels extension: it was
+	// created while no rule setting ct labels existed.
+	ErrNoLabels = errors.New("conntrack entry has no room for labels")
 	// ErrUnsupported: the kernel interface is not available on this OS.
 	ErrUnsupported = errors.New("kernel conntrack is only supported on Linux")
 )

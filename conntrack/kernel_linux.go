@@ -8,11 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
-	ct "github.com/ti-mo/conntrack"
+	ctnl "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )
@@ -23,10 +24,16 @@ import (
 // CT_GET with a reply flagged NLM_F_MULTI and end it with an ACK instead of
 // NLMSG_DONE, and mdlayher/netlink's Execute then waits for the DONE forever
 // (mdlayher/netlink pull request 315). Kernel sends the request itself, reads
-// until the ACK, and decodes the entry with ti-mo/conntrack.
+// until the ACK, and decodes the entry with ti-mo/conntrack (imported as
+// ctnl, to keep it apart from this package).
+//
+// Requests are serialised on one socket. Close does not wait for them: it
+// closes the socket, which ends a read in progress.
 type Kernel struct {
-	mu sync.Mutex
-	c  *netlink.Conn
+	mu     sync.Mutex // serialises requests on c and guards buf
+	c      *netlink.Conn
+	closed atomic.Bool
+	buf    [8192]byte
 }
 
 // DialKernel opens a ctnetlink connection in the current network namespace.
@@ -38,38 +45,62 @@ func DialKernel() (*Kernel, error) {
 	return &Kernel{c: c}, nil
 }
 
-// Close closes the connection.
+// Close closes the connection. It is idempotent and does not wait for a
+// request in progress: closing the socket ends its read, and it returns an
+// error.
 func (k *Kernel) Close() error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.c == nil {
+	if !k.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	err := k.c.Close()
-	k.c = nil
-	return err
+	return k.c.Close()
 }
 
-func tupleOf(t ct.Tuple) Tuple {
+func tupleOf(t ctnl.Tuple) Tuple {
 	return Tuple{Src: t.IP.SourceAddress, Dst: t.IP.DestinationAddress, SrcPort: t.Proto.SourcePort, DstPort: t.Proto.DestinationPort}
 }
 
 // ctnetlink attribute types, include/uapi/linux/netfilter/nfnetlink_conntrack.h.
 const (
-	ctaTupleOrig    = 1 // CTA_TUPLE_ORIG
-	ctaTupleIP      = 1 // CTA_TUPLE_IP
-	ctaTupleProto   = 2 // CTA_TUPLE_PROTO
-	ctaIPv4Src      = 1 // CTA_IP_V4_SRC
-	ctaIPv4Dst      = 2 // CTA_IP_V4_DST
-	ctaIPv6Src      = 3 // CTA_IP_V6_SRC
-	ctaIPv6Dst      = 4 // CTA_IP_V6_DST
-	ctaProtoNum     = 1 // CTA_PROTO_NUM
-	ctaProtoSrcPort = 2 // CTA_PROTO_SRC_PORT
-	ctaProtoDstPort = 3 // CTA_PROTO_DST_PORT
-	ipctnlMsgCtGet  = 1 // IPCTNL_MSG_CT_GET, cntl_msg_types
+	ctaTupleOrig    = 1  // CTA_TUPLE_ORIG
+	ctaTupleIP      = 1  // CTA_TUPLE_IP
+	ctaTupleProto   = 2  // CTA_TUPLE_PROTO
+	ctaIPv4Src      = 1  // CTA_IP_V4_SRC
+	ctaIPv4Dst      = 2  // CTA_IP_V4_DST
+	ctaIPv6Src      = 3  // CTA_IP_V6_SRC
+	ctaIPv6Dst      = 4  // CTA_IP_V6_DST
+	ctaProtoNum     = 1  // CTA_PROTO_NUM
+	ctaProtoSrcPort = 2  // CTA_PROTO_SRC_PORT
+	ctaProtoDstPort = 3  // CTA_PROTO_DST_PORT
+	ctaLabels       = 22 // CTA_LABELS
+	ctaLabelsMask   = 23 // CTA_LABELS_MASK
+	ipctnlMsgCtNew  = 0  // IPCTNL_MSG_CT_NEW, cntl_msg_types
+	ipctnlMsgCtGet  = 1  // IPCTNL_MSG_CT_GET
 )
 
+// LabelsSize is the size of a conntrack entry's labels in bytes
+// (NF_CT_LABELS_MAX_SIZE, include/net/netfilter/nf_conntrack_labels.h).
+const LabelsSize = 16
+
 func getRequest(t Tuple) (netlink.Message, error) {
+	return request(t, ipctnlMsgCtGet, nil)
+}
+
+// labelsRequest asks the kernel to replace all labels of t's connection
+// (IPCTNL_MSG_CT_NEW without NLM_F_CREATE updates an existing entry only).
+func labelsRequest(t Tuple, labels [LabelsSize]byte) (netlink.Message, error) {
+	mask := [LabelsSize]byte{}
+	for i := range mask {
+		mask[i] = 0xff
+	}
+	return request(t, ipctnlMsgCtNew, []netfilter.Attribute{
+		{Type: ctaLabels, Data: labels[:]},
+		{Type: ctaLabelsMask, Data: mask[:]},
+	})
+}
+
+// request builds a ctnetlink request of type typ for the connection one of
+// whose tuples is t, with the attributes extra after the tuple.
+func request(t Tuple, typ uint8, extra []netfilter.Attribute) (netlink.Message, error) {
 	family := netfilter.ProtoIPv4
 	srcType, dstType := uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
 	src, dst := t.Src.Unmap(), t.Dst.Unmap()
@@ -90,41 +121,88 @@ func getRequest(t Tuple) (netlink.Message, error) {
 	}}
 	return netfilter.MarshalNetlink(netfilter.Header{
 		SubsystemID: netfilter.NFSubsysCTNetlink,
-		MessageType: netfilter.MessageType(ipctnlMsgCtGet),
+		MessageType: netfilter.MessageType(typ),
 		Family:      family,
 		Flags:       netlink.Request | netlink.Acknowledge,
-	}, []netfilter.Attribute{tuple})
+	}, append([]netfilter.Attribute{tuple}, extra...))
 }
 
 // Lookup returns the binding of the TCP connection one of whose directions is
-// t (as the packet carries it before NAT: the kernel finds either direction).
-// It returns ErrNoEntry when the kernel does not track the connection.
+// t (as the packet carries it before NAT: the kernel finds either direction),
+// with its labels. It returns ErrNoEntry when the kernel does not track the
+// connection.
 func (k *Kernel) Lookup(t Tuple) (Binding, error) {
 	req, err := getRequest(t)
-	if err != nil {
-		return Binding{}, fmt.Errorf("conntrack get %s: %w", t, err)
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.c == nil {
-		return Binding{}, errClosed
-	}
-	// A reply that does not come is a kernel or library fault, not a reason
-	// to stall the packet path.
-	_ = k.c.SetReadDeadline(time.Now().Add(time.Second))
-	req, err = k.c.Send(req) // Send fills in the sequence number
-	if err != nil {
-		return Binding{}, fmt.Errorf("conntrack get %s: %w", t, err)
-	}
-	rc, err := k.c.SyscallConn()
 	if err != nil {
 		return Binding{}, fmt.Errorf("conntrack get %s: %w", t, err)
 	}
 	var (
 		b     Binding
 		found bool
-		buf   = make([]byte, 8192)
 	)
+	err = k.exchange(req, func(nm netlink.Message) error {
+		var ev ctnl.Event
+		if err := ev.Unmarshal(nm); err != nil || ev.Flow == nil {
+			return fmt.Errorf("decode: %v", err)
+		}
+		b = Binding{Orig: tupleOf(ev.Flow.TupleOrig), Reply: tupleOf(ev.Flow.TupleReply), Mark: ev.Flow.Mark}
+		// The kernel sends CTA_LABELS only when a bit is set.
+		copy(b.Labels[:], ev.Flow.Labels)
+		found = true
+		return nil
+	})
+	if err == nil && !found {
+		err = ErrNoEntry
+	}
+	if err != nil {
+		if errors.Is(err, ErrNoEntry) {
+			return Binding{}, err
+		}
+		return Binding{}, fmt.Errorf("conntrack get %s: %w", t, err)
+	}
+	return b, nil
+}
+
+// SetLabels replaces all 128 label bits of the connection one of whose
+// directions is t. It returns ErrNoLabels when the entry has no room for
+// labels (it was created while no rule setting ct labels existed) and
+// ErrNoEntry when the kernel does not track the connection.
+func (k *Kernel) SetLabels(t Tuple, labels [LabelsSize]byte) error {
+	req, err := labelsRequest(t, labels)
+	if err != nil {
+		return fmt.Errorf("conntrack set labels %s: %w", t, err)
+	}
+	err = k.exchange(req, func(netlink.Message) error { return nil })
+	switch {
+	case err == nil, errors.Is(err, ErrNoEntry):
+		return err
+	case errors.Is(err, unix.ENOSPC):
+		return fmt.Errorf("conntrack set labels %s: %w", t, ErrNoLabels)
+	default:
+		return fmt.Errorf("conntrack set labels %s: %w", t, err)
+	}
+}
+
+// exchange sends req and passes every answer message to fn until the
+// kernel's ACK (or NLMSG_DONE) ends the answer. ENOENT is ErrNoEntry.
+func (k *Kernel) exchange(req netlink.Message, fn func(netlink.Message) error) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed.Load() {
+		return errClosed
+	}
+	// A reply that does not come is a kernel or library fault, not a reason
+	// to stall the packet path.
+	_ = k.c.SetReadDeadline(time.Now().Add(time.Second))
+	req, err := k.c.Send(req) // Send fills in the sequence number
+	if err != nil {
+		return k.failed(err)
+	}
+	rc, err := k.c.SyscallConn()
+	if err != nil {
+		return k.failed(err)
+	}
+	buf := k.buf[:]
 	for {
 		var n int
 		var rerr error
@@ -132,14 +210,14 @@ func (k *Kernel) Lookup(t Tuple) (Binding, error) {
 			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
 			return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
 		}); err != nil {
-			return Binding{}, fmt.Errorf("conntrack get %s: %w", t, err)
+			return k.failed(err)
 		}
 		if rerr != nil {
-			return Binding{}, fmt.Errorf("conntrack get %s: %w", t, rerr)
+			return k.failed(rerr)
 		}
 		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 		if err != nil {
-			return Binding{}, fmt.Errorf("conntrack get %s: %w", t, err)
+			return err
 		}
 		for _, m := range msgs {
 			if m.Header.Seq != req.Header.Sequence {
@@ -148,34 +226,33 @@ func (k *Kernel) Lookup(t Tuple) (Binding, error) {
 			switch m.Header.Type {
 			case unix.NLMSG_ERROR:
 				if len(m.Data) < 4 {
-					return Binding{}, fmt.Errorf("conntrack get %s: short error message", t)
+					return errors.New("short error message")
 				}
 				if errno := -int32(nativeEndian.Uint32(m.Data[:4])); errno != 0 {
 					if syscall.Errno(errno) == unix.ENOENT {
-						return Binding{}, ErrNoEntry
+						return ErrNoEntry
 					}
-					return Binding{}, fmt.Errorf("conntrack get %s: %w", t, syscall.Errno(errno))
+					return syscall.Errno(errno)
 				}
-				if !found {
-					return Binding{}, ErrNoEntry
-				}
-				return b, nil // the ACK ends the answer
+				return nil // the ACK ends the answer
 			case unix.NLMSG_DONE:
-				if !found {
-					return Binding{}, ErrNoEntry
-				}
-				return b, nil
+				return nil
 			}
-			var ev ct.Event
 			nm := netlink.Message{Header: netlink.Header{Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type),
 				Flags: netlink.HeaderFlags(m.Header.Flags), Sequence: m.Header.Seq, PID: m.Header.Pid}, Data: m.Data}
-			if err := ev.Unmarshal(nm); err != nil || ev.Flow == nil {
-				return Binding{}, fmt.Errorf("conntrack get %s: decode: %v", t, err)
+			if err := fn(nm); err != nil {
+				return err
 			}
-			b = Binding{Orig: tupleOf(ev.Flow.TupleOrig), Reply: tupleOf(ev.Flow.TupleReply), Mark: ev.Flow.Mark}
-			found = true
 		}
 	}
+}
+
+// failed reports a socket error as errClosed once Close was called.
+func (k *Kernel) failed(err error) error {
+	if k.closed.Load() {
+		return fmt.Errorf("%w: %v", errClosed, err)
+	}
+	return err
 }
 
 var errClosed = errors.New("conntrack connection closed")
@@ -187,14 +264,14 @@ var nativeEndian = binary.NativeEndian
 // bits of mark set, until ctx is cancelled or the event socket fails. It
 // opens its own event socket.
 func WatchNew(ctx context.Context, mark uint32, fn func(Binding)) error {
-	c, err := ct.Dial(nil)
+	c, err := ctnl.Dial(nil)
 	if err != nil {
 		return fmt.Errorf("open ctnetlink events: %w", err)
 	}
 	_ = c.SetReadBuffer(4 << 20)
 	// Lost events only delay bookkeeping (expectations also expire); keep reading.
 	_ = c.SetOption(netlink.NoENOBUFS, true)
-	evCh := make(chan ct.Event, 256)
+	evCh := make(chan ctnl.Event, 256)
 	errCh, err := c.Listen(evCh, 1, []netfilter.NetlinkGroup{netfilter.GroupCTNew})
 	if err != nil {
 		c.Close()

@@ -43,6 +43,9 @@ type Binding struct {
 	Orig, Reply Tuple
 	// Mark is the connection's conntrack mark.
 	Mark uint32
+	// Labels are the connection's conntrack labels (all zero when none is
+	// set or the entry has none); ftpct keeps its state there (ctstate).
+	Labels [LabelsSize]byte
 }
 
 // Translated reports whether NAT changes any address or port of the connection.
