@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -15,6 +16,11 @@ type Hole struct {
 	Port    uint16         // its destination port (exact); any source port
 	To      netip.AddrPort // if valid: DNAT the connection to this endpoint
 	Timeout time.Duration  // kernel-side element timeout (millisecond resolution, rounded up)
+	// Owner is the control connection that announced the hole (its
+	// conntrack original tuple), kept with the element (its comment) so
+	// that a restarted daemon can tell which holes a live session owns.
+	// The zero Flow stores none.
+	Owner Flow
 }
 
 // normalize unmaps IPv4-mapped IPv6 addresses and checks that the hole can
@@ -102,4 +108,85 @@ func (h Hole) xlateValue() []byte {
 	b := make([]byte, 0, 16+regSize)
 	b = appendField(b, h.To.Addr().AsSlice())
 	return appendPort(b, h.To.Port())
+}
+
+// Flow is one direction of a TCP connection: a packet's source and
+// destination as the divert chains see them (before NAT). For a control
+// connection's owner it is the conntrack original tuple.
+type Flow struct {
+	Src, Dst netip.AddrPort
+}
+
+// String formats the flow as "SRC DST", the form ParseFlow reads and holes
+// store as their owner (the element comment).
+func (f Flow) String() string { return f.Src.String() + " " + f.Dst.String() }
+
+// ParseFlow reads what Flow.String writes.
+func ParseFlow(s string) (Flow, error) {
+	src, dst, ok := strings.Cut(s, " ")
+	if !ok {
+		return Flow{}, fmt.Errorf("flow %q: want \"SRC DST\"", s)
+	}
+	a, err := netip.ParseAddrPort(src)
+	if err != nil {
+		return Flow{}, fmt.Errorf("flow %q: %w", s, err)
+	}
+	b, err := netip.ParseAddrPort(dst)
+	if err != nil {
+		return Flow{}, fmt.Errorf("flow %q: %w", s, err)
+	}
+	return Flow{Src: a, Dst: b}, nil
+}
+
+// normalize unmaps the addresses and checks that f fits one table family.
+func (f Flow) normalize() (Flow, error) {
+	f.Src = netip.AddrPortFrom(f.Src.Addr().Unmap(), f.Src.Port())
+	f.Dst = netip.AddrPortFrom(f.Dst.Addr().Unmap(), f.Dst.Port())
+	if !f.Src.IsValid() || !f.Dst.IsValid() || f.Src.Addr().Is4() != f.Dst.Addr().Is4() ||
+		f.Src.Addr().Zone() != "" || f.Dst.Addr().Zone() != "" {
+		return f, fmt.Errorf("%w: flow %v", ErrInvalidHole, f)
+	}
+	return f, nil
+}
+
+// holdKey is the key of set "hold": saddr . daddr . sport . dport.
+func (f Flow) holdKey() []byte {
+	b := make([]byte, 0, 2*16+2*regSize)
+	b = appendField(b, f.Src.Addr().AsSlice())
+	b = appendField(b, f.Dst.Addr().AsSlice())
+	b = appendPort(b, f.Src.Port())
+	return appendPort(b, f.Dst.Port())
+}
+
+// parseHoldKey reads a holdKey of an address family with n-byte addresses.
+func parseHoldKey(k []byte, n int) (Flow, bool) {
+	if len(k) != 2*n+2*regSize {
+		return Flow{}, false
+	}
+	src, _ := netip.AddrFromSlice(k[:n])
+	dst, _ := netip.AddrFromSlice(k[n : 2*n])
+	return Flow{
+		Src: netip.AddrPortFrom(src, binary.BigEndian.Uint16(k[2*n:])),
+		Dst: netip.AddrPortFrom(dst, binary.BigEndian.Uint16(k[2*n+regSize:])),
+	}, true
+}
+
+// parseExpectKey reads an expectKey into h's Peer, Addr and Port.
+func parseExpectKey(k []byte, n int, h *Hole) bool {
+	if len(k) != 2*n+regSize {
+		return false
+	}
+	h.Peer, _ = netip.AddrFromSlice(k[:n])
+	h.Addr, _ = netip.AddrFromSlice(k[n : 2*n])
+	h.Port = binary.BigEndian.Uint16(k[2*n:])
+	return true
+}
+
+// parseXlateValue reads an xlateValue.
+func parseXlateValue(v []byte, n int) (netip.AddrPort, bool) {
+	if len(v) != n+regSize {
+		return netip.AddrPort{}, false
+	}
+	a, _ := netip.AddrFromSlice(v[:n])
+	return netip.AddrPortFrom(a, binary.BigEndian.Uint16(v[n:])), true
 }

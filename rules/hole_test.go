@@ -98,3 +98,34 @@ func TestHoleNormalize(t *testing.T) {
 		})
 	}
 }
+
+func TestFlowRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		f    Flow
+		n    int
+	}{
+		{"ipv4", Flow{Src: netip.MustParseAddrPort("10.0.1.2:40000"), Dst: netip.MustParseAddrPort("198.51.100.2:21")}, 4},
+		{"ipv6", Flow{Src: netip.MustParseAddrPort("[2001:db8::2]:1"), Dst: netip.MustParseAddrPort("[2001:db8:1::2]:65535")}, 16},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseFlow(tt.f.String())
+			if err != nil {
+				t.Fatalf("ParseFlow(%q): %v", tt.f.String(), err)
+			}
+			if got != tt.f {
+				t.Errorf("ParseFlow(String()) = %v, want %v", got, tt.f)
+			}
+			back, ok := parseHoldKey(tt.f.holdKey(), tt.n)
+			if !ok || back != tt.f {
+				t.Errorf("parseHoldKey(holdKey()) = %v, %v; want %v", back, ok, tt.f)
+			}
+		})
+	}
+	for _, bad := range []string{"", "10.0.0.1:1", "10.0.0.1:1 x", "x 10.0.0.1:1"} {
+		if _, err := ParseFlow(bad); err == nil {
+			t.Errorf("ParseFlow(%q) accepted", bad)
+		}
+	}
+}

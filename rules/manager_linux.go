@@ -102,17 +102,26 @@ func hint(err error) error {
 }
 
 // Install puts in place the tables of every configured family and the
-// iptables accept rules. On failure it removes what it added.
+// iptables accept rules. A table left by an earlier run is adopted: its
+// chains are made again and its holes, DNAT mappings and held flows stay
+// (see Reconcile). On failure it removes what this call added.
 func (m *Manager) Install() error {
 	return m.locked(func() error {
-		if err := m.install(); err != nil {
-			if rerr := m.remove(); rerr != nil {
+		var u undo
+		if err := m.install(&u); err != nil {
+			if rerr := m.undo(&u); rerr != nil {
 				return errors.Join(err, fmt.Errorf("cleanup after failed install: %w", rerr))
 			}
 			return err
 		}
 		return nil
 	})
+}
+
+// undo is what one install added, so that a failed one removes exactly that.
+type undo struct {
+	tables []*tableObjs
+	accept []family // families whose accept rules this install inserted
 }
 
 // locked runs f with m locked, or returns ErrClosed after Shutdown.
@@ -125,13 +134,26 @@ func (m *Manager) locked(f func() error) error {
 	return f()
 }
 
-func (m *Manager) install() error {
+func (m *Manager) install(u *undo) error {
 	for _, o := range m.tables {
-		if err := queueTable(m.conn, &m.cfg, o); err != nil {
-			return fmt.Errorf("install nft table %s %s: %w", o.fam.nft, m.cfg.Table, err)
+		name := fmt.Sprintf("%s %s", o.fam.nft, m.cfg.Table)
+		chains, sets, exists, err := m.existing(o)
+		if err != nil {
+			return fmt.Errorf("install nft table %s: %w", name, hint(err))
+		}
+		if exists {
+			err = queueAdopt(m.conn, &m.cfg, o, chains, sets)
+		} else {
+			err = queueTable(m.conn, &m.cfg, o)
+		}
+		if err != nil {
+			return fmt.Errorf("install nft table %s: %w", name, err)
 		}
 		if err := m.conn.Flush(); err != nil {
-			return fmt.Errorf("install nft table %s %s: %w", o.fam.nft, m.cfg.Table, hint(err))
+			return fmt.Errorf("install nft table %s: %w", name, hint(err))
+		}
+		if !exists {
+			u.tables = append(u.tables, o)
 		}
 	}
 	if !m.cfg.Accept {
@@ -140,6 +162,7 @@ func (m *Manager) install() error {
 	spec := m.cfg.acceptRuleSpec()
 	for _, o := range m.tables {
 		m.noteFilter(o.table.Family)
+		inserted := false
 		err := m.inNS(func() error {
 			tool, err := m.newTool(o.fam)
 			if err != nil {
@@ -151,19 +174,74 @@ func (m *Manager) install() error {
 					return fmt.Errorf("check %s: %w", chain, err)
 				}
 				if ok {
-					continue // stale from a crashed run: keep one, Remove deletes it
+					continue // left by an earlier run: keep one, Remove deletes it
 				}
 				if err := tool.Insert("filter", chain, 1, spec...); err != nil {
 					return fmt.Errorf("%s -I %s 1 %s: %w", o.fam.iptables, chain, strings.Join(spec, " "), err)
 				}
+				inserted = true
 			}
 			return nil
 		})
+		if inserted || err != nil {
+			u.accept = append(u.accept, o.fam)
+		}
 		if err != nil {
 			return fmt.Errorf("install accept rules: %w", hint(err))
 		}
 	}
 	return nil
+}
+
+// existing lists the chains and sets of o's table; exists is false when
+// there is no such table.
+func (m *Manager) existing(o *tableObjs) (chains []*nftables.Chain, sets []*nftables.Set, exists bool, err error) {
+	tables, err := m.conn.ListTablesOfFamily(o.table.Family)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	for _, t := range tables {
+		exists = exists || t.Name == o.table.Name
+	}
+	if !exists {
+		return nil, nil, false, nil
+	}
+	all, err := m.conn.ListChainsOfTableFamily(o.table.Family)
+	if err != nil {
+		return nil, nil, true, err
+	}
+	for _, c := range all {
+		if c.Table != nil && c.Table.Name == o.table.Name {
+			c.Table = o.table
+			chains = append(chains, c)
+		}
+	}
+	sets, err = m.conn.GetSets(o.table)
+	if err != nil {
+		return nil, nil, true, err
+	}
+	for _, s := range sets {
+		s.Table = o.table
+	}
+	return chains, sets, true, nil
+}
+
+// undo removes what a failed install added: the tables it created (not
+// adopted ones) and the accept rules it inserted.
+func (m *Manager) undo(u *undo) error {
+	var errs []error
+	for _, o := range u.tables {
+		m.conn.DelTable(o.table)
+		if err := m.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("remove nft table %s %s: %w", o.fam.nft, m.cfg.Table, hint(err)))
+		}
+	}
+	if len(u.accept) > 0 {
+		if err := m.removeAccept(u.accept); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Remove deletes the own tables and the accept rules (by exact rule spec).
@@ -179,31 +257,45 @@ func (m *Manager) remove() error {
 		}
 	}
 	if m.cfg.Accept {
-		spec := m.cfg.acceptRuleSpec()
+		var fams []family
 		for _, o := range m.tables {
-			err := m.inNS(func() error {
-				tool, err := m.newTool(o.fam)
-				if errors.Is(err, ErrNoIptables) {
-					return nil // then Install cannot have added a rule either
-				}
-				if err != nil {
-					return err
-				}
-				var errs []error
-				for _, chain := range acceptChains {
-					if err := tool.DeleteIfExists("filter", chain, spec...); err != nil {
-						errs = append(errs, fmt.Errorf("%s -D %s %s: %w", o.fam.iptables, chain, strings.Join(spec, " "), err))
-					}
-				}
-				return errors.Join(errs...)
-			})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("remove accept rules: %w", hint(err)))
-			}
+			fams = append(fams, o.fam)
 		}
-		if err := m.dropCreatedFilter(); err != nil {
+		if err := m.removeAccept(fams); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeAccept deletes the accept rules of the families fams (by exact
+// rule spec) and the filter chains and tables noteFilter saw created.
+func (m *Manager) removeAccept(fams []family) error {
+	var errs []error
+	spec := m.cfg.acceptRuleSpec()
+	for _, f := range fams {
+		err := m.inNS(func() error {
+			tool, err := m.newTool(f)
+			if errors.Is(err, ErrNoIptables) {
+				return nil // then Install cannot have added a rule either
+			}
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, chain := range acceptChains {
+				if err := tool.DeleteIfExists("filter", chain, spec...); err != nil {
+					errs = append(errs, fmt.Errorf("%s -D %s %s: %w", f.iptables, chain, strings.Join(spec, " "), err))
+				}
+			}
+			return errors.Join(errs...)
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove accept rules: %w", hint(err)))
+		}
+	}
+	if err := m.dropCreatedFilter(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -339,7 +431,11 @@ func (m *Manager) Open(h Hole) error {
 				return fmt.Errorf("open hole %v: %w", h, err)
 			}
 		}
-		if err := m.conn.SetAddElements(o.expect, []nftables.SetElement{{Key: h.expectKey(), Timeout: t}}); err != nil {
+		var owner string
+		if h.Owner.Src.IsValid() {
+			owner = h.Owner.String()
+		}
+		if err := m.conn.SetAddElements(o.expect, []nftables.SetElement{{Key: h.expectKey(), Timeout: t, Comment: owner}}); err != nil {
 			return fmt.Errorf("open hole %v: %w", h, err)
 		}
 		if err := m.conn.Flush(); err != nil {

@@ -28,3 +28,17 @@ func (m *Manager) Close(h Hole) error { return ErrNotSupported }
 
 // Shutdown returns ErrNotSupported.
 func (m *Manager) Shutdown() error { return ErrNotSupported }
+
+// Hold returns ErrNotSupported.
+func (m *Manager) Hold(flows ...Flow) error { return ErrNotSupported }
+
+// Release returns ErrNotSupported.
+func (m *Manager) Release(flows ...Flow) error { return ErrNotSupported }
+
+// Holes returns ErrNotSupported.
+func (m *Manager) Holes() ([]Hole, error) { return nil, ErrNotSupported }
+
+// Reconcile returns ErrNotSupported.
+func (m *Manager) Reconcile(alive func(Flow) bool) ([]Hole, int, error) {
+	return nil, 0, ErrNotSupported
+}

@@ -27,6 +27,8 @@ const (
 	expectSetName   = "expect"
 	xlateMapName    = "xlate"
 	portsSetName    = "ports"
+	holdSetName     = "hold"
+	labelsChainName = "keep_labels"
 	expectSetSizeNF = 65535 // what nft gives a dynamic set without a size
 )
 
@@ -36,6 +38,7 @@ type tableObjs struct {
 	table  *nftables.Table
 	expect *nftables.Set
 	xlate  *nftables.Set
+	hold   *nftables.Set
 }
 
 func (f family) tableFamily() nftables.TableFamily {
@@ -90,16 +93,26 @@ func newTableObjs(name string, f family) *tableObjs {
 			Concatenation: true,
 			HasTimeout:    true,
 		},
+		hold: &nftables.Set{
+			Table:         t,
+			Name:          holdSetName,
+			KeyType:       nftables.MustConcatSetType(at, at, nftables.TypeInetService, nftables.TypeInetService),
+			Concatenation: true,
+		},
 	}
 }
 
+// kept are the sets whose elements outlive the daemon: an adopted table
+// keeps them (see queueAdopt).
+func (o *tableObjs) kept() []*nftables.Set { return []*nftables.Set{o.expect, o.xlate, o.hold} }
+
 // nfqueueInfo encodes struct xt_NFQ_info_v3 in host byte order, padded to
 // XT_ALIGN (8 bytes) as iptables sends it.
-func nfqueueInfo(queue, total uint16) []byte {
+func nfqueueInfo(queue, total, flags uint16) []byte {
 	b := make([]byte, 8)
 	binary.NativeEndian.PutUint16(b[0:], queue)
 	binary.NativeEndian.PutUint16(b[2:], total)
-	binary.NativeEndian.PutUint16(b[4:], nfqFlagBypass)
+	binary.NativeEndian.PutUint16(b[4:], flags)
 	return b
 }
 
@@ -116,7 +129,15 @@ func isTCP() []expr.Any {
 	}
 }
 
-// divertRules: [iifname "lo" return] ; tcp dport @ports NFQUEUE ; tcp sport @ports NFQUEUE.
+// divertRules: [iifname "lo" return] ; saddr . daddr . sport . dport @hold
+// NFQUEUE (no bypass) ; tcp dport @ports NFQUEUE bypass ; tcp sport @ports
+// NFQUEUE bypass.
+//
+// Held flows are control connections whose stream ftpct resized: while no
+// daemon reads the queue their packets are dropped (the sender retransmits
+// them after the restart), since passing them unadjusted would corrupt the
+// stream. The chains run before conntrack, where a connection's labels
+// (ftpct's state) cannot be matched yet, hence the set.
 func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bool) [][]expr.Any {
 	var rules [][]expr.Any
 	if skipLoopback {
@@ -126,7 +147,15 @@ func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bo
 			&expr.Verdict{Kind: expr.VerdictReturn},
 		})
 	}
-	info := xt.Unknown(nfqueueInfo(cfg.Queue, cfg.Queues))
+	held := xt.Unknown(nfqueueInfo(cfg.Queue, cfg.Queues, 0))
+	r := isTCP()
+	r = append(r, loadFlow(o.fam)...)
+	r = append(r,
+		&expr.Lookup{SourceRegister: nftReg32Base, SetName: o.hold.Name, SetID: o.hold.ID},
+		&expr.Target{Name: "NFQUEUE", Rev: xtNFQueueRev, Info: &held},
+	)
+	rules = append(rules, r)
+	info := xt.Unknown(nfqueueInfo(cfg.Queue, cfg.Queues, nfqFlagBypass))
 	for _, off := range []uint32{tcpDportOffset, tcpSportOffset} {
 		r := isTCP()
 		r = append(r,
@@ -147,6 +176,33 @@ func loadTuple(f family) []expr.Any {
 		&expr.Payload{DestRegister: nftReg32Base, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOffset(), Len: n},
 		&expr.Payload{DestRegister: nftReg32Base + n/4, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOffset() + n, Len: n},
 		&expr.Payload{DestRegister: nftReg32Base + 2*n/4, Base: expr.PayloadBaseTransportHeader, Offset: tcpDportOffset, Len: 2},
+	}
+}
+
+// loadFlow loads saddr . daddr . tcp sport . tcp dport into consecutive
+// 32-bit registers starting at NFT_REG32_00.
+func loadFlow(f family) []expr.Any {
+	n := f.addrLen()
+	r := nftReg32Base + 2*n/4
+	return []expr.Any{
+		&expr.Payload{DestRegister: nftReg32Base, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOffset(), Len: n},
+		&expr.Payload{DestRegister: nftReg32Base + n/4, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOffset() + n, Len: n},
+		&expr.Payload{DestRegister: r, Base: expr.PayloadBaseTransportHeader, Offset: tcpSportOffset, Len: 2},
+		&expr.Payload{DestRegister: r + 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpDportOffset, Len: 2},
+	}
+}
+
+// labelsRule: ct label set 127, in a chain nothing jumps to, so it never
+// runs. Its existence is what matters: the kernel gives new conntrack entries
+// a labels extension only while a rule that sets ct labels exists
+// (nft_ct_set_init calls nf_connlabels_get), and ftpct keeps its per-session
+// state in the control connection's labels.
+func labelsRule() []expr.Any {
+	bit := make([]byte, 16)
+	bit[15] = 0x80 // bit 127, as nft encodes "ct label set 127"
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: bit},
+		&expr.Ct{Key: expr.CtKeyLABELS, Register: 1, SourceRegister: true},
 	}
 }
 
@@ -195,26 +251,81 @@ func xlateRule(cfg *Config, o *tableObjs) []expr.Any {
 	return r
 }
 
-// queueTable adds to conn's batch: the reset of the table (add, delete,
-// add) and every object in it. Nothing is sent.
+// queueTable adds to conn's batch a fresh table: the reset of the table
+// (add, delete, add) and every object in it. Nothing is sent.
 func queueTable(conn *nftables.Conn, cfg *Config, o *tableObjs) error {
 	conn.AddTable(o.table)
 	conn.DelTable(o.table)
 	conn.AddTable(o.table)
+	return queueObjects(conn, cfg, o, nil)
+}
 
+// queueAdopt adds to conn's batch the adoption of the existing table o
+// left by an earlier run: its chains and the sets it does not keep are
+// deleted and everything is added again, while the kept sets (holes, their
+// DNAT mappings, held flows) stay with their elements when their definition
+// is the one this version uses. One batch: the kernel applies it atomically.
+func queueAdopt(conn *nftables.Conn, cfg *Config, o *tableObjs, chains []*nftables.Chain, sets []*nftables.Set) error {
+	conn.AddTable(o.table)
+	for _, c := range chains {
+		conn.FlushChain(c)
+		conn.DelChain(c)
+	}
+	keep := map[string]bool{}
+	for _, s := range sets {
+		if s.Name == portsSetName && !s.IsMap && s.KeyType.Bytes == nftables.TypeInetService.Bytes {
+			conn.FlushSet(s) // refilled from the configuration
+			keep[s.Name] = true
+			continue
+		}
+		if want := o.byName(s.Name); want != nil && sameSet(s, want) {
+			keep[s.Name] = true
+			continue
+		}
+		conn.DelSet(s)
+	}
+	return queueObjects(conn, cfg, o, keep)
+}
+
+func (o *tableObjs) byName(name string) *nftables.Set {
+	for _, s := range o.kept() {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// sameSet reports whether the kernel's set have can hold want's elements.
+func sameSet(have, want *nftables.Set) bool {
+	return have.KeyType.Bytes == want.KeyType.Bytes && have.IsMap == want.IsMap &&
+		have.HasTimeout == want.HasTimeout && (!want.IsMap || have.DataType.Bytes == want.DataType.Bytes)
+}
+
+// queueObjects adds the table's sets (but those in keep, which exist),
+// chains and rules to conn's batch.
+func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[string]bool) error {
 	ports := &nftables.Set{Table: o.table, Name: portsSetName, KeyType: nftables.TypeInetService}
 	elems := make([]nftables.SetElement, len(cfg.Ports))
 	for i, p := range cfg.Ports {
 		elems[i] = nftables.SetElement{Key: binary.BigEndian.AppendUint16(nil, p)}
 	}
-	// AddSet allocates a fresh batch ID per call; reset so that a second
-	// Install on the same Manager gets new IDs too.
-	o.expect.ID, o.xlate.ID = 0, 0
-	for _, s := range []struct {
-		set   *nftables.Set
-		elems []nftables.SetElement
-	}{{ports, elems}, {o.expect, nil}, {o.xlate, nil}} {
-		if err := conn.AddSet(s.set, s.elems); err != nil {
+	if keep[portsSetName] {
+		if err := conn.SetAddElements(ports, elems); err != nil {
+			return err
+		}
+	} else if err := conn.AddSet(ports, elems); err != nil {
+		return err
+	}
+	for _, s := range o.kept() {
+		// AddSet allocates a fresh batch ID per call; reset so that a
+		// second Install on the same Manager gets new IDs too. A kept set
+		// is referred to by name (ID 0).
+		s.ID = 0
+		if keep[s.Name] {
+			continue
+		}
+		if err := conn.AddSet(s, nil); err != nil {
 			return err
 		}
 	}
@@ -230,6 +341,7 @@ func queueTable(conn *nftables.Conn, cfg *Config, o *tableObjs) error {
 			conn.AddRule(&nftables.Rule{Table: o.table, Chain: c, Exprs: r})
 		}
 	}
+	add(conn.AddChain(&nftables.Chain{Name: labelsChainName, Table: o.table}), labelsRule())
 	add(chain("divert_pre", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prioRaw),
 		divertRules(cfg, o, ports, true)...)
 	add(chain("divert_out", nftables.ChainTypeFilter, nftables.ChainHookOutput, prioRaw),

@@ -120,13 +120,19 @@ func TestInstallRemove(t *testing.T) {
 				"ct mark & 0x00100000 == 0x00100000 dnat ip to ip saddr . ip daddr . tcp dport map @xlate",
 				"ct mark & 0x00100000 == 0x00100000 dnat ip6 to ip6 saddr . ip6 daddr . tcp dport map @xlate",
 				// nft prints the xt NFQUEUE target translated to its queue statement.
-				"tcp dport @ports queue num 21 bypass", "tcp sport @ports queue num 21 bypass"},
+				"tcp dport @ports queue num 21 bypass", "tcp sport @ports queue num 21 bypass",
+				// Held flows are queued without bypass; a rule that sets ct
+				// labels gives new entries room for ftpct's state.
+				"set hold", "type ipv4_addr . ipv4_addr . inet_service . inet_service",
+				"ip saddr . ip daddr . tcp sport . tcp dport @hold queue num 21\n",
+				"ip6 saddr . ip6 daddr . tcp sport . tcp dport @hold queue num 21\n",
+				"chain keep_labels {\n\t\tct label set 127\n"},
 			want4: []string{"-A INPUT " + acceptLine, "-A FORWARD " + acceptLine},
 			want6: []string{"-A INPUT " + acceptLine, "-A FORWARD " + acceptLine},
 		},
 		{
 			name: "ipv4 only, no accept rules, 4 queues", ipv6: false, accept: false, queues: 4,
-			wantNFT:    []string{"table ip ftpct", "chain divert_pre", "map xlate", "tcp dport @ports queue num 21-24 bypass"},
+			wantNFT:    []string{"table ip ftpct", "chain divert_pre", "map xlate", "tcp dport @ports queue num 21-24 bypass", "@hold queue num 21-24\n"},
 			notWantNFT: []string{"table ip6 ftpct"},
 		},
 	}
@@ -155,8 +161,8 @@ func TestInstallRemove(t *testing.T) {
 			// queue expression is missing from some kernels).
 			for _, chain := range []string{"divert_pre", "divert_out"} {
 				dbg := nsExec(t, ns, "nft", "--debug=netlink", "list", "chain", "ip", "ftpct", chain)
-				if n := strings.Count(dbg, "[ target name NFQUEUE rev 3 ]"); n != 2 {
-					t.Errorf("%s: %d xt NFQUEUE targets, want 2:\n%s", chain, n, dbg)
+				if n := strings.Count(dbg, "[ target name NFQUEUE rev 3 ]"); n != 3 {
+					t.Errorf("%s: %d xt NFQUEUE targets, want 3:\n%s", chain, n, dbg)
 				}
 			}
 			got4 := nsExec(t, ns, "iptables", "-S")
@@ -174,12 +180,15 @@ func TestInstallRemove(t *testing.T) {
 			if !tc.accept && (strings.Contains(got4, "ftpct") || strings.Contains(got6, "ftpct")) {
 				t.Errorf("accept rules installed with Accept=false:\n%s%s", got4, got6)
 			}
-			// A second Install replaces, it does not duplicate.
+			// A second Install adopts the table, it does not duplicate.
 			if err := m.Install(); err != nil {
 				t.Fatalf("second Install: %v", err)
 			}
 			if got := nsExec(t, ns, "iptables", "-S"); got != got4 {
 				t.Errorf("second Install changed iptables (-first +second):\n%s", cmp.Diff(got4, got))
+			}
+			if got := nsExec(t, ns, "nft", "list", "ruleset"); got != ruleset {
+				t.Errorf("second Install changed the ruleset (-first +second):\n%s", cmp.Diff(ruleset, got))
 			}
 			for i := range 2 { // idempotent
 				if err := m.Remove(); err != nil {
