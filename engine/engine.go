@@ -71,6 +71,7 @@ type Engine struct {
 	logLim   *limiter
 	stats    Stats
 	obs      observer // audit log and watchers (audit.go)
+	persist  *persister
 	now      func() time.Time
 }
 
@@ -109,6 +110,7 @@ func New(cfg Config, kernel Kernel, holes Holes) *Engine {
 		holes:    holes,
 		log:      log,
 		logLim:   newLimiter(20, 100),
+		persist:  newPersister(kernel, holes, log),
 		now:      time.Now,
 	}
 	e.pol.Store(&cfg)
@@ -198,11 +200,13 @@ func (e *Engine) collect(now time.Time) {
 			continue
 		}
 		e.sessions.Remove(s)
+		e.persist.forget(s)
 		gone = e.exps.RemoveSession(s.ID, gone[:0])
 		for _, x := range gone {
 			_ = e.holes.Close(e.hole(x))
 		}
 	}
+	e.persist.collect(e.kernel)
 }
 
 // minMTU is the smallest MTU of an IPv6 path (RFC 8200); IPv4 paths with a
@@ -461,6 +465,7 @@ func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p
 func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, forced bool, now time.Time) (Verdict, []byte) {
 	e := w.e
 	d := &sess.Dir[dir]
+	before, had := newest(&d.Adj)
 	out, changed, err := rewrite.Rewrite(w.out[:0], in, p, w.edits, &d.Adj, &sess.Dir[dir.Other()].Adj)
 	if err != nil {
 		e.stats.Errors.Add(1)
@@ -481,6 +486,7 @@ func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *
 		return VerdictAccept, nil
 	}
 	w.out = out[:0]
+	e.persist.after(sess, dir, before, had, now) // before the verdict
 	e.stats.Modified.Add(1)
 	return VerdictModified, out
 }
@@ -542,9 +548,16 @@ func joinHeld(d *conntrack.DirState, s, e rewrite.Seq) joinAction {
 func (w *Worker) learn(p *rewrite.Packet, now time.Time) (*conntrack.Session, conntrack.Dir, error) {
 	e := w.e
 	t := conntrack.Tuple{Src: p.Src, Dst: p.Dst, SrcPort: p.SrcPort, DstPort: p.DstPort}
+	if e.persist.isForeign(t.Key()) {
+		return nil, 0, errForeign
+	}
 	b, err := e.kernel.Lookup(t)
 	if err != nil {
 		e.stats.NoConntrack.Add(1)
+		return nil, 0, err
+	}
+	st, err := e.persist.decode(b, now)
+	if err != nil {
 		return nil, 0, err
 	}
 	s, err := e.sessions.Add(b, now)
@@ -563,6 +576,7 @@ func (w *Worker) learn(p *rewrite.Packet, now time.Time) (*conntrack.Session, co
 	}
 	if s.Created.Equal(now) {
 		e.stats.Sessions.Add(1)
+		e.persist.restore(s, st)
 		if e.log.Enabled(context.Background(), slog.LevelDebug) {
 			e.log.Debug("session learned", "session", s.ID, "orig", b.Orig.String(), "reply", b.Reply.String(),
 				"from", dir.String(), "seq", uint32(p.Seq))
@@ -766,7 +780,12 @@ func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, o
 		e.refuse(sess, m, reason, now)
 		return
 	}
-	if err := e.holes.Open(e.hole(x)); err != nil {
+	if !e.persist.fits(sess, dir, w.growth(m, line, seenAs, x.Port)) {
+		e.exps.Remove(x)
+		e.refuse(sess, m, ReasonStateRange, now)
+		return
+	}
+	if err := e.holes.Open(e.ownedHole(x, sess)); err != nil {
 		e.exps.Remove(x)
 		e.stats.Errors.Add(1)
 		e.refuse(sess, m, ReasonRules, now)

@@ -36,6 +36,11 @@ type fakeHoles struct {
 	fail   bool
 }
 
+// ownerOf is the owner a hole announced on control connection b carries.
+func ownerOf(b conntrack.Binding) rules.Flow {
+	return rules.Flow{Src: netip.AddrPortFrom(b.Orig.Src, b.Orig.SrcPort), Dst: netip.AddrPortFrom(b.Orig.Dst, b.Orig.DstPort)}
+}
+
 func holeKey(h rules.Hole) string {
 	return netip.AddrPortFrom(h.Addr, h.Port).String() + "<" + h.Peer.String()
 }
@@ -247,7 +252,7 @@ func TestMasqueradedActiveMode(t *testing.T) {
 	})
 	// One pending expectation per session: the EPRT replaced the PORT's.
 	want := map[string]rules.Hole{
-		"203.0.113.1:40002<203.0.113.2": {Peer: server, Addr: gwPublic, Port: 40002, To: netip.AddrPortFrom(client, 40002), Timeout: 5 * time.Minute},
+		"203.0.113.1:40002<203.0.113.2": {Peer: server, Addr: gwPublic, Port: 40002, To: netip.AddrPortFrom(client, 40002), Timeout: 5 * time.Minute, Owner: ownerOf(masqueradeBinding)},
 	}
 	if diff := cmp.Diff(want, holes.open, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 		t.Errorf("open holes (-want +got):\n%s", diff)
@@ -290,7 +295,7 @@ func TestDNATPassiveMode(t *testing.T) {
 		{"229 keeps its port", s2c(146, 208, "229 Entering Extended Passive Mode (|||50001|)\r\n"),
 			got{Verdict: "accept-modified", Seq: 149, Ack: 208, Payload: "229 Entering Extended Passive Mode (|||50001|)\r\n"}},
 	})
-	want := rules.Hole{Peer: outsider, Addr: gwPublic, Port: 50001, To: netip.AddrPortFrom(privSrv, 50001), Timeout: 5 * time.Minute}
+	want := rules.Hole{Peer: outsider, Addr: gwPublic, Port: 50001, To: netip.AddrPortFrom(privSrv, 50001), Timeout: 5 * time.Minute, Owner: ownerOf(dnatBinding)}
 	if h, ok := holes.open[holeKey(want)]; !ok || h != want {
 		t.Errorf("holes = %v, want %v", holes.open, want)
 	}
@@ -303,7 +308,7 @@ func TestRoutedIPv6NoRewrite(t *testing.T) {
 		{"EPRT |2| untouched", seg{src: client6, dst: server6, sport: 40001, dport: 21, seq: 1, ack: 1, payload: "EPRT |2|2001:db8:1::2|40005|\r\n"},
 			got{Verdict: "accept", Seq: 1, Ack: 1, Payload: "EPRT |2|2001:db8:1::2|40005|\r\n"}},
 	})
-	want := rules.Hole{Peer: server6, Addr: client6, Port: 40005, Timeout: 5 * time.Minute}
+	want := rules.Hole{Peer: server6, Addr: client6, Port: 40005, Timeout: 5 * time.Minute, Owner: ownerOf(routed6Binding)}
 	if h, ok := holes.open[holeKey(want)]; !ok || h != want {
 		t.Errorf("holes = %v, want %v", holes.open, want)
 	}

@@ -43,6 +43,9 @@ const (
 	ReasonFamily
 	// ReasonInFlight: too many of the session's rewrites await acknowledgement.
 	ReasonInFlight
+	// ReasonStateRange: the rewrite would move the stream's offset past what
+	// the stored state can hold (ctstate limits).
+	ReasonStateRange
 )
 
 func (r Reason) String() string {
@@ -61,6 +64,8 @@ func (r Reason) String() string {
 		return "announcement cannot carry the translated address family"
 	case ReasonInFlight:
 		return "too many rewrites awaiting acknowledgement"
+	case ReasonStateRange:
+		return "stream offset would leave the range ftpct can store"
 	}
 	return "none"
 }

@@ -81,13 +81,18 @@ func TestAdoptAndReconcile(t *testing.T) {
 	}
 
 	alive := map[Flow]bool{live: true, reply: true, liveV6: true}
-	kept, removed, err := second.Reconcile(func(f Flow) bool { return alive[f] })
+	left, err := second.Reconcile(func(f Flow) bool { return alive[f] })
 	if err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
-	if diff := cmp.Diff([]Hole{owned, owned6}, kept, opts...); diff != "" {
+	if diff := cmp.Diff([]Hole{owned, owned6}, left.Holes, opts...); diff != "" {
 		t.Errorf("kept holes (-want +got):\n%s", diff)
 	}
+	flowOpts := []cmp.Option{cmpopts.EquateComparable(netip.AddrPort{}), cmpopts.SortSlices(func(x, y Flow) bool { return x.String() < y.String() })}
+	if diff := cmp.Diff([]Flow{live, reply, liveV6}, left.Held, flowOpts...); diff != "" {
+		t.Errorf("kept held flows (-want +got):\n%s", diff)
+	}
+	removed := left.Removed
 	// orphan (set + map), ownerless, the used hole's mapping, the dead held flow.
 	if removed != 5 {
 		t.Errorf("Reconcile removed %d elements, want 5", removed)

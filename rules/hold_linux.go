@@ -114,13 +114,23 @@ func (m *Manager) listHoles(o *tableObjs) (holes []Hole, stale []nftables.SetEle
 	return holes, stale, nil
 }
 
+// Left is what an earlier run left that Reconcile kept.
+type Left struct {
+	Holes   []Hole // holes whose owner lives
+	Held    []Flow // held flows of live connections
+	Removed int    // elements deleted: holes, mappings and held flows of the dead
+}
+
 // Reconcile is what a daemon does at start with what an earlier run left
 // in the adopted tables. It keeps the holes whose owner alive reports as a
-// live connection and returns them; it deletes holes without a live owner,
-// DNAT mappings whose hole is gone, and held flows alive reports gone.
-// alive is called with the Manager locked: it must not call the Manager.
-func (m *Manager) Reconcile(alive func(Flow) bool) (kept []Hole, removed int, err error) {
-	err = m.locked(func() error {
+// live connection and the held flows alive reports live, and returns them;
+// it deletes holes without a live owner, DNAT mappings whose hole is gone,
+// and the other held flows. alive is called with the Manager locked: it
+// must not call the Manager.
+func (m *Manager) Reconcile(alive func(Flow) bool) (Left, error) {
+	var left Left
+	kept, removed := &left.Holes, &left.Removed
+	err := m.locked(func() error {
 		var errs []error
 		del := func(s *nftables.Set, elems []nftables.SetElement) {
 			for _, e := range elems {
@@ -134,7 +144,7 @@ func (m *Manager) Reconcile(alive func(Flow) bool) (kept []Hole, removed int, er
 					errs = append(errs, fmt.Errorf("delete from %s: %w", s.Name, hint(err)))
 					continue
 				}
-				removed++
+				*removed++
 			}
 		}
 		for _, o := range m.tables {
@@ -146,7 +156,7 @@ func (m *Manager) Reconcile(alive func(Flow) bool) (kept []Hole, removed int, er
 			var dead []nftables.SetElement
 			for _, h := range holes {
 				if h.Owner.Src.IsValid() && alive(h.Owner) {
-					kept = append(kept, h)
+					*kept = append(*kept, h)
 					continue
 				}
 				dead = append(dead, nftables.SetElement{Key: h.expectKey()})
@@ -166,11 +176,13 @@ func (m *Manager) Reconcile(alive func(Flow) bool) (kept []Hole, removed int, er
 				f, ok := parseHoldKey(e.Key, int(o.fam.addrLen()))
 				if !ok || !alive(f) {
 					gone = append(gone, nftables.SetElement{Key: e.Key})
+					continue
 				}
+				left.Held = append(left.Held, f)
 			}
 			del(o.hold, gone)
 		}
 		return errors.Join(errs...)
 	})
-	return kept, removed, err
+	return left, err
 }

@@ -38,7 +38,12 @@ func (m *Manager) Release(flows ...Flow) error { return ErrNotSupported }
 // Holes returns ErrNotSupported.
 func (m *Manager) Holes() ([]Hole, error) { return nil, ErrNotSupported }
 
-// Reconcile returns ErrNotSupported.
-func (m *Manager) Reconcile(alive func(Flow) bool) ([]Hole, int, error) {
-	return nil, 0, ErrNotSupported
+// Left is what an earlier run left that Reconcile kept.
+type Left struct {
+	Holes   []Hole
+	Held    []Flow
+	Removed int
 }
+
+// Reconcile returns ErrNotSupported.
+func (m *Manager) Reconcile(alive func(Flow) bool) (Left, error) { return Left{}, ErrNotSupported }

@@ -1,0 +1,24 @@
+package conntrack
+
+import "time"
+
+// Adopt inserts an expectation taken over from an earlier run of the
+// daemon (its hole is still open in the kernel) with the expiry the hole
+// has left. The port is r.Port: no other is chosen. Limits apply as in Add,
+// but nothing is evicted.
+func (t *ExpectTable) Adopt(r Request, now, expires time.Time) (Expectation, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := MakeExpectKey(r.Peer, r.Addr, r.Port)
+	if _, ok := t.byKey[k]; ok {
+		return Expectation{}, ErrConflict
+	}
+	if len(t.byKey) >= t.lim.Total || len(t.bySession[r.Session]) >= t.lim.PerSession {
+		return Expectation{}, ErrTableFull
+	}
+	t.nextID++
+	e := Expectation{ID: t.nextID, Session: r.Session, Kind: r.Kind, Peer: r.Peer, Addr: r.Addr, Port: r.Port, To: r.To, Created: now, Expires: expires}
+	t.byKey[k] = e
+	t.bySession[r.Session] = append(t.bySession[r.Session], k)
+	return e, nil
+}

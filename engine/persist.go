@@ -1,0 +1,410 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ftpct/ftpct/conntrack"
+	"github.com/ftpct/ftpct/ctstate"
+	"github.com/ftpct/ftpct/ftpparse"
+	"github.com/ftpct/ftpct/rewrite"
+	"github.com/ftpct/ftpct/rules"
+)
+
+// Persistence: what a restart or crash of ftpct must not lose is each
+// direction's sequence adjustment of a control connection whose stream was
+// resized. It is kept in the kernel's conntrack entry of that connection
+// (its ct labels, see package ctstate), written before the verdict of the
+// packet whose rewrite changed it, and read back when a restarted engine
+// learns the session. While no daemon runs, the divert chains drop the
+// packets of such a connection (rules.Manager.Hold) instead of passing them
+// unadjusted.
+
+// StateStore writes a control connection's labels (conntrack.Kernel).
+type StateStore interface {
+	SetLabels(conntrack.Tuple, [conntrack.LabelsSize]byte) error
+}
+
+// FlowHolder holds a resized connection's packets while no daemon runs
+// (rules.Manager).
+type FlowHolder interface {
+	Hold(...rules.Flow) error
+	Release(...rules.Flow) error
+}
+
+// PersistStats are the persistence counters, shown by `ftpct stats`.
+type PersistStats struct {
+	// StateWrites: labels written (one per packet that changed a stored adjustment).
+	StateWrites uint64 `json:"state_writes"`
+	// StateErrors: labels or held flows that could not be written.
+	StateErrors uint64 `json:"state_errors"`
+	// SessionsRestored: sessions learned with an adjustment stored by an earlier run.
+	SessionsRestored uint64 `json:"sessions_restored"`
+	// SessionsUnpersisted: resized sessions whose conntrack entry has no room
+	// for labels (created before ftpct's rules were installed); a restart
+	// breaks them.
+	SessionsUnpersisted uint64 `json:"sessions_unpersisted"`
+	// SessionsForeign: sessions whose labels ftpct cannot read (another
+	// version, or set by someone else); they pass untouched.
+	SessionsForeign uint64 `json:"sessions_foreign"`
+	// RewritesOutOfRange: announcements not rewritten (no hole) because the
+	// stream's offset would leave the range the labels can hold.
+	RewritesOutOfRange uint64 `json:"rewrites_out_of_range"`
+}
+
+// persister keeps the engine's bookkeeping of stored state. The zero value
+// (no store) persists nothing.
+type persister struct {
+	store StateStore
+	hold  FlowHolder
+	log   *slog.Logger
+	lim   *limiter
+
+	mu      sync.Mutex
+	byID    map[uint64]*stored
+	foreign map[conntrack.FlowKey]conntrack.Tuple // packet keys of unreadable sessions -> their tuple
+
+	writes, errs, restored, unpersisted, foreignN, outOfRange atomic.Uint64
+}
+
+// stored is what was last written for one session.
+type stored struct {
+	state       ctstate.State
+	held        bool
+	unpersisted bool // its entry has no labels: logged once, never retried
+}
+
+func newPersister(kernel Kernel, holes Holes, log *slog.Logger) *persister {
+	p := &persister{log: log, lim: newLimiter(1, 5), byID: map[uint64]*stored{}, foreign: map[conntrack.FlowKey]conntrack.Tuple{}}
+	store, ok1 := kernel.(StateStore)
+	hold, ok2 := holes.(FlowHolder)
+	if ok1 && ok2 {
+		p.store, p.hold = store, hold
+	}
+	return p
+}
+
+func (p *persister) enabled() bool { return p.store != nil }
+
+// Stats returns the counters.
+func (p *persister) Stats() PersistStats {
+	return PersistStats{StateWrites: p.writes.Load(), StateErrors: p.errs.Load(), SessionsRestored: p.restored.Load(),
+		SessionsUnpersisted: p.unpersisted.Load(), SessionsForeign: p.foreignN.Load(), RewritesOutOfRange: p.outOfRange.Load()}
+}
+
+// PersistStats returns the persistence counters.
+func (e *Engine) PersistStats() PersistStats { return e.persist.Stats() }
+
+// errForeign: the session's labels hold state ftpct cannot read.
+var errForeign = errors.New("control connection carries unreadable state")
+
+// isForeign reports whether a packet key belongs to a session whose labels
+// were refused: it passes untouched, without asking the kernel again.
+func (p *persister) isForeign(k conntrack.FlowKey) bool {
+	if !p.enabled() {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.foreign[k]
+	return ok
+}
+
+// decode reads the state in b's labels. Unreadable labels make the session
+// foreign: logged once (rate-limited), counted, remembered by both keys.
+func (p *persister) decode(b conntrack.Binding, now time.Time) (ctstate.State, error) {
+	if !p.enabled() {
+		return ctstate.State{}, nil
+	}
+	s, err := ctstate.Decode(b.Labels)
+	if err == nil {
+		return s, nil
+	}
+	p.mu.Lock()
+	p.foreign[b.Orig.Key()] = b.Orig
+	p.foreign[b.Reply.Key()] = b.Orig
+	p.mu.Unlock()
+	p.foreignN.Add(1)
+	if p.lim.Allow(now) {
+		p.log.Error("control connection's ct labels hold state this ftpct cannot read; it passes untouched",
+			"conn", b.Orig.String(), "labels", fmt.Sprintf("%x", b.Labels), "err", err)
+	}
+	return ctstate.State{}, fmt.Errorf("%w: %w", errForeign, err)
+}
+
+// restore gives a newly learned session the adjustments stored by an
+// earlier run: "offset before Pos, one change Delta at Pos" per direction.
+// A retransmission of the rewritten segment is parsed and rewritten again;
+// recording the same change at the same position is a no-op in SeqAdj.
+func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
+	if st.IsZero() {
+		return
+	}
+	s.Lock()
+	defer s.Unlock()
+	for d := range 2 {
+		if !st.Valid[d] {
+			continue
+		}
+		a := st.Dir[d]
+		var buf [14]byte
+		enc := append(buf[:0], 1, 1) // rewrite.SeqAdj binary format: version 1, one record
+		enc = appendU32(enc, uint32(a.Before()))
+		enc = appendU32(enc, a.Pos)
+		enc = appendU32(enc, uint32(a.Delta))
+		var adj rewrite.SeqAdj
+		if err := adj.UnmarshalBinary(enc); err != nil {
+			continue // not reached: ctstate checked Delta != 0
+		}
+		s.Dir[d].Adj = adj
+	}
+	p.mu.Lock()
+	p.byID[s.ID] = &stored{state: st, held: true}
+	p.mu.Unlock()
+	p.restored.Add(1)
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	return append(b, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
+}
+
+// total is the cumulative offset after every length change of a.
+func total(a *rewrite.SeqAdj) int32 {
+	t := a.Base()
+	for i := range a.Len() {
+		t += a.At(i).Delta
+	}
+	return t
+}
+
+// fits reports whether a length change of delta in direction dir keeps the
+// session's state within what the labels can hold.
+func (p *persister) fits(s *conntrack.Session, dir conntrack.Dir, delta int) bool {
+	if !p.enabled() || delta == 0 {
+		return true
+	}
+	a := ctstate.Adj{Delta: int32(delta), After: total(&s.Dir[dir].Adj) + int32(delta)}
+	if delta < ctstate.MinDelta || delta > ctstate.MaxDelta || a.Check() != nil {
+		p.outOfRange.Add(1)
+		return false
+	}
+	return true
+}
+
+// newest returns the newest length change of a, if any is kept.
+func newest(a *rewrite.SeqAdj) (rewrite.Record, bool) {
+	if n := a.Len(); n > 0 {
+		return a.At(n - 1), true
+	}
+	return rewrite.Record{}, false
+}
+
+// save stores the session's adjustments after a packet changed the newest
+// length change of direction dir. The session is locked.
+func (p *persister) save(s *conntrack.Session, dir conntrack.Dir, now time.Time) {
+	p.mu.Lock()
+	st := p.byID[s.ID]
+	if st == nil {
+		st = &stored{}
+		p.byID[s.ID] = st
+	}
+	if st.unpersisted {
+		p.mu.Unlock()
+		return
+	}
+	next := st.state
+	p.mu.Unlock()
+	for d := range 2 {
+		a := &s.Dir[d].Adj
+		if r, ok := newest(a); ok {
+			next.Valid[d] = true
+			next.Dir[d] = ctstate.Adj{Pos: uint32(r.Pos), Delta: r.Delta, After: total(a)}
+		}
+	}
+	labels, err := ctstate.Encode(next)
+	if err != nil {
+		p.failed(s, "encode", err, now)
+		return
+	}
+	if !st.held {
+		// Held first: from now on the packets wait for a daemon.
+		if err := p.hold.Hold(flowOf(s.Binding.Orig), flowOf(s.Binding.Reply)); err != nil {
+			p.failed(s, "hold", err, now)
+			return
+		}
+		st.held = true
+	}
+	if err := p.store.SetLabels(s.Binding.Orig, labels); err != nil {
+		if errors.Is(err, conntrack.ErrNoLabels) {
+			st.unpersisted = true
+			p.unpersisted.Add(1)
+			p.log.Warn("resized control connection cannot be persisted: its conntrack entry predates ftpct's rules; a restart of ftpct will break it",
+				"session", s.ID, "conn", s.Binding.Orig.String())
+			return
+		}
+		p.failed(s, "write labels", err, now)
+		return
+	}
+	p.writes.Add(1)
+	p.mu.Lock()
+	st.state = next
+	p.mu.Unlock()
+	_ = dir
+}
+
+func (p *persister) failed(s *conntrack.Session, what string, err error, now time.Time) {
+	p.errs.Add(1)
+	if p.lim.Allow(now) {
+		p.log.Error("session state not stored; a restart of ftpct will break this session", "session", s.ID, "step", what, "err", err)
+	}
+}
+
+func flowOf(t conntrack.Tuple) rules.Flow {
+	return rules.Flow{Src: netip.AddrPortFrom(t.Src, t.SrcPort), Dst: netip.AddrPortFrom(t.Dst, t.DstPort)}
+}
+
+// forget drops a session the kernel no longer tracks: its held flows go.
+func (p *persister) forget(s *conntrack.Session) {
+	if !p.enabled() {
+		return
+	}
+	p.mu.Lock()
+	st := p.byID[s.ID]
+	delete(p.byID, s.ID)
+	p.mu.Unlock()
+	if st != nil && st.held {
+		if err := p.hold.Release(flowOf(s.Binding.Orig), flowOf(s.Binding.Reply)); err != nil {
+			p.errs.Add(1)
+		}
+	}
+}
+
+// collect forgets foreign sessions the kernel no longer tracks.
+func (p *persister) collect(k Kernel) {
+	if !p.enabled() {
+		return
+	}
+	p.mu.Lock()
+	seen := map[conntrack.Tuple]bool{}
+	for _, t := range p.foreign {
+		seen[t] = true
+	}
+	p.mu.Unlock()
+	for t := range seen {
+		if _, err := k.Lookup(t); !errors.Is(err, conntrack.ErrNoEntry) {
+			continue
+		}
+		p.mu.Lock()
+		for key, o := range p.foreign {
+			if o == t {
+				delete(p.foreign, key)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// Adopt takes over what an earlier run left (rules.Manager.Reconcile keeps
+// what belongs to live control connections). The sessions of held flows
+// (resized streams) are learned from the kernel at once, with their stored
+// state, so that even their first bare acknowledgements are mapped. Each
+// hole becomes a pending expectation of its owner's session again, with the
+// lifetime it has left; holes whose owner cannot be learned are closed. It
+// returns how many holes it took.
+func (e *Engine) Adopt(holes []rules.Hole, held []rules.Flow) int {
+	now := e.now()
+	for _, f := range held {
+		b, err := e.kernel.Lookup(conntrack.Tuple{Src: f.Src.Addr(), Dst: f.Dst.Addr(), SrcPort: f.Src.Port(), DstPort: f.Dst.Port()})
+		if err == nil {
+			_, err = e.learnBinding(b, now)
+		}
+		if err != nil && !errors.Is(err, errForeign) {
+			e.log.Warn("resized session left by an earlier run not learned at start", "flow", f.String(), "err", err)
+		}
+	}
+	n := 0
+	for _, h := range holes {
+		if err := e.adopt(h, now); err != nil {
+			e.stats.Errors.Add(1)
+			e.log.Warn("hole left by an earlier run not taken over; closed", "hole", h.String(), "err", err)
+			_ = e.holes.Close(h)
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+func (e *Engine) adopt(h rules.Hole, now time.Time) error {
+	o := h.Owner
+	b, err := e.kernel.Lookup(conntrack.Tuple{Src: o.Src.Addr(), Dst: o.Dst.Addr(), SrcPort: o.Src.Port(), DstPort: o.Dst.Port()})
+	if err != nil {
+		return err
+	}
+	s, err := e.learnBinding(b, now)
+	if err != nil {
+		return err
+	}
+	// The server connects (active mode: PORT, EPRT) or the client does (passive).
+	kind := ftpparse.KindPASV
+	if h.Peer == b.Reply.Src || h.Peer == b.Orig.Dst {
+		kind = ftpparse.KindPORT
+	}
+	if h.Peer.Is6() {
+		kind = map[ftpparse.Kind]ftpparse.Kind{ftpparse.KindPASV: ftpparse.KindEPSV, ftpparse.KindPORT: ftpparse.KindEPRT}[kind]
+	}
+	_, err = e.exps.Adopt(conntrack.Request{Session: s.ID, Kind: kind, Peer: h.Peer, Addr: h.Addr, Port: h.Port, To: h.To}, now, now.Add(h.Timeout))
+	return err
+}
+
+// learnBinding adds the session of binding b, restoring its stored state
+// when it is new.
+func (e *Engine) learnBinding(b conntrack.Binding, now time.Time) (*conntrack.Session, error) {
+	st, err := e.persist.decode(b, now)
+	if err != nil {
+		return nil, err
+	}
+	s, err := e.sessions.Add(b, now)
+	if err != nil {
+		e.stats.SessionsFull.Add(1)
+		return nil, err
+	}
+	if s.Created.Equal(now) {
+		e.stats.Sessions.Add(1)
+		e.persist.restore(s, st)
+	}
+	return s, nil
+}
+
+// after stores the session's state when the packet just rewritten changed
+// direction dir's newest length change (before, had: the one before).
+func (p *persister) after(s *conntrack.Session, dir conntrack.Dir, before rewrite.Record, had bool, now time.Time) {
+	if !p.enabled() {
+		return
+	}
+	if r, ok := newest(&s.Dir[dir].Adj); ok && (!had || r != before) {
+		p.save(s, dir, now)
+	}
+}
+
+// ownedHole is x's hole, with the session that announced it as owner.
+func (e *Engine) ownedHole(x conntrack.Expectation, s *conntrack.Session) rules.Hole {
+	h := e.hole(x)
+	h.Owner = flowOf(s.Binding.Orig)
+	return h
+}
+
+// growth is how many bytes the rewrite of announcement m in line to addr
+// and port adds to the stream (0 when nothing is rewritten).
+func (w *Worker) growth(m ftpparse.Match, line []byte, addr netip.Addr, port uint16) int {
+	n := len(w.repl)
+	w.repl = ftpparse.AppendArg(w.repl, m, addr, port)
+	g := len(w.repl) - n - (m.End - m.Start)
+	w.repl = w.repl[:n]
+	return g
+}
