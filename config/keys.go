@@ -16,11 +16,14 @@ import (
 
 // Settings are the daemon's settings, as its parts take them.
 type Settings struct {
-	Rules    rules.Config
-	Engine   engine.Config
-	Socket   string
-	Install  bool
-	LogLevel slog.Level
+	Rules   rules.Config
+	Engine  engine.Config
+	Socket  string
+	Install bool
+	// RemoveOnExit: the daemon removes its rules on exit (by default they
+	// stay for the next run; `ftpct uninstall` removes them).
+	RemoveOnExit bool
+	LogLevel     slog.Level
 	// LogFormat is "text" or "json"; Metrics the Prometheus address
 	// (host:port), "" for none.
 	LogFormat string
@@ -119,6 +122,9 @@ var Keys = []*Key{
 	{Name: "no-install-rules", Usage: "install no rules: the operator adds what 'ftpct rules' prints", kind: kindBool,
 		set: func(s *Settings, t string) error { return setBool(t, func(b bool) { s.Install = !b }) },
 		get: func(s *Settings) string { return strconv.FormatBool(!s.Install) }},
+	{Name: "remove-on-exit", Usage: "remove the installed rules on exit instead of leaving them for the next run (resized sessions then break, pending holes close)", kind: kindBool,
+		set: func(s *Settings, t string) error { return setBool(t, func(b bool) { s.RemoveOnExit = b }) },
+		get: func(s *Settings) string { return strconv.FormatBool(s.RemoveOnExit) }},
 	{Name: "socket", Usage: "control socket `path`", kind: kindString,
 		set: func(s *Settings, t string) error {
 			if t == "" || !strings.HasPrefix(t, "/") {

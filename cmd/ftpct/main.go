@@ -6,6 +6,7 @@
 //	ftpct run   [--config FILE] [flags]   run the daemon in the foreground
 //	ftpct check [--config FILE] [flags]   validate and print the effective configuration
 //	ftpct rules [--config FILE] [flags]   print the rules ftpct installs, for operators who install them by hand
+//	ftpct uninstall [--config FILE] [flags]   remove what ftpct run installed and left (no daemon needed)
 //	ftpct expect list [--session ID | --peer ADDR] [--json] [--socket PATH]
 //	ftpct expect watch [--json] [--socket PATH]
 //	ftpct expect delete [--socket PATH] ID
@@ -28,6 +29,7 @@ commands:
   run            run the daemon in the foreground (needs root); SIGHUP reloads the config file
   check          validate the configuration and print it, with where each value comes from
   rules          print the rules ftpct installs (for --no-install-rules)
+  uninstall      remove the rules 'ftpct run' installed and left in place (needs root)
   expect list    show the running daemon's expectation table
   expect watch   stream expectation events (created, refused, used, expired, deleted)
   expect delete  close one expectation's hole by hand
@@ -71,6 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(args[1:], stdout, stderr)
 	case "rules":
 		err = cmdRules(args[1:], stdout, stderr)
+	case "uninstall":
+		err = cmdUninstall(args[1:], stderr)
 	case "expect":
 		err = cmdExpect(args[1:], stdout, stderr)
 	case "sessions":

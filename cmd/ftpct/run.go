@@ -22,8 +22,9 @@ import (
 )
 
 // cmdRun runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the
-// config file's live settings. Everything it installs is removed again on
-// the way out, also after a failed start.
+// config file's live settings. What it installs stays on the way out
+// (sessions and holes outlive a restart; `ftpct uninstall` removes it)
+// unless remove-on-exit is set; a failed start removes what it added.
 func cmdRun(args []string, stderr io.Writer) error {
 	fs, l := settingsFlags("run", nil)
 	c, err := loadSettings(fs, l, args, stderr)
@@ -154,6 +155,7 @@ func (d *daemon) start(parent context.Context) error {
 			return err
 		}
 		d.installed = true
+		d.reconcile()
 	}
 	d.goRun(func() error { return d.srv.Serve(ctx) })
 	d.startMetrics(ctx)
@@ -230,7 +232,7 @@ func (d *daemon) reload() {
 
 // teardown undoes start in reverse order; safe after a partial start.
 func (d *daemon) teardown() {
-	if d.installed {
+	if d.installed && d.cfg.RemoveOnExit {
 		if err := d.mgr.Remove(); err != nil {
 			d.log.Error("remove rules", "err", err)
 		}
