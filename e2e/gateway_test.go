@@ -65,7 +65,8 @@ func TestMasqueradingGateway(t *testing.T) {
 }
 
 // checkDaemon checks what the daemon reports, that a second one is refused,
-// and that it leaves the gateway's rules exactly as they were.
+// that it leaves its rules on exit and that uninstall leaves the gateway's
+// rules exactly as they were.
 func checkDaemon(t *testing.T, l *lab, d *daemon, before string) {
 	st := d.stats()
 	activeModes := 0
@@ -111,8 +112,16 @@ func checkDaemon(t *testing.T, l *lab, d *daemon, before string) {
 	if err := d.stop(); err != nil {
 		t.Errorf("ftpct exit after SIGTERM: %v\n%s", err, d.log)
 	}
+	// The rules stay for the next run (sessions and holes outlive a
+	// restart); uninstall removes exactly what ftpct added.
+	if after := l.ruleset(); !strings.Contains(after, "table ip ftpct") || !strings.Contains(after, "--comment ftpct") {
+		t.Errorf("ftpct removed its rules on SIGTERM; want them left for the next run:\n%s", after)
+	}
+	if err := d.uninstall(); err != nil {
+		t.Error(err)
+	}
 	if diff := cmp.Diff(before, l.ruleset()); diff != "" {
-		t.Errorf("rules after ftpct exited differ from before it started (-before +after):\n%s", diff)
+		t.Errorf("rules after ftpct uninstall differ from before ftpct started (-before +after):\n%s", diff)
 	}
 	if _, err := l.exec("g", 5*time.Second, ftpctBin, "stats", "--socket", d.socket); err == nil {
 		t.Errorf("stats still answers after the daemon exited")

@@ -193,6 +193,7 @@ type daemon struct {
 	socket string
 	log    *syncBuffer
 	done   chan error
+	args   []string // the flags of run, which uninstall takes too
 }
 
 // syncBuffer is a bytes.Buffer a process writes to while the test reads it.
@@ -248,11 +249,16 @@ func (l *lab) startFtpctEnv(env []string, host string, args ...string) *daemon {
 		l.t.Fatal(err)
 	}
 	go func() { d.done <- d.cmd.Wait() }()
+	d.args = args
 	l.t.Cleanup(func() {
 		if d.cmd.ProcessState == nil {
 			if err := d.stop(); err != nil {
 				l.t.Errorf("ftpct exit: %v", err)
 			}
+		}
+		// ftpct leaves its rules for the next run; uninstall removes them all.
+		if err := d.uninstall(); err != nil {
+			l.t.Errorf("%v", err)
 		}
 		if l.t.Failed() {
 			l.t.Logf("ftpct log:\n%s", d.log.String())
@@ -286,6 +292,29 @@ func (d *daemon) stop() error {
 		<-d.done
 		return fmt.Errorf("ftpct did not stop within 10s of SIGTERM")
 	}
+}
+
+// kill sends SIGKILL and waits for the process to end: a crash.
+func (d *daemon) kill() {
+	_ = d.cmd.Process.Kill()
+	<-d.done
+}
+
+// uninstall runs `ftpct uninstall` with the daemon's flags and checks that
+// no ftpct table is left on its host.
+func (d *daemon) uninstall() error {
+	argv := append([]string{ftpctBin, "uninstall", "--socket", d.socket}, d.args...)
+	if out, err := d.l.exec(d.host, 30*time.Second, argv...); err != nil {
+		return fmt.Errorf("ftpct uninstall: %v: %s", err, out)
+	}
+	tables, err := d.l.exec(d.host, 10*time.Second, "nft", "list", "tables")
+	if err != nil {
+		return fmt.Errorf("nft list tables: %v: %s", err, tables)
+	}
+	if strings.Contains(tables, "ftpct") {
+		return fmt.Errorf("ftpct tables left after uninstall:\n%s", tables)
+	}
+	return nil
 }
 
 // stats returns `ftpct stats --json`.
