@@ -5,7 +5,9 @@
 // It also asks the kernel's conntrack table (over ctnetlink, through
 // github.com/ti-mo/conntrack) how a control connection is translated, so that
 // the NAT binding is learned from the kernel instead of from configuration,
-// and it watches the kernel for the data connections ftpct let in.
+// and it watches the kernel for the data connections ftpct let in. Kernel
+// also reads and writes a connection's ct labels, where the daemon keeps the
+// state that must survive its restart (package ctstate encodes it).
 //
 // All per-connection state lives in Session and Expectation values, which are
 // plain data (no pointers into packets), so they can be listed, persisted and

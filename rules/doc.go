@@ -20,7 +20,17 @@
 //     diverted once, in output. The xt target is used instead of nft's
 //     "queue" expression because kernels without CONFIG_NFT_QUEUE lack the
 //     latter; nft lists the rules translated as "queue num N bypass" and
-//     warns that the table is "managed by iptables-nft".
+//     warns that the table is "managed by iptables-nft". Before those, a rule
+//     sends the packets of flows in set hold { type addr . addr .
+//     inet_service . inet_service } (saddr . daddr . sport . dport: control
+//     connections whose stream the daemon resized) to the same queue WITHOUT
+//     bypass: while no daemon reads, they are dropped rather than passed
+//     unadjusted. A set, because a chain before conntrack cannot match the
+//     connection's ct labels.
+//   - chain keep_labels (no hook, nothing jumps to it) with "ct label set
+//     127": while a rule that sets ct labels exists, the kernel gives new
+//     conntrack entries a labels extension (nft_ct_set_init calls
+//     nf_connlabels_get), where the daemon keeps its per-session state.
 //   - set expect { type addr . addr . inet_service; flags timeout } and map
 //     xlate { addr . addr . inet_service : addr . inet_service; flags timeout }.
 //   - chains pinhole_pre (prerouting) and pinhole_out (output) at priority
@@ -38,10 +48,15 @@
 // deletes it. Without the binary, Install fails with ErrNoIptables (the
 // operator can run with Accept off and add the rules from Script).
 //
-// Install starts by resetting its own tables (add, delete, add in one
-// batch); it never flushes the ruleset or touches other tables. On failure
-// it removes whatever it had added. Remove deletes the own tables and the
-// accept rules by exact rule spec; it is idempotent.
+// Install creates its own tables (add, delete, add in one batch) or, when
+// an earlier run left them, adopts them: one batch deletes and re-adds every
+// chain and the sets it does not keep, and keeps the sets expect, xlate and
+// hold with their elements (the ports set is refilled). It never flushes
+// the ruleset or touches other tables. On failure it removes what that call
+// added. Reconcile then deletes the holes and held flows no live control
+// connection owns (a hole's owner is its element comment, "SRC DST" of the
+// control connection's original tuple). Remove deletes the own tables and
+// the accept rules by exact rule spec; it is idempotent.
 //
 // Set keys and map data are concatenations in which every field occupies a
 // whole number of 32-bit registers (NFT_REG32_SIZE,

@@ -58,4 +58,3 @@ func (d *daemon) reconcile() {
 			"sessions", d.eng.Stats().SessionsOpen, "removed", left.Removed)
 	}
 }
-
