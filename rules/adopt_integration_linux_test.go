@@ -3,8 +3,11 @@
 package rules
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -159,5 +162,42 @@ func TestHeldFlowsWaitForTheDaemon(t *testing.T) {
 	}
 	if err := m.Remove(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRemoveByAnotherProcess: the iptables-nft filter table and chains the
+// accept rules created are recorded in ftpct's own table, so that a Remove
+// by another Manager (`ftpct uninstall` after the daemon exited, maybe
+// after several restarts) deletes them too and the ruleset reads as before.
+func TestRemoveByAnotherProcess(t *testing.T) {
+	requireRoot(t)
+	name := fmt.Sprintf("ftpct-rules-%d-%d", os.Getpid(), nsCounter.Add(1))
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	path := "/run/netns/" + name
+	before := nsExec(t, name, "nft", "list", "ruleset")
+	cfg := DefaultConfig()
+	cfg.NetNS = path
+	for i := range 2 { // a run, then a restart that adopts its table
+		m, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Install(); err != nil {
+			t.Fatalf("Install #%d: %v", i+1, err)
+		}
+		m.Shutdown()
+	}
+	if r := nsExec(t, name, "nft", "list", "ruleset"); !strings.Contains(r, `comment "ftpct created filter: table,FORWARD,INPUT"`) {
+		t.Errorf("no record of the created filter objects:\n%s", r)
+	}
+	m := newManager(t, cfg)
+	if err := m.Remove(); err != nil {
+		t.Fatalf("Remove: %v", err)
+	}
+	if diff := cmp.Diff(before, nsExec(t, name, "nft", "list", "ruleset")); diff != "" {
+		t.Errorf("after Remove by another Manager (-before +after):\n%s", diff)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/google/nftables"
+	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
 )
 
@@ -141,10 +142,21 @@ func (m *Manager) install(u *undo) error {
 		if err != nil {
 			return fmt.Errorf("install nft table %s: %w", name, hint(err))
 		}
+		if m.cfg.Accept {
+			// Before the accept rules create them: which filter objects
+			// ftpct adds, with what an earlier run added (recorded in its
+			// table), so that Remove, in this process or another, can
+			// delete them again.
+			m.noteFilter(o.table.Family)
+			if exists {
+				m.recallCreated(o)
+			}
+		}
+		note := createdNote(m.created[o.table.Family])
 		if exists {
-			err = queueAdopt(m.conn, &m.cfg, o, chains, sets)
+			err = queueAdopt(m.conn, &m.cfg, o, chains, sets, note)
 		} else {
-			err = queueTable(m.conn, &m.cfg, o)
+			err = queueTable(m.conn, &m.cfg, o, note)
 		}
 		if err != nil {
 			return fmt.Errorf("install nft table %s: %w", name, err)
@@ -161,7 +173,6 @@ func (m *Manager) install(u *undo) error {
 	}
 	spec := m.cfg.acceptRuleSpec()
 	for _, o := range m.tables {
-		m.noteFilter(o.table.Family)
 		inserted := false
 		err := m.inNS(func() error {
 			tool, err := m.newTool(o.fam)
@@ -251,6 +262,9 @@ func (m *Manager) Remove() error { return m.locked(m.remove) }
 func (m *Manager) remove() error {
 	var errs []error
 	for _, o := range m.tables {
+		if m.cfg.Accept {
+			m.recallCreated(o)
+		}
 		m.conn.DelTable(o.table)
 		if err := m.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("remove nft table %s %s: %w", o.fam.nft, m.cfg.Table, hint(err)))
@@ -385,6 +399,52 @@ func (m *Manager) dropCreatedFilter() error {
 		delete(m.created, f)
 	}
 	return errors.Join(errs...)
+}
+
+// createdPrefix starts the comment of the keep_labels rule that records
+// which iptables-nft filter objects ftpct created: "table" (the filter
+// table itself) and chain names, comma-separated.
+const createdPrefix = "ftpct created filter: "
+
+// createdNote is the comment recording c, or "" when ftpct created nothing.
+func createdNote(c createdFilter) string {
+	var parts []string
+	if c.table {
+		parts = append(parts, "table")
+	}
+	parts = append(parts, c.chains...)
+	if len(parts) == 0 {
+		return ""
+	}
+	return createdPrefix + strings.Join(parts, ",")
+}
+
+// recallCreated adds to m.created what the record in o's existing table
+// (written by an earlier run) says ftpct created.
+func (m *Manager) recallCreated(o *tableObjs) {
+	rules, err := m.conn.GetRules(o.table, &nftables.Chain{Name: labelsChainName, Table: o.table})
+	if err != nil {
+		return
+	}
+	if m.created == nil {
+		m.created = map[nftables.TableFamily]createdFilter{}
+	}
+	c := m.created[o.table.Family]
+	for _, r := range rules {
+		note, ok := userdata.GetString(r.UserData, userdata.TypeComment)
+		if !ok || !strings.HasPrefix(note, createdPrefix) {
+			continue
+		}
+		for _, part := range strings.Split(strings.TrimPrefix(note, createdPrefix), ",") {
+			switch {
+			case part == "table":
+				c.table = true
+			case slices.Contains(acceptChains, part) && !slices.Contains(c.chains, part):
+				c.chains = append(c.chains, part)
+			}
+		}
+	}
+	m.created[o.table.Family] = c
 }
 
 func familyName(f nftables.TableFamily) string {

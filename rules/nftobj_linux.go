@@ -6,6 +6,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 )
@@ -253,11 +254,11 @@ func xlateRule(cfg *Config, o *tableObjs) []expr.Any {
 
 // queueTable adds to conn's batch a fresh table: the reset of the table
 // (add, delete, add) and every object in it. Nothing is sent.
-func queueTable(conn *nftables.Conn, cfg *Config, o *tableObjs) error {
+func queueTable(conn *nftables.Conn, cfg *Config, o *tableObjs, note string) error {
 	conn.AddTable(o.table)
 	conn.DelTable(o.table)
 	conn.AddTable(o.table)
-	return queueObjects(conn, cfg, o, nil)
+	return queueObjects(conn, cfg, o, nil, note)
 }
 
 // queueAdopt adds to conn's batch the adoption of the existing table o
@@ -265,7 +266,7 @@ func queueTable(conn *nftables.Conn, cfg *Config, o *tableObjs) error {
 // deleted and everything is added again, while the kept sets (holes, their
 // DNAT mappings, held flows) stay with their elements when their definition
 // is the one this version uses. One batch: the kernel applies it atomically.
-func queueAdopt(conn *nftables.Conn, cfg *Config, o *tableObjs, chains []*nftables.Chain, sets []*nftables.Set) error {
+func queueAdopt(conn *nftables.Conn, cfg *Config, o *tableObjs, chains []*nftables.Chain, sets []*nftables.Set, note string) error {
 	conn.AddTable(o.table)
 	for _, c := range chains {
 		conn.FlushChain(c)
@@ -284,7 +285,7 @@ func queueAdopt(conn *nftables.Conn, cfg *Config, o *tableObjs, chains []*nftabl
 		}
 		conn.DelSet(s)
 	}
-	return queueObjects(conn, cfg, o, keep)
+	return queueObjects(conn, cfg, o, keep, note)
 }
 
 func (o *tableObjs) byName(name string) *nftables.Set {
@@ -303,8 +304,9 @@ func sameSet(have, want *nftables.Set) bool {
 }
 
 // queueObjects adds the table's sets (but those in keep, which exist),
-// chains and rules to conn's batch.
-func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[string]bool) error {
+// chains and rules to conn's batch. note, if not empty, is the labels rule's
+// comment (see createdNote).
+func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[string]bool, note string) error {
 	ports := &nftables.Set{Table: o.table, Name: portsSetName, KeyType: nftables.TypeInetService}
 	elems := make([]nftables.SetElement, len(cfg.Ports))
 	for i, p := range cfg.Ports {
@@ -341,7 +343,11 @@ func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[strin
 			conn.AddRule(&nftables.Rule{Table: o.table, Chain: c, Exprs: r})
 		}
 	}
-	add(conn.AddChain(&nftables.Chain{Name: labelsChainName, Table: o.table}), labelsRule())
+	lr := &nftables.Rule{Table: o.table, Chain: conn.AddChain(&nftables.Chain{Name: labelsChainName, Table: o.table}), Exprs: labelsRule()}
+	if note != "" {
+		lr.UserData = userdata.AppendString(nil, userdata.TypeComment, note)
+	}
+	conn.AddRule(lr)
 	add(chain("divert_pre", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prioRaw),
 		divertRules(cfg, o, ports, true)...)
 	add(chain("divert_out", nftables.ChainTypeFilter, nftables.ChainHookOutput, prioRaw),
