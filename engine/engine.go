@@ -780,8 +780,9 @@ func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, o
 		e.refuse(sess, m, reason, now)
 		return
 	}
-	if !e.persist.fits(sess, dir, w.growth(m, line, seenAs, x.Port)) {
+	if !e.persist.fits(sess, dir, w.growth(m, seenAs, x.Port)) {
 		e.exps.Remove(x)
+		_ = e.holes.Close(e.hole(x)) // a refreshed expectation's hole is open
 		e.refuse(sess, m, ReasonStateRange, now)
 		return
 	}

@@ -205,8 +205,8 @@ func newest(a *rewrite.SeqAdj) (rewrite.Record, bool) {
 }
 
 // save stores the session's adjustments after a packet changed the newest
-// length change of direction dir. The session is locked.
-func (p *persister) save(s *conntrack.Session, dir conntrack.Dir, now time.Time) {
+// length change of a direction. The session is locked.
+func (p *persister) save(s *conntrack.Session, now time.Time) {
 	p.mu.Lock()
 	st := p.byID[s.ID]
 	if st == nil {
@@ -254,7 +254,6 @@ func (p *persister) save(s *conntrack.Session, dir conntrack.Dir, now time.Time)
 	p.mu.Lock()
 	st.state = next
 	p.mu.Unlock()
-	_ = dir
 }
 
 func (p *persister) failed(s *conntrack.Session, what string, err error, now time.Time) {
@@ -388,7 +387,7 @@ func (p *persister) after(s *conntrack.Session, dir conntrack.Dir, before rewrit
 		return
 	}
 	if r, ok := newest(&s.Dir[dir].Adj); ok && (!had || r != before) {
-		p.save(s, dir, now)
+		p.save(s, now)
 	}
 }
 
@@ -399,9 +398,9 @@ func (e *Engine) ownedHole(x conntrack.Expectation, s *conntrack.Session) rules.
 	return h
 }
 
-// growth is how many bytes the rewrite of announcement m in line to addr
-// and port adds to the stream (0 when nothing is rewritten).
-func (w *Worker) growth(m ftpparse.Match, line []byte, addr netip.Addr, port uint16) int {
+// growth is how many bytes rewriting announcement m to addr and port adds
+// to the stream.
+func (w *Worker) growth(m ftpparse.Match, addr netip.Addr, port uint16) int {
 	n := len(w.repl)
 	w.repl = ftpparse.AppendArg(w.repl, m, addr, port)
 	g := len(w.repl) - n - (m.End - m.Start)
