@@ -232,12 +232,15 @@ func (p *persister) save(s *conntrack.Session, now time.Time) {
 		return
 	}
 	if !st.held {
-		// Held first: from now on the packets wait for a daemon.
+		// Held first: from now on the packets wait for a daemon. If that
+		// fails (tried again with the next rewrite), the state is still
+		// worth storing: a session that sends nothing while ftpct is
+		// absent survives with it.
 		if err := p.hold.Hold(flowOf(s.Binding.Orig), flowOf(s.Binding.Reply)); err != nil {
 			p.failed(s, "hold", err, now)
-			return
+		} else {
+			st.held = true
 		}
-		st.held = true
 	}
 	if err := p.store.SetLabels(s.Binding.Orig, labels); err != nil {
 		if errors.Is(err, conntrack.ErrNoLabels) {
