@@ -14,7 +14,7 @@ import (
 // (its nft tables with holes and held flows, and the iptables accept
 // rules). It needs no daemon and refuses while one uses the table.
 func cmdUninstall(args []string, stderr io.Writer) error {
-	fs, l := settingsFlags("uninstall", rulesKey)
+	fs, l := settingsFlags("uninstall", nil) // all of run's: the same command line works
 	c, err := loadSettings(fs, l, args, stderr)
 	if err != nil {
 		return err
