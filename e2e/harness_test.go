@@ -194,6 +194,7 @@ type daemon struct {
 	log    *syncBuffer
 	done   chan error
 	args   []string // the flags of run, which uninstall takes too
+	env    []string // its environment additions, uninstall's too
 }
 
 // syncBuffer is a bytes.Buffer a process writes to while the test reads it.
@@ -249,7 +250,7 @@ func (l *lab) startFtpctEnv(env []string, host string, args ...string) *daemon {
 		l.t.Fatal(err)
 	}
 	go func() { d.done <- d.cmd.Wait() }()
-	d.args = args
+	d.args, d.env = args, env
 	l.t.Cleanup(func() {
 		if d.cmd.ProcessState == nil {
 			if err := d.stop(); err != nil {
@@ -304,6 +305,9 @@ func (d *daemon) kill() {
 // no ftpct table is left on its host.
 func (d *daemon) uninstall() error {
 	argv := append([]string{ftpctBin, "uninstall", "--socket", d.socket}, d.args...)
+	if len(d.env) > 0 {
+		argv = append(append([]string{"/usr/bin/env"}, d.env...), argv...)
+	}
 	if out, err := d.l.exec(d.host, 30*time.Second, argv...); err != nil {
 		return fmt.Errorf("ftpct uninstall: %v: %s", err, out)
 	}
