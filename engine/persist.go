@@ -367,6 +367,9 @@ func (e *Engine) adopt(h rules.Hole, now time.Time) error {
 // learnBinding adds the session of binding b, restoring its stored state
 // when it is new.
 func (e *Engine) learnBinding(b conntrack.Binding, now time.Time) (*conntrack.Session, error) {
+	if s, _, ok := e.sessions.Lookup(b.Orig.Key()); ok {
+		return s, nil // known already (a held flow's other direction, say)
+	}
 	st, err := e.persist.decode(b, now)
 	if err != nil {
 		return nil, err

@@ -116,7 +116,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	// A new engine: the daemon restarted. It learns the held session from
 	// the kernel with its labels.
 	e := newPersistEngine(k, &holdingHoles{}, nil)
-	e.Adopt(nil, []rules.Flow{ownerOf(masqueradeBinding)})
+	e.Adopt(nil, []rules.Flow{ownerOf(masqueradeBinding), flowOf(masqueradeBinding.Reply)})
 	runSteps(t, e.NewWorker(), []step{
 		{"server's bare ack of the rewritten PORT mapped back", masqS2C(5000, 1033, ""), got{Verdict: "accept-modified", Seq: 5000, Ack: 1030}},
 		{"PORT retransmitted after the restart: rewritten the same", masqC2S(1008, 5000, port1), got{Verdict: "accept-modified", Seq: 1008, Ack: 5000, Payload: port1w}},
