@@ -109,6 +109,14 @@ func checkDaemon(t *testing.T, l *lab, d *daemon, before string) {
 		t.Errorf("first daemon stopped answering after the second one failed: %v", err)
 	}
 
+	// uninstall refuses while the daemon runs, and changes nothing.
+	running := l.ruleset()
+	if out, err := l.exec("g", 20*time.Second, ftpctBin, "uninstall", "--socket", d.socket); err == nil || !strings.Contains(out, "stop it first") {
+		t.Errorf("uninstall while the daemon runs: err %v, output %q; want a refusal", err, out)
+	}
+	if diff := cmp.Diff(running, l.ruleset()); diff != "" {
+		t.Errorf("a refused uninstall changed the rules (-before +after):\n%s", diff)
+	}
 	if err := d.stop(); err != nil {
 		t.Errorf("ftpct exit after SIGTERM: %v\n%s", err, d.log)
 	}

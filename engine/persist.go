@@ -237,7 +237,10 @@ func (p *persister) save(s *conntrack.Session, now time.Time) {
 		// worth storing: a session that sends nothing while ftpct is
 		// absent survives with it.
 		if err := p.hold.Hold(flowOf(s.Binding.Orig), flowOf(s.Binding.Reply)); err != nil {
-			p.failed(s, "hold", err, now)
+			p.errs.Add(1)
+			if p.lim.Allow(now) {
+				p.log.Error("resized session not held: while ftpct is absent its packets would pass unadjusted", "session", s.ID, "err", err)
+			}
 		} else {
 			st.held = true
 		}
