@@ -138,7 +138,8 @@ func (p *persister) decode(b conntrack.Binding, now time.Time) (ctstate.State, e
 }
 
 // restore gives a newly learned session the adjustments stored by an
-// earlier run: "offset before Pos, one change Delta at Pos" per direction.
+// earlier run: "offset before Pos, one change Delta at Pos" per direction,
+// and holds its flows.
 // A retransmission of the rewritten segment is parsed and rewritten again;
 // recording the same change at the same position is a no-op in SeqAdj.
 func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
@@ -163,8 +164,11 @@ func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
 		}
 		s.Dir[d].Adj = adj
 	}
+	// Held again: an adopted table still has the flows, but a table made
+	// anew (or a standby's, its state replicated) does not.
+	held := p.hold.Hold(flowOf(s.Binding.Orig), flowOf(s.Binding.Reply)) == nil
 	p.mu.Lock()
-	p.byID[s.ID] = &stored{state: st, held: true}
+	p.byID[s.ID] = &stored{state: st, held: held}
 	p.mu.Unlock()
 	p.restored.Add(1)
 }

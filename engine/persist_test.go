@@ -115,8 +115,12 @@ func TestStateSurvivesRestart(t *testing.T) {
 
 	// A new engine: the daemon restarted. It learns the held session from
 	// the kernel with its labels.
-	e := newPersistEngine(k, &holdingHoles{}, nil)
+	h2 := &holdingHoles{} // a table made anew: nothing held
+	e := newPersistEngine(k, h2, nil)
 	e.Adopt(nil, []rules.Flow{ownerOf(masqueradeBinding), flowOf(masqueradeBinding.Reply)})
+	if diff := cmp.Diff(wantHeld, h2.held, cmp.Comparer(func(a, b rules.Flow) bool { return a == b })); diff != "" {
+		t.Errorf("held flows after the restore (-want +got):\n%s", diff)
+	}
 	runSteps(t, e.NewWorker(), []step{
 		{"server's bare ack of the rewritten PORT mapped back", masqS2C(5000, 1033, ""), got{Verdict: "accept-modified", Seq: 5000, Ack: 1030}},
 		{"PORT retransmitted after the restart: rewritten the same", masqC2S(1008, 5000, port1), got{Verdict: "accept-modified", Seq: 1008, Ack: 5000, Payload: port1w}},
