@@ -110,9 +110,9 @@ func New(cfg Config, kernel Kernel, holes Holes) *Engine {
 		holes:    holes,
 		log:      log,
 		logLim:   newLimiter(20, 100),
-		persist:  newPersister(kernel, holes, log),
 		now:      time.Now,
 	}
+	e.persist = newPersister(kernel, holes, log, &e.stats)
 	e.pol.Store(&cfg)
 	return e
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ftpct/ftpct/conntrack"
@@ -37,26 +36,6 @@ type FlowHolder interface {
 	Release(...rules.Flow) error
 }
 
-// PersistStats are the persistence counters, shown by `ftpct stats`.
-type PersistStats struct {
-	// StateWrites: labels written (one per packet that changed a stored adjustment).
-	StateWrites uint64 `json:"state_writes"`
-	// StateErrors: labels or held flows that could not be written.
-	StateErrors uint64 `json:"state_errors"`
-	// SessionsRestored: sessions learned with an adjustment stored by an earlier run.
-	SessionsRestored uint64 `json:"sessions_restored"`
-	// SessionsUnpersisted: resized sessions whose conntrack entry has no room
-	// for labels (created before ftpct's rules were installed); a restart
-	// breaks them.
-	SessionsUnpersisted uint64 `json:"sessions_unpersisted"`
-	// SessionsForeign: sessions whose labels ftpct cannot read (another
-	// version, or set by someone else); they pass untouched.
-	SessionsForeign uint64 `json:"sessions_foreign"`
-	// RewritesOutOfRange: announcements not rewritten (no hole) because the
-	// stream's offset would leave the range the labels can hold.
-	RewritesOutOfRange uint64 `json:"rewrites_out_of_range"`
-}
-
 // persister keeps the engine's bookkeeping of stored state. The zero value
 // (no store) persists nothing.
 type persister struct {
@@ -69,7 +48,7 @@ type persister struct {
 	byID    map[uint64]*stored
 	foreign map[conntrack.FlowKey]conntrack.Tuple // packet keys of unreadable sessions -> their tuple
 
-	writes, errs, restored, unpersisted, foreignN, outOfRange atomic.Uint64
+	stats *Stats // the engine's counters
 }
 
 // stored is what was last written for one session.
@@ -79,8 +58,8 @@ type stored struct {
 	unpersisted bool // its entry has no labels: logged once, never retried
 }
 
-func newPersister(kernel Kernel, holes Holes, log *slog.Logger) *persister {
-	p := &persister{log: log, lim: newLimiter(1, 5), byID: map[uint64]*stored{}, foreign: map[conntrack.FlowKey]conntrack.Tuple{}}
+func newPersister(kernel Kernel, holes Holes, log *slog.Logger, stats *Stats) *persister {
+	p := &persister{log: log, stats: stats, lim: newLimiter(1, 5), byID: map[uint64]*stored{}, foreign: map[conntrack.FlowKey]conntrack.Tuple{}}
 	store, ok1 := kernel.(StateStore)
 	hold, ok2 := holes.(FlowHolder)
 	if ok1 && ok2 {
@@ -90,15 +69,6 @@ func newPersister(kernel Kernel, holes Holes, log *slog.Logger) *persister {
 }
 
 func (p *persister) enabled() bool { return p.store != nil }
-
-// Stats returns the counters.
-func (p *persister) Stats() PersistStats {
-	return PersistStats{StateWrites: p.writes.Load(), StateErrors: p.errs.Load(), SessionsRestored: p.restored.Load(),
-		SessionsUnpersisted: p.unpersisted.Load(), SessionsForeign: p.foreignN.Load(), RewritesOutOfRange: p.outOfRange.Load()}
-}
-
-// PersistStats returns the persistence counters.
-func (e *Engine) PersistStats() PersistStats { return e.persist.Stats() }
 
 // errForeign: the session's labels hold state ftpct cannot read.
 var errForeign = errors.New("control connection carries unreadable state")
@@ -129,7 +99,7 @@ func (p *persister) decode(b conntrack.Binding, now time.Time) (ctstate.State, e
 	p.foreign[b.Orig.Key()] = b.Orig
 	p.foreign[b.Reply.Key()] = b.Orig
 	p.mu.Unlock()
-	p.foreignN.Add(1)
+	p.stats.SessionsForeign.Add(1)
 	if p.lim.Allow(now) {
 		p.log.Error("control connection's ct labels hold state this ftpct cannot read; it passes untouched",
 			"conn", b.Orig.String(), "labels", fmt.Sprintf("%x", b.Labels), "err", err)
@@ -170,7 +140,7 @@ func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
 	p.mu.Lock()
 	p.byID[s.ID] = &stored{state: st, held: held}
 	p.mu.Unlock()
-	p.restored.Add(1)
+	p.stats.SessionsRestored.Add(1)
 }
 
 func appendU32(b []byte, v uint32) []byte {
@@ -194,7 +164,7 @@ func (p *persister) fits(s *conntrack.Session, dir conntrack.Dir, delta int) boo
 	}
 	a := ctstate.Adj{Delta: int32(delta), After: total(&s.Dir[dir].Adj) + int32(delta)}
 	if delta < ctstate.MinDelta || delta > ctstate.MaxDelta || a.Check() != nil {
-		p.outOfRange.Add(1)
+		p.stats.RewritesOutOfRange.Add(1)
 		return false
 	}
 	return true
@@ -241,7 +211,7 @@ func (p *persister) save(s *conntrack.Session, now time.Time) {
 		// worth storing: a session that sends nothing while ftpct is
 		// absent survives with it.
 		if err := p.hold.Hold(flowOf(s.Binding.Orig), flowOf(s.Binding.Reply)); err != nil {
-			p.errs.Add(1)
+			p.stats.StateErrors.Add(1)
 			if p.lim.Allow(now) {
 				p.log.Error("resized session not held: while ftpct is absent its packets would pass unadjusted", "session", s.ID, "err", err)
 			}
@@ -252,7 +222,7 @@ func (p *persister) save(s *conntrack.Session, now time.Time) {
 	if err := p.store.SetLabels(s.Binding.Orig, labels); err != nil {
 		if errors.Is(err, conntrack.ErrNoLabels) {
 			st.unpersisted = true
-			p.unpersisted.Add(1)
+			p.stats.SessionsUnpersisted.Add(1)
 			p.log.Warn("resized control connection cannot be persisted: its conntrack entry predates ftpct's rules; a restart of ftpct will break it",
 				"session", s.ID, "conn", s.Binding.Orig.String())
 			return
@@ -260,14 +230,14 @@ func (p *persister) save(s *conntrack.Session, now time.Time) {
 		p.failed(s, "write labels", err, now)
 		return
 	}
-	p.writes.Add(1)
+	p.stats.StateWrites.Add(1)
 	p.mu.Lock()
 	st.state = next
 	p.mu.Unlock()
 }
 
 func (p *persister) failed(s *conntrack.Session, what string, err error, now time.Time) {
-	p.errs.Add(1)
+	p.stats.StateErrors.Add(1)
 	if p.lim.Allow(now) {
 		p.log.Error("session state not stored; a restart of ftpct will break this session", "session", s.ID, "step", what, "err", err)
 	}
@@ -288,7 +258,7 @@ func (p *persister) forget(s *conntrack.Session) {
 	p.mu.Unlock()
 	if st != nil && st.held {
 		if err := p.hold.Release(flowOf(s.Binding.Orig), flowOf(s.Binding.Reply)); err != nil {
-			p.errs.Add(1)
+			p.stats.StateErrors.Add(1)
 		}
 	}
 }

@@ -132,7 +132,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	if diff := cmp.Diff(labelsOf(t, want), k.bindings[0].Labels); diff != "" {
 		t.Errorf("labels after the restart's rewrite (-want +got):\n%s", diff)
 	}
-	if st := e.PersistStats(); st.SessionsRestored != 1 || st.StateWrites != 1 {
+	if st := e.Stats(); st.SessionsRestored != 1 || st.StateWrites != 1 {
 		t.Errorf("persist stats %+v, want 1 restored, 1 write", st)
 	}
 }
@@ -158,7 +158,7 @@ func TestUnreadableStatePassesUntouched(t *testing.T) {
 	if k.lookups != 1 || k.writes != 0 || k.bindings[0].Labels != b.Labels {
 		t.Errorf("lookups %d writes %d labels %x; want 1, 0, unchanged", k.lookups, k.writes, k.bindings[0].Labels)
 	}
-	if st := e.PersistStats(); st.SessionsForeign != 1 {
+	if st := e.Stats(); st.SessionsForeign != 1 {
 		t.Errorf("sessions_foreign = %d, want 1", st.SessionsForeign)
 	}
 }
@@ -173,7 +173,7 @@ func TestUnpersistedSession(t *testing.T) {
 		{"PORT rewritten", masqC2S(1000, 5000, "PORT 10,0,1,2,156,64\r\n"), got{Verdict: "accept-modified", Seq: 1000, Ack: 5000, Payload: "PORT 203,0,113,1,156,64\r\n"}},
 		{"EPRT rewritten", masqC2S(1022, 5000, "EPRT |1|10.0.1.2|40002|\r\n"), got{Verdict: "accept-modified", Seq: 1025, Ack: 5000, Payload: "EPRT |1|203.0.113.1|40002|\r\n"}},
 	})
-	if st := e.PersistStats(); st.SessionsUnpersisted != 1 || st.StateErrors != 0 {
+	if st := e.Stats(); st.SessionsUnpersisted != 1 || st.StateErrors != 0 {
 		t.Errorf("persist stats %+v, want 1 unpersisted, 0 errors", st)
 	}
 	if n := bytes.Count(log.Bytes(), []byte("cannot be persisted")); n != 1 {
@@ -197,7 +197,7 @@ func TestRewriteOutOfStoredRange(t *testing.T) {
 	if len(h.open) != 0 {
 		t.Errorf("holes %v, want none", h.open)
 	}
-	st := e.PersistStats()
+	st := e.Stats()
 	if st.RewritesOutOfRange != 1 {
 		t.Errorf("rewrites_out_of_range = %d, want 1", st.RewritesOutOfRange)
 	}
