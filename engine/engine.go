@@ -112,7 +112,7 @@ func New(cfg Config, kernel Kernel, holes Holes) *Engine {
 		logLim:   newLimiter(20, 100),
 		now:      time.Now,
 	}
-	e.persist = newPersister(kernel, holes, log, &e.stats)
+	e.persist = newPersister(log, &e.stats)
 	e.pol.Store(&cfg)
 	return e
 }

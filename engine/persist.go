@@ -58,14 +58,16 @@ type stored struct {
 	unpersisted bool // its entry has no labels: logged once, never retried
 }
 
-func newPersister(kernel Kernel, holes Holes, log *slog.Logger, stats *Stats) *persister {
-	p := &persister{log: log, stats: stats, lim: newLimiter(1, 5), byID: map[uint64]*stored{}, foreign: map[conntrack.FlowKey]conntrack.Tuple{}}
-	store, ok1 := kernel.(StateStore)
-	hold, ok2 := holes.(FlowHolder)
-	if ok1 && ok2 {
-		p.store, p.hold = store, hold
-	}
-	return p
+func newPersister(log *slog.Logger, stats *Stats) *persister {
+	return &persister{log: log, stats: stats, lim: newLimiter(1, 5), byID: map[uint64]*stored{}, foreign: map[conntrack.FlowKey]conntrack.Tuple{}}
+}
+
+// Persist makes the engine keep each resized session's state in store (the
+// kernel's conntrack labels) and hold its flows with hold while no daemon
+// runs, and read stored state back when it learns a session. Without it
+// nothing is persisted. Call it before the first packet is handled.
+func (e *Engine) Persist(store StateStore, hold FlowHolder) {
+	e.persist.store, e.persist.hold = store, hold
 }
 
 func (p *persister) enabled() bool { return p.store != nil }

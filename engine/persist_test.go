@@ -73,6 +73,7 @@ func newPersistEngine(k *labelKernel, h *holdingHoles, log *bytes.Buffer) *Engin
 		cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	}
 	e := New(cfg, k, h)
+	e.Persist(k, h)
 	e.now = func() time.Time { return time.Unix(1_700_000_000, 0) }
 	return e
 }

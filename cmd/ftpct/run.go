@@ -125,6 +125,7 @@ func (d *daemon) start(parent context.Context) error {
 		return err
 	}
 	d.eng = engine.New(o.Engine, d.kernel, d.timed(d.mgr))
+	d.eng.Persist(d.kernel, d.mgr) // sessions survive a restart (README "Restarts")
 	d.observe(d.srv, handlers)
 
 	w := d.eng.NewWorker()
