@@ -11,6 +11,6 @@
 // buffers make the packet path allocation-free. Worker.Handle may run on
 // several Workers at once; per-session state is locked per packet.
 //
-// Buffers: the slice Handle returns with VerdictModified belongs to the Worker
+// Buffers: the slice Handle returns with DecisionModified belongs to the Worker
 // and is valid until its next call.
 package engine

@@ -123,8 +123,11 @@ func (e *Engine) Expectations() []conntrack.Expectation { return e.exps.List() }
 // Sessions lists the tracked control connections.
 func (e *Engine) Sessions() []*conntrack.Session { return e.sessions.Sessions(nil) }
 
+// hole returns the pinhole of expectation x. Its timeout is what is left of
+// x's lifetime, at least the millisecond the kernel counts in (rules rounds up
+// to it): a hole about to expire, or just expired, can still be named to close.
 func (e *Engine) hole(x conntrack.Expectation) rules.Hole {
-	return rules.Hole{Peer: x.Peer, Addr: x.Addr, Port: x.Port, To: x.To, Timeout: x.Expires.Sub(e.now()).Round(time.Second)}
+	return rules.Hole{Peer: x.Peer, Addr: x.Addr, Port: x.Port, To: x.To, Timeout: max(x.Expires.Sub(e.now()), time.Millisecond)}
 }
 
 // DataConnection is called for each new connection the kernel let in
@@ -219,7 +222,7 @@ type Worker struct {
 	out   []byte
 	join  []byte // a segment with held bytes put back in front
 	trim  []byte // a segment without the line beginning it holds back
-	edits []rewrite.Edit
+	edits []rewrite.Splice
 	repl  []byte
 	orig  []byte // an argument's original text, made again (Edit.AppendOrig)
 	cut   []byte // the payload of a resent segment completed (complete)
@@ -234,7 +237,7 @@ func (e *Engine) NewWorker() *Worker {
 		out:   make([]byte, 0, 65536+256),
 		join:  make([]byte, 0, 16384),
 		trim:  make([]byte, 0, 16384),
-		edits: make([]rewrite.Edit, 0, 16),
+		edits: make([]rewrite.Splice, 0, 16),
 		repl:  make([]byte, 0, (conntrack.MaxInFlight+1)*ftpparse.MaxArgLen),
 		orig:  make([]byte, 0, ftpparse.MaxArgLen),
 		cut:   make([]byte, 0, 16384),
@@ -244,14 +247,14 @@ func (e *Engine) NewWorker() *Worker {
 }
 
 // Handle decides what to do with one packet (an IP datagram). With
-// VerdictModified the returned slice holds the packet to send instead.
-func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
+// DecisionModified the returned slice holds the packet to send instead.
+func (w *Worker) Handle(pkt []byte) (Decision, []byte) {
 	e := w.e
 	e.stats.Packets.Add(1)
 	var p rewrite.Packet
 	if err := rewrite.Decode(pkt, &p); err != nil {
 		e.stats.NotTCP.Add(1)
-		return VerdictAccept, nil
+		return DecisionAccept, nil
 	}
 	payload := p.Payload(pkt)
 	sess, dir, ok := e.sessions.Lookup(conntrack.MakeKey(p.Src, p.Dst, p.SrcPort, p.DstPort))
@@ -259,12 +262,12 @@ func (w *Worker) Handle(pkt []byte) (Verdict, []byte) {
 	if !ok {
 		if len(payload) == 0 {
 			// Handshake and bare ACKs before any data: nothing to parse or adjust.
-			return VerdictAccept, nil
+			return DecisionAccept, nil
 		}
 		var err error
 		sess, dir, err = w.learn(&p, now)
 		if err != nil {
-			return VerdictAccept, nil
+			return DecisionAccept, nil
 		}
 	}
 
@@ -447,7 +450,7 @@ func (w *Worker) complete(sess *conntrack.Session, dir conntrack.Dir, in []byte,
 
 // finish sends the segment in with sequence number seq and payload head
 // instead of its own (the rest are bytes the session holds back).
-func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, seq rewrite.Seq, head []byte, now time.Time) (Verdict, []byte) {
+func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, seq rewrite.Seq, head []byte, now time.Time) (Decision, []byte) {
 	e := w.e
 	var q rewrite.Packet
 	t, err := rewrite.Resegment(w.trim[:0], in, p, seq, head, nil, &q)
@@ -462,7 +465,7 @@ func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p
 // send applies w.edits and the sequence adjustments to in and returns the
 // verdict. forced: in is not the packet that was queued, so it is sent even
 // when nothing else changes.
-func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, forced bool, now time.Time) (Verdict, []byte) {
+func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, forced bool, now time.Time) (Decision, []byte) {
 	e := w.e
 	d := &sess.Dir[dir]
 	before, had := newest(&d.Adj)
@@ -476,24 +479,24 @@ func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *
 			// The original would not fit the stream as already sent.
 			return w.drop(sess, dir, p, err.Error())
 		}
-		return VerdictAccept, nil
+		return DecisionAccept, nil
 	}
 	if !changed {
 		if forced {
 			e.stats.Modified.Add(1)
-			return VerdictModified, in
+			return DecisionModified, in
 		}
-		return VerdictAccept, nil
+		return DecisionAccept, nil
 	}
 	w.out = out[:0]
 	e.persist.after(sess, dir, before, had, now) // before the verdict
 	e.stats.Modified.Add(1)
-	return VerdictModified, out
+	return DecisionModified, out
 }
 
 // drop counts a dropped segment of sess's direction dir and logs why at
 // debug level (the sender retransmits it).
-func (w *Worker) drop(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet, why string) (Verdict, []byte) {
+func (w *Worker) drop(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet, why string) (Decision, []byte) {
 	e := w.e
 	e.stats.Dropped.Add(1)
 	if e.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -501,7 +504,7 @@ func (w *Worker) drop(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 		e.log.Debug("segment dropped", "session", sess.ID, "from", dir.String(), "why", why,
 			"seq", uint32(p.Seq), "len", p.Len-p.PayloadOff, "next", uint32(d.Next), "held", len(d.Held), "acked", uint32(d.Acked))
 	}
-	return VerdictDrop, nil
+	return DecisionDrop, nil
 }
 
 // joinAction says how a segment meets the held beginning of a line.
@@ -633,7 +636,7 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 			off := int(r.Pos.Diff(start))
 			n := len(w.repl)
 			w.repl = r.AppendRepl(w.repl, sess.SeenAs(dir))
-			w.insertEdit(rewrite.Edit{Off: off, End: off + int(r.OrigLen), Repl: w.repl[n:]})
+			w.insertEdit(rewrite.Splice{Off: off, End: off + int(r.OrigLen), Repl: w.repl[n:]})
 			e.stats.Replays.Add(1)
 		}
 	}
@@ -691,7 +694,7 @@ func (w *Worker) scan(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 }
 
 // insertEdit keeps w.edits sorted by offset.
-func (w *Worker) insertEdit(ed rewrite.Edit) {
+func (w *Worker) insertEdit(ed rewrite.Splice) {
 	w.edits = append(w.edits, ed)
 	for i := len(w.edits) - 1; i > 0 && w.edits[i].Off < w.edits[i-1].Off; i-- {
 		w.edits[i], w.edits[i-1] = w.edits[i-1], w.edits[i]
@@ -821,7 +824,7 @@ func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, o
 		e.stats.Errors.Add(1)
 		return
 	}
-	w.insertEdit(rewrite.Edit{Off: at, End: off + m.End, Repl: repl})
+	w.insertEdit(rewrite.Splice{Off: at, End: off + m.End, Repl: repl})
 	e.stats.Rewrites.Add(1)
 }
 

@@ -45,9 +45,16 @@ func holeKey(h rules.Hole) string {
 	return netip.AddrPortFrom(h.Addr, h.Port).String() + "<" + h.Peer.String()
 }
 
+// errNoTimeout is what rules.Manager answers (ErrInvalidHole) for a hole
+// without a positive timeout.
+var errNoTimeout = errors.New("timeout must be positive")
+
 func (f *fakeHoles) Open(h rules.Hole) error {
 	if f.fail {
 		return errors.New("injected failure")
+	}
+	if h.Timeout <= 0 {
+		return errNoTimeout
 	}
 	if f.open == nil {
 		f.open = map[string]rules.Hole{}
@@ -57,6 +64,9 @@ func (f *fakeHoles) Open(h rules.Hole) error {
 }
 
 func (f *fakeHoles) Close(h rules.Hole) error {
+	if h.Timeout <= 0 {
+		return errNoTimeout
+	}
 	delete(f.open, holeKey(h))
 	f.closed = append(f.closed, holeKey(h))
 	return nil
@@ -153,14 +163,14 @@ type got struct {
 }
 
 // inspect decodes an output packet with gopacket and verifies its checksums.
-func inspect(t testing.TB, v Verdict, in, out []byte) got {
+func inspect(t testing.TB, v Decision, in, out []byte) got {
 	t.Helper()
 	pkt := in
-	if v == VerdictModified {
+	if v == DecisionModified {
 		pkt = out
 	}
 	g := got{Verdict: v.String()}
-	if v == VerdictDrop {
+	if v == DecisionDrop {
 		return g
 	}
 	var first gopacket.LayerType = layers.LayerTypeIPv4
@@ -357,7 +367,7 @@ func TestGapDropsUntilInOrder(t *testing.T) {
 		{"first", c2s(100, "NOOP\r\n"), got{Verdict: "accept", Seq: 100, Ack: 1, Payload: "NOOP\r\n"}},
 	})
 	in := build(t, c2s(112, "PORT 10,0,1,2,156,64\r\n"))
-	if v, _ := w.Handle(in); v != VerdictDrop {
+	if v, _ := w.Handle(in); v != DecisionDrop {
 		t.Fatalf("segment after a gap: verdict %v, want drop", v)
 	}
 	runSteps(t, w, []step{
@@ -383,7 +393,7 @@ func TestUnknownConnectionPasses(t *testing.T) {
 	e, _ := newTestEngine()
 	w := e.NewWorker()
 	in := build(t, seg{src: client, dst: server, sport: 1, dport: 21, seq: 1, ack: 1, payload: "PORT 10,0,1,2,156,64\r\n"})
-	if v, _ := w.Handle(in); v != VerdictAccept {
+	if v, _ := w.Handle(in); v != DecisionAccept {
 		t.Errorf("verdict %v, want accept", v)
 	}
 	if e.Stats().NoConntrack != 1 {
@@ -407,20 +417,65 @@ func TestDataConnectionMarksUsed(t *testing.T) {
 	}
 }
 
+// A hole closed shortly before it expires is named with a positive timeout
+// (rules refuses a hole without one), whatever is left of its lifetime.
+func TestHoleClosedNearExpiry(t *testing.T) {
+	tests := []struct {
+		name string
+		left time.Duration // of the expectation's lifetime when its connection comes
+	}{
+		{name: "minutes left", left: 4 * time.Minute},
+		{name: "under half a second left", left: 300 * time.Millisecond},
+		{name: "under a millisecond left", left: 200 * time.Microsecond},
+		{name: "just expired", left: -time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, holes := newTestEngine(masqueradeBinding)
+			clock := time.Unix(1_700_000_000, 0)
+			e.now = func() time.Time { return clock }
+			e.NewWorker().Handle(build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n")))
+			if len(holes.open) != 1 {
+				t.Fatalf("holes = %v, want one", holes.open)
+			}
+			clock = clock.Add(e.policy().Timeout - tt.left)
+			e.DataConnection(conntrack.Binding{
+				Orig:  conntrack.Tuple{Src: server, Dst: gwPublic, SrcPort: 20, DstPort: 40000},
+				Reply: conntrack.Tuple{Src: client, Dst: server, SrcPort: 40000, DstPort: 20},
+			})
+			if st := e.Stats(); st.ExpectUsed != 1 || st.Errors != 0 {
+				t.Errorf("used %d errors %d, want 1 0", st.ExpectUsed, st.Errors)
+			}
+			if len(holes.open) != 0 {
+				t.Errorf("DNAT mapping not closed: %v", holes.open)
+			}
+		})
+	}
+}
+
 // The steady-state packet path allocates nothing.
 func TestHandleAllocs(t *testing.T) {
 	e, _ := newTestEngine(masqueradeBinding)
 	w := e.NewWorker()
 	w.Handle(build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n")))
-	pkts := [][]byte{
-		build(t, masqC2S(23, 1, "NOOP\r\n")),
-		build(t, masqS2C(1, 29, "200 ok\r\n")),
-		build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n")),
-		build(t, masqC2S(1, 1, "PORT 10,0,")), // completed
+	tests := []struct {
+		name      string
+		pkt       []byte
+		completes bool // a resend cutting the kept rewrite: completed
+	}{
+		{name: "adjusted", pkt: build(t, masqC2S(23, 1, "NOOP\r\n"))},
+		{name: "replayed", pkt: build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n"))},
+		// Before the server acknowledges the PORT: its rewrite is still kept.
+		{name: "completed", pkt: build(t, masqC2S(1, 1, "PORT 10,0,")), completes: true},
+		{name: "ack mapped", pkt: build(t, masqS2C(1, 29, "200 ok\r\n"))},
 	}
-	for i, p := range pkts {
-		if n := testing.AllocsPerRun(200, func() { w.Handle(p) }); n != 0 {
-			t.Errorf("packet %d: %v allocs per Handle, want 0", i, n)
+	for _, tt := range tests {
+		before := e.Stats().ResendsCompleted
+		if n := testing.AllocsPerRun(200, func() { w.Handle(tt.pkt) }); n != 0 {
+			t.Errorf("%s: %v allocs per Handle, want 0", tt.name, n)
+		}
+		if done := e.Stats().ResendsCompleted - before; (done > 0) != tt.completes {
+			t.Errorf("%s: resends_completed +%d, want completed %v", tt.name, done, tt.completes)
 		}
 	}
 }
@@ -642,10 +697,10 @@ func TestJoinedSegmentCarriesPastSendersSize(t *testing.T) {
 	}{{0, s1}, {len(s1), s2}, {len(s1) + len(s2), s3}} {
 		pkt := c2s(s.off, s.payload)
 		v, out := w.Handle(pkt)
-		if v == VerdictDrop {
+		if v == DecisionDrop {
 			t.Fatalf("segment at %d dropped", s.off)
 		}
-		if v == VerdictModified {
+		if v == DecisionModified {
 			pkt = out
 		}
 		// At most the sender's size plus the rewrite's growth, or 1280.
@@ -770,18 +825,18 @@ func TestResendCutsRewrittenArgument(t *testing.T) {
 			send := func(off, end int, deliver bool) {
 				t.Helper()
 				v, out := w.Handle(build(t, masqClientSeg(isn+uint32(off), tt.stream[off:end])))
-				if v == VerdictDrop {
+				if v == DecisionDrop {
 					return
 				}
 				var p rewrite.Packet
-				if err := rewrite.Decode(out, &p); err != nil && v == VerdictModified {
+				if err := rewrite.Decode(out, &p); err != nil && v == DecisionModified {
 					t.Fatal(err)
 				}
-				if v == VerdictModified && tt.maxPayload > 0 && p.Len-p.PayloadOff > tt.maxPayload {
+				if v == DecisionModified && tt.maxPayload > 0 && p.Len-p.PayloadOff > tt.maxPayload {
 					t.Errorf("emitted %d payload bytes, more than %d", p.Len-p.PayloadOff, tt.maxPayload)
 				}
 				if deliver {
-					if v == VerdictModified {
+					if v == DecisionModified {
 						r.take(t, out)
 					} else {
 						r.take(t, build(t, masqClientSeg(isn+uint32(off), tt.stream[off:end])))

@@ -100,9 +100,9 @@ func (r *receiver) take(t *testing.T, pkt []byte) {
 func emit(t *testing.T, w *Worker, r *receiver, pkt []byte) bool {
 	v, out := w.Handle(pkt)
 	switch v {
-	case VerdictDrop:
+	case DecisionDrop:
 		return true
-	case VerdictModified:
+	case DecisionModified:
 		r.take(t, out)
 	default:
 		r.take(t, pkt)
@@ -138,7 +138,7 @@ func FuzzSegmentation(f *testing.F) {
 		refW := refE.NewWorker()
 		v, out := refW.Handle(build(t, sc.seg(isn, stream)))
 		want := []byte(stream)
-		if v == VerdictModified {
+		if v == DecisionModified {
 			var p rewrite.Packet
 			if err := rewrite.Decode(out, &p); err != nil {
 				t.Fatal(err)
@@ -162,7 +162,7 @@ func FuzzSegmentation(f *testing.F) {
 			pkt := build(t, sc.seg(isn+uint32(pos), stream[pos:pos+n]))
 			if c&0x10 != 0 {
 				// Lost after the gateway.
-				if v, _ := w.Handle(pkt); v == VerdictDrop {
+				if v, _ := w.Handle(pkt); v == DecisionDrop {
 					t.Fatalf("in-order segment [%d,%d) %q dropped", pos, pos+n, stream[pos:pos+n])
 				}
 			} else if emit(t, w, r, pkt) {
@@ -181,7 +181,7 @@ func FuzzSegmentation(f *testing.F) {
 				// The receiver acknowledges what it has; the sender may
 				// not hear of it and resend from before.
 				r.acked = r.next()
-				if v, _ := w.Handle(build(t, sc.ack(isn+uint32(r.acked)))); v == VerdictDrop {
+				if v, _ := w.Handle(build(t, sc.ack(isn+uint32(r.acked)))); v == DecisionDrop {
 					t.Fatalf("acknowledgement of %d bytes dropped", r.acked)
 				}
 			}
@@ -194,10 +194,10 @@ func FuzzSegmentation(f *testing.F) {
 			r.acked = r.next()
 			ack := build(t, sc.ack(isn+uint32(r.acked)))
 			v, out := w.Handle(ack)
-			if v == VerdictDrop {
+			if v == DecisionDrop {
 				t.Fatalf("acknowledgement of %d bytes dropped", r.acked)
 			}
-			if v == VerdictModified {
+			if v == DecisionModified {
 				ack = out
 			}
 			var p rewrite.Packet

@@ -50,7 +50,7 @@ func BenchmarkDecodeGopacket(b *testing.B) {
 // retransmission-idempotent Record, seq mapping and a full checksum update.
 func BenchmarkRewrite(b *testing.B) {
 	pkt := benchPacket(b)
-	edits := []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}
+	edits := []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}
 	dst := make([]byte, 0, 256)
 	this := adjWith(b, Record{Pos: 900, Delta: 4})
 	var other SeqAdj

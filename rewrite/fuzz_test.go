@@ -108,7 +108,7 @@ func FuzzRewrite(f *testing.F) {
 		_ = this.Record(Seq(thisPos), int32(thisDelta))
 		_ = other.Record(Seq(otherPos), int32(otherDelta))
 		thisBefore, otherBefore := this, other
-		edits := []Edit{{Off: off, End: end, Repl: repl}}
+		edits := []Splice{{Off: off, End: end, Repl: repl}}
 		out, changed, err := Rewrite(make([]byte, 0, len(in)+len(repl)), in, &p, edits, &this, &other)
 		if other != otherBefore {
 			t.Fatal("Rewrite changed other")

@@ -34,7 +34,7 @@ type scenarioStep struct {
 	seq, ack  uint32 // relative, as the sender put them on the wire
 	sack      [][2]uint32
 	payload   string
-	edits     []Edit
+	edits     []Splice
 	wantSeq   uint32 // relative
 	wantAck   uint32 // relative
 	wantSACK  [][2]uint32
@@ -53,7 +53,7 @@ var scenario = []scenarioStep{
 	{
 		name: "port1 grows by 4", dir: c2s, seq: 0, ack: 0,
 		payload: "PORT 10,0,1,2,156,65\r\n",
-		edits:   []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}},
+		edits:   []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}},
 		wantSeq: 0, wantAck: 0, wantData: "PORT 198,51,100,1,156,65\r\n",
 		wantRecs: []Record{recPort1},
 	},
@@ -100,7 +100,7 @@ var scenario = []scenarioStep{
 	{
 		name: "port2 shrinks by 2", dir: c2s, seq: 34, ack: 30,
 		payload: "PORT 10,0,100,200,195,80\r\n",
-		edits:   []Edit{{Off: 5, End: 17, Repl: []byte("192,0,2,10")}},
+		edits:   []Splice{{Off: 5, End: 17, Repl: []byte("192,0,2,10")}},
 		wantSeq: 38, wantAck: 30, wantData: "PORT 192,0,2,10,195,80\r\n",
 		wantRecs: []Record{recPort1, recPort2},
 	},
@@ -129,7 +129,7 @@ var scenario = []scenarioStep{
 	{
 		name: "retransmission of port1", dir: c2s, seq: 0, ack: 0,
 		payload: "PORT 10,0,1,2,156,65\r\n",
-		edits:   []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}},
+		edits:   []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}},
 		wantSeq: 0, wantAck: 0, wantData: "PORT 198,51,100,1,156,65\r\n",
 		sameAs:   "port1 grows by 4",
 		wantRecs: []Record{recPort1, recPort2},
@@ -137,7 +137,7 @@ var scenario = []scenarioStep{
 	{
 		name: "retransmission of port2", dir: c2s, seq: 34, ack: 30,
 		payload: "PORT 10,0,100,200,195,80\r\n",
-		edits:   []Edit{{Off: 5, End: 17, Repl: []byte("192,0,2,10")}},
+		edits:   []Splice{{Off: 5, End: 17, Repl: []byte("192,0,2,10")}},
 		wantSeq: 38, wantAck: 30, wantData: "PORT 192,0,2,10,195,80\r\n",
 		sameAs:   "port2 shrinks by 2",
 		wantRecs: []Record{recPort1, recPort2},

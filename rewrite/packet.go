@@ -2,7 +2,6 @@ package rewrite
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net/netip"
 )
 
@@ -32,7 +31,7 @@ const (
 	ipv6Header    = 40
 	tcpMinHeader  = 20
 	// maxExtHeaders bounds the IPv6 extension header walk.
-	maxExtHeaders = 8
+	maxExtHeaders = 8 // errIPv6TooManyExt names it
 )
 
 // Packet holds the decoded fields and offsets of one IPv4 or IPv6 packet carrying TCP. It is
@@ -51,11 +50,12 @@ type Packet struct {
 
 // Decode parses the IPv4 or IPv6 packet in b (starting at the IP header) into p. It walks
 // IPv6 hop-by-hop, routing and destination options headers; fragments are refused
-// (ErrFragment). It never panics and never allocates; p's offsets satisfy
+// (ErrFragment). It never panics and never allocates, also when it fails: its
+// errors are fixed values that wrap the package's sentinels; p's offsets satisfy
 // TCPOff+20 <= PayloadOff <= Len <= len(b) on success. On error p is undefined.
 func Decode(b []byte, p *Packet) error {
 	if len(b) < 1 {
-		return fmt.Errorf("decode: empty: %w", ErrShort)
+		return errEmpty
 	}
 	switch b[0] >> 4 {
 	case 4:
@@ -67,30 +67,30 @@ func Decode(b []byte, p *Packet) error {
 			return err
 		}
 	default:
-		return fmt.Errorf("decode: version %d: %w", b[0]>>4, ErrVersion)
+		return errVersion
 	}
 	return decodeTCP(b, p)
 }
 
 func decodeIPv4(b []byte, p *Packet) error {
 	if len(b) < ipv4MinHeader {
-		return fmt.Errorf("decode ipv4: %d bytes: %w", len(b), ErrShort)
+		return errIPv4Short
 	}
 	ihl := int(b[0]&0x0f) * 4
 	total := int(binary.BigEndian.Uint16(b[2:]))
 	switch {
 	case ihl < ipv4MinHeader:
-		return fmt.Errorf("decode ipv4: header length %d: %w", ihl, ErrBadHeader)
+		return errIPv4HeaderLen
 	case total < ihl:
-		return fmt.Errorf("decode ipv4: total length %d < header %d: %w", total, ihl, ErrBadHeader)
+		return errIPv4TotalLen
 	case total > len(b):
-		return fmt.Errorf("decode ipv4: total length %d > %d bytes: %w", total, len(b), ErrShort)
+		return errIPv4Truncated
 	}
 	if b[9] != protoTCP {
-		return fmt.Errorf("decode ipv4: protocol %d: %w", b[9], ErrNotTCP)
+		return errIPv4NotTCP
 	}
 	if frag := binary.BigEndian.Uint16(b[6:]); frag&0x3fff != 0 { // MF bit or fragment offset
-		return fmt.Errorf("decode ipv4: %w", ErrFragment)
+		return errIPv4Fragment
 	}
 	p.V6 = false
 	p.Src = netip.AddrFrom4([4]byte(b[12:16]))
@@ -102,15 +102,15 @@ func decodeIPv4(b []byte, p *Packet) error {
 
 func decodeIPv6(b []byte, p *Packet) error {
 	if len(b) < ipv6Header {
-		return fmt.Errorf("decode ipv6: %d bytes: %w", len(b), ErrShort)
+		return errIPv6Short
 	}
 	plen := int(binary.BigEndian.Uint16(b[4:]))
 	if plen == 0 {
-		return fmt.Errorf("decode ipv6: payload length 0 (jumbogram or empty): %w", ErrBadHeader)
+		return errIPv6Jumbo
 	}
 	total := ipv6Header + plen
 	if total > len(b) {
-		return fmt.Errorf("decode ipv6: length %d > %d bytes: %w", total, len(b), ErrShort)
+		return errIPv6Truncated
 	}
 	next, off := b[6], ipv6Header
 	for i := 0; ; i++ {
@@ -118,25 +118,25 @@ func decodeIPv6(b []byte, p *Packet) error {
 			break
 		}
 		if i == maxExtHeaders {
-			return fmt.Errorf("decode ipv6: more than %d extension headers: %w", maxExtHeaders, ErrBadHeader)
+			return errIPv6TooManyExt
 		}
 		switch next {
 		case protoHopByHop:
 			if off != ipv6Header {
-				return fmt.Errorf("decode ipv6: hop-by-hop header not first: %w", ErrBadHeader)
+				return errIPv6HopByHop
 			}
 		case protoRouting, protoDstOpts:
 		case protoFragment:
-			return fmt.Errorf("decode ipv6: %w", ErrFragment)
+			return errIPv6Fragment
 		default:
-			return fmt.Errorf("decode ipv6: next header %d: %w", next, ErrNotTCP)
+			return errIPv6NotTCP
 		}
 		if off+8 > total {
-			return fmt.Errorf("decode ipv6: extension header %d at %d: %w", next, off, ErrShort)
+			return errIPv6ExtShort
 		}
 		hlen := (int(b[off+1]) + 1) * 8
 		if off+hlen > total {
-			return fmt.Errorf("decode ipv6: extension header %d length %d at %d: %w", next, hlen, off, ErrShort)
+			return errIPv6ExtTruncated
 		}
 		next = b[off]
 		off += hlen
@@ -152,11 +152,11 @@ func decodeIPv6(b []byte, p *Packet) error {
 func decodeTCP(b []byte, p *Packet) error {
 	t := p.IPHeaderLen
 	if t+tcpMinHeader > p.Len {
-		return fmt.Errorf("decode tcp: header at %d, packet length %d: %w", t, p.Len, ErrShort)
+		return errTCPShort
 	}
 	doff := int(b[t+12]>>4) * 4
 	if doff < tcpMinHeader || t+doff > p.Len {
-		return fmt.Errorf("decode tcp: data offset %d at %d, packet length %d: %w", doff, t, p.Len, ErrBadHeader)
+		return errTCPDataOff
 	}
 	p.TCPOff = t
 	p.PayloadOff = t + doff

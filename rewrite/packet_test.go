@@ -144,6 +144,10 @@ func TestDecodeErrors(t *testing.T) {
 			if err := Decode(tt.pkt, &p); !errors.Is(err, tt.want) {
 				t.Errorf("Decode = %v, want %v", err, tt.want)
 			}
+			// A rejected packet costs no allocation (a queue sees many).
+			if n := testing.AllocsPerRun(100, func() { _ = Decode(tt.pkt, &p) }); n != 0 {
+				t.Errorf("Decode of a rejected packet: %v allocs, want 0", n)
+			}
 		})
 	}
 }

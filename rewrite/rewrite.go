@@ -6,9 +6,9 @@ import (
 	"fmt"
 )
 
-// Edit replaces the payload bytes [Off, End) (offsets from the start of the TCP payload) with
+// Splice replaces the payload bytes [Off, End) (offsets from the start of the TCP payload) with
 // Repl. Off == End inserts; an empty Repl deletes.
-type Edit struct {
+type Splice struct {
 	Off, End int
 	Repl     []byte
 }
@@ -25,7 +25,7 @@ const ipv4FlagDF = 0x40
 // dst must not overlap pkt. this is the SeqAdj of pkt's own direction (its sender's stream),
 // other the SeqAdj of the reverse direction; either may be nil (no adjustment).
 //
-// Rewrite applies edits (sorted by strictly increasing Off, non-overlapping, within the
+// Rewrite applies splices (sorted by strictly increasing Off, non-overlapping, within the
 // payload), records each length-changing edit in this at its original sequence number,
 // maps the segment's seq with this.MapSeq and, if ACK is set, its ack with other.UnmapAck, maps
 // every SACK block edge with other.UnmapAck, fixes the IPv4 total length and header checksum
@@ -39,7 +39,7 @@ const ipv4FlagDF = 0x40
 // When nothing changes (no edit alters a byte and all offsets are zero) it returns dst[:0],
 // false, nil and writes nothing, so the caller can accept pkt unmodified. On error nothing is
 // recorded in this and dst holds no packet.
-func Rewrite(dst, pkt []byte, p *Packet, edits []Edit, this, other *SeqAdj) (out []byte, changed bool, err error) {
+func Rewrite(dst, pkt []byte, p *Packet, splices []Splice, this, other *SeqAdj) (out []byte, changed bool, err error) {
 	if p.Len > len(pkt) || p.PayloadOff > p.Len || p.TCPOff+tcpMinHeader > p.PayloadOff || p.TCPOff < ipv4MinHeader {
 		return dst[:0], false, fmt.Errorf("rewrite: packet does not match its decoded offsets: %w", ErrBadHeader)
 	}
@@ -47,10 +47,10 @@ func Rewrite(dst, pkt []byte, p *Packet, edits []Edit, this, other *SeqAdj) (out
 
 	growth, contentChanged, resized := 0, false, false
 	prevOff, prevEnd := -1, 0
-	for i, e := range edits {
+	for i, e := range splices {
 		if e.Off <= prevOff || e.Off < prevEnd || e.End < e.Off || e.End > len(payload) {
-			return dst[:0], false, fmt.Errorf("rewrite: edit %d [%d,%d) after [%d,%d) in %d payload bytes: %w",
-				i, e.Off, e.End, max(prevOff, 0), prevEnd, len(payload), ErrEdit)
+			return dst[:0], false, fmt.Errorf("rewrite: splice %d [%d,%d) after [%d,%d) in %d payload bytes: %w",
+				i, e.Off, e.End, max(prevOff, 0), prevEnd, len(payload), ErrSplice)
 		}
 		prevOff, prevEnd = e.Off, e.End
 		if d := len(e.Repl) - (e.End - e.Off); d != 0 {
@@ -78,7 +78,7 @@ func Rewrite(dst, pkt []byte, p *Packet, edits []Edit, this, other *SeqAdj) (out
 			return dst[:0], false, fmt.Errorf("rewrite: %w", ErrNoSeqAdj)
 		}
 		ds := p.dataSeq()
-		for _, e := range edits {
+		for _, e := range splices {
 			if d := len(e.Repl) - (e.End - e.Off); d != 0 {
 				if err := adj.Record(ds.Add(int32(e.Off)), int32(d)); err != nil {
 					return dst[:0], false, fmt.Errorf("rewrite: %w", err)
@@ -104,7 +104,7 @@ func Rewrite(dst, pkt []byte, p *Packet, edits []Edit, this, other *SeqAdj) (out
 	}
 	n := copy(out, pkt[:p.PayloadOff])
 	last := 0
-	for _, e := range edits {
+	for _, e := range splices {
 		n += copy(out[n:], payload[last:e.Off])
 		n += copy(out[n:], e.Repl)
 		last = e.End

@@ -45,11 +45,11 @@ func nearlyFull(t testing.TB) SeqAdj {
 // burst returns n pipelined "PORT 10,0,1,2,156,65\r\n" lines and the edits that
 // replace each address with 198,51,100,1 (4 bytes longer), with the records
 // they make when the segment starts at seq 1000.
-func burst(n int) (payload string, edits []Edit, recs []Record) {
+func burst(n int) (payload string, edits []Splice, recs []Record) {
 	const line = "PORT 10,0,1,2,156,65\r\n"
 	for i := range n {
 		off := i*len(line) + 5
-		edits = append(edits, Edit{Off: off, End: off + 8, Repl: []byte("198,51,100,1")})
+		edits = append(edits, Splice{Off: off, End: off + 8, Repl: []byte("198,51,100,1")})
 		recs = append(recs, Record{Pos: Seq(1000 + off), Delta: 4})
 	}
 	return strings.Repeat(line, n), edits, recs
@@ -63,27 +63,27 @@ func TestRewriteErrors(t *testing.T) {
 	tests := []struct {
 		name    string
 		pkt     []byte
-		edits   []Edit
+		edits   []Splice
 		this    SeqAdj
 		nilThis bool
 		want    error
 	}{
-		{name: "edit past payload", pkt: port, edits: []Edit{{Off: 20, End: 23}}, want: ErrEdit},
-		{name: "edit end before off", pkt: port, edits: []Edit{{Off: 5, End: 4}}, want: ErrEdit},
-		{name: "negative offset", pkt: port, edits: []Edit{{Off: -1, End: 2}}, want: ErrEdit},
-		{name: "overlapping edits", pkt: port, edits: []Edit{{Off: 5, End: 10, Repl: []byte("a")}, {Off: 9, End: 12}}, want: ErrEdit},
-		{name: "unsorted edits", pkt: port, edits: []Edit{{Off: 10, End: 12}, {Off: 5, End: 6}}, want: ErrEdit},
-		{name: "two edits at one offset", pkt: port, edits: []Edit{{Off: 5, End: 5, Repl: []byte("a")}, {Off: 5, End: 6}}, want: ErrEdit},
-		{name: "ipv4 grows past 65535", pkt: big4, edits: []Edit{{Off: 0, End: 1, Repl: []byte("abcd")}}, want: ErrTooBig},
-		{name: "ipv6 grows past 65535", pkt: big6, edits: []Edit{{Off: 0, End: 1, Repl: []byte("abcd")}}, want: ErrTooBig},
-		{name: "resize without SeqAdj", pkt: port, nilThis: true, edits: []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}, want: ErrNoSeqAdj},
+		{name: "edit past payload", pkt: port, edits: []Splice{{Off: 20, End: 23}}, want: ErrSplice},
+		{name: "edit end before off", pkt: port, edits: []Splice{{Off: 5, End: 4}}, want: ErrSplice},
+		{name: "negative offset", pkt: port, edits: []Splice{{Off: -1, End: 2}}, want: ErrSplice},
+		{name: "overlapping edits", pkt: port, edits: []Splice{{Off: 5, End: 10, Repl: []byte("a")}, {Off: 9, End: 12}}, want: ErrSplice},
+		{name: "unsorted edits", pkt: port, edits: []Splice{{Off: 10, End: 12}, {Off: 5, End: 6}}, want: ErrSplice},
+		{name: "two edits at one offset", pkt: port, edits: []Splice{{Off: 5, End: 5, Repl: []byte("a")}, {Off: 5, End: 6}}, want: ErrSplice},
+		{name: "ipv4 grows past 65535", pkt: big4, edits: []Splice{{Off: 0, End: 1, Repl: []byte("abcd")}}, want: ErrTooBig},
+		{name: "ipv6 grows past 65535", pkt: big6, edits: []Splice{{Off: 0, End: 1, Repl: []byte("abcd")}}, want: ErrTooBig},
+		{name: "resize without SeqAdj", pkt: port, nilThis: true, edits: []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}, want: ErrNoSeqAdj},
 		{
 			name: "record out of order", pkt: port, this: adjWith(t, Record{Pos: 2000, Delta: 3}),
-			edits: []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}, want: ErrOutOfOrder,
+			edits: []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}, want: ErrOutOfOrder,
 		},
 		{
 			name: "second edit conflicts with a record", pkt: port, this: adjWith(t, Record{Pos: 1005, Delta: 4}, Record{Pos: 1015, Delta: 1}),
-			edits: []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}, {Off: 15, End: 16, Repl: []byte("xyz")}}, want: ErrConflict,
+			edits: []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}, {Off: 15, End: 16, Repl: []byte("xyz")}}, want: ErrConflict,
 		},
 		{
 			// The first edit fits, the second does not: nothing is recorded.
@@ -127,7 +127,7 @@ func TestRewriteBoundaryFits(t *testing.T) {
 			b := buildPacket(t, tt.spec)
 			p := decoded(t, b)
 			var this SeqAdj
-			out, _, err := Rewrite(nil, b, p, []Edit{{Off: 0, End: 1, Repl: []byte("abcd")}}, &this, nil)
+			out, _, err := Rewrite(nil, b, p, []Splice{{Off: 0, End: 1, Repl: []byte("abcd")}}, &this, nil)
 			if err != nil {
 				t.Fatalf("Rewrite: %v", err)
 			}
@@ -145,12 +145,12 @@ func TestRewriteUnchanged(t *testing.T) {
 	tests := []struct {
 		name        string
 		pkt         []byte
-		edits       []Edit
+		edits       []Splice
 		this, other SeqAdj
 	}{
 		{name: "no edits no offsets", pkt: port},
-		{name: "edit with identical bytes", pkt: port, edits: []Edit{{Off: 5, End: 13, Repl: []byte("10,0,1,2")}}},
-		{name: "empty edit", pkt: port, edits: []Edit{{Off: 3, End: 3}}},
+		{name: "edit with identical bytes", pkt: port, edits: []Splice{{Off: 5, End: 13, Repl: []byte("10,0,1,2")}}},
+		{name: "empty edit", pkt: port, edits: []Splice{{Off: 3, End: 3}}},
 		{name: "records after the segment start", pkt: port, this: adjWith(t, Record{Pos: 1000, Delta: 4})},
 		{name: "ack before peer's record", pkt: port, other: adjWith(t, Record{Pos: 5000, Delta: 4})},
 		{name: "ack ignored without ACK flag", pkt: syn, other: adjWith(t, Record{Pos: 1, Delta: 4})},
@@ -186,7 +186,7 @@ func TestRewriteCases(t *testing.T) {
 	tests := []struct {
 		name      string
 		pkt       []byte
-		edits     []Edit
+		edits     []Splice
 		this      SeqAdj
 		wantData  string
 		wantSeq   Seq
@@ -195,13 +195,13 @@ func TestRewriteCases(t *testing.T) {
 	}{
 		{
 			name: "two edits in one segment", pkt: buildPacket(t, v4spec("PORT 10,0,1,2,156,65\r\n")),
-			edits:    []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}, {Off: 14, End: 20, Repl: []byte("4,1")}},
+			edits:    []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}, {Off: 14, End: 20, Repl: []byte("4,1")}},
 			wantData: "PORT 198,51,100,1,4,1\r\n", wantSeq: 1000,
 			wantRecs: []Record{{1005, 4}, {1014, -3}}, wantValid: true,
 		},
 		{
 			name: "adjacent insert and delete", pkt: buildPacket(t, v4spec("abcdef")),
-			edits:    []Edit{{Off: 0, End: 0, Repl: []byte("XY")}, {Off: 1, End: 3}},
+			edits:    []Splice{{Off: 0, End: 0, Repl: []byte("XY")}, {Off: 1, End: 3}},
 			wantData: "XYadef", wantSeq: 1000,
 			wantRecs: []Record{{1000, 2}, {1001, -2}}, wantValid: true,
 		},
@@ -212,17 +212,17 @@ func TestRewriteCases(t *testing.T) {
 		},
 		{
 			name: "same-length edit needs no record", pkt: buildPacket(t, v4spec("PORT 10,0,1,2,156,65\r\n")),
-			edits:    []Edit{{Off: 5, End: 13, Repl: []byte("10,0,9,9")}},
+			edits:    []Splice{{Off: 5, End: 13, Repl: []byte("10,0,9,9")}},
 			wantData: "PORT 10,0,9,9,156,65\r\n", wantSeq: 1000, wantValid: true,
 		},
 		{
 			name: "SYN with data records after the SYN", pkt: buildPacket(t, syn),
-			edits:    []Edit{{Off: 0, End: 5, Repl: []byte("hi")}},
+			edits:    []Splice{{Off: 0, End: 5, Repl: []byte("hi")}},
 			wantData: "hi", wantSeq: 1000, wantRecs: []Record{{1001, -3}}, wantValid: true,
 		},
 		{
 			name: "trailing bytes are dropped", pkt: buildPacket(t, trailing),
-			edits:    []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}},
+			edits:    []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}},
 			wantData: "PORT 198,51,100,1,156,65\r\n", wantSeq: 1000, wantRecs: []Record{{1005, 4}}, wantValid: true,
 		},
 		{
@@ -236,12 +236,12 @@ func TestRewriteCases(t *testing.T) {
 				s.corruptChecksum = true
 				return buildPacket(t, s)
 			}(),
-			edits:    []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}},
+			edits:    []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}},
 			wantData: "PORT 198,51,100,1,156,65\r\n", wantSeq: 1000, wantRecs: []Record{{1005, 4}}, wantValid: false,
 		},
 		{
 			name: "ipv6 EPRT grows by 4", pkt: buildPacket(t, routed),
-			edits:    []Edit{{Off: 8, End: 15, Repl: []byte("2001:db8::1")}},
+			edits:    []Splice{{Off: 8, End: 15, Repl: []byte("2001:db8::1")}},
 			wantData: "EPRT |2|2001:db8::1|40001|\r\n", wantSeq: 1000, wantRecs: []Record{{1008, 4}}, wantValid: true,
 		},
 	}
@@ -287,7 +287,7 @@ func TestRewriteRoutingHeaderChecksum(t *testing.T) {
 	copy(b[24:40], hop.AsSlice())
 	p := decoded(t, b)
 	var this SeqAdj
-	out, _, err := Rewrite(nil, b, p, []Edit{{Off: 8, End: 15, Repl: []byte("2001:db8::1")}}, &this, nil)
+	out, _, err := Rewrite(nil, b, p, []Splice{{Off: 8, End: 15, Repl: []byte("2001:db8::1")}}, &this, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestRewriteSmallDstAllocates(t *testing.T) {
 	p := decoded(t, b)
 	var this SeqAdj
 	small := make([]byte, 3, 10)
-	out, _, err := Rewrite(small, b, p, []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}, &this, nil)
+	out, _, err := Rewrite(small, b, p, []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}, &this, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func TestAllocs(t *testing.T) {
 	ackSpec := v6spec("")
 	ackSpec.sack = []SACKBlock{{1030, 1040}}
 	ack := buildPacket(t, ackSpec)
-	edits := []Edit{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}
+	edits := []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}
 	dst := make([]byte, 0, 256)
 	peer := adjWith(t, Record{Pos: 1005, Delta: 4})
 	var this, other SeqAdj

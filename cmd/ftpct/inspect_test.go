@@ -105,7 +105,7 @@ func ftpct(t *testing.T, args ...string) (string, string, int) {
 func TestInspectionCommands(t *testing.T) {
 	d, socket, stop := testDaemon(t, "")
 	w := d.eng.NewWorker()
-	if v, _ := w.Handle(clientPacket(t, 1, "PORT 10,0,1,2,156,65\r\n")); v != engine.VerdictModified {
+	if v, _ := w.Handle(clientPacket(t, 1, "PORT 10,0,1,2,156,65\r\n")); v != engine.DecisionModified {
 		t.Fatalf("PORT not rewritten: %v", v)
 	}
 

@@ -131,7 +131,7 @@ func (d *daemon) timed(h engine.Holes) engine.Holes {
 }
 
 // handlePacket is the engine's verdict on one packet, timed when metrics are on.
-func (d *daemon) handlePacket(w *engine.Worker, pkt []byte) (engine.Verdict, []byte) {
+func (d *daemon) handlePacket(w *engine.Worker, pkt []byte) (engine.Decision, []byte) {
 	m := d.ops.metrics
 	if m == nil {
 		return w.Handle(pkt)

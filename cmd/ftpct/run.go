@@ -135,9 +135,9 @@ func (d *daemon) start(parent context.Context) error {
 			d.log.Debug("packet", "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out))
 		}
 		switch v {
-		case engine.VerdictDrop:
+		case engine.DecisionDrop:
 			return nfq.Drop, nil
-		case engine.VerdictModified:
+		case engine.DecisionModified:
 			return nfq.Accept, out
 		default:
 			return nfq.Accept, nil

@@ -1,24 +1,26 @@
 package engine
 
-// Verdict is what to do with a packet.
-type Verdict uint8
+// Decision is what the engine decided to do with a packet. The queue turns
+// it into its own verdict (nfq.Verdict): DecisionModified is an accept with
+// a new payload.
+type Decision uint8
 
 const (
-	// VerdictAccept lets the packet through unchanged.
-	VerdictAccept Verdict = iota
-	// VerdictModified lets the rewritten packet through instead.
-	VerdictModified
-	// VerdictDrop drops the packet; its sender retransmits it.
-	VerdictDrop
+	// DecisionAccept lets the packet through unchanged.
+	DecisionAccept Decision = iota
+	// DecisionModified lets the rewritten packet through instead.
+	DecisionModified
+	// DecisionDrop drops the packet; its sender retransmits it.
+	DecisionDrop
 )
 
-func (v Verdict) String() string {
+func (v Decision) String() string {
 	switch v {
-	case VerdictAccept:
+	case DecisionAccept:
 		return "accept"
-	case VerdictModified:
+	case DecisionModified:
 		return "accept-modified"
-	case VerdictDrop:
+	case DecisionDrop:
 		return "drop"
 	}
 	return "unknown"
