@@ -7,6 +7,7 @@ import (
 
 	"github.com/ftpct/ftpct/ftpparse"
 	"github.com/ftpct/ftpct/rewrite"
+	"github.com/ftpct/ftpct/seqnum"
 )
 
 // Dir is a direction of a control connection.
@@ -46,7 +47,7 @@ const MaxInFlight = rewrite.MaxRecords
 // makes (the sender wrote its argument the usual way): a retransmission that
 // carries only part of them can be completed.
 type Edit struct {
-	Pos      rewrite.Seq
+	Pos      seqnum.Value
 	OrigLen  uint16
 	Port     uint16
 	OrigPort uint16
@@ -56,7 +57,7 @@ type Edit struct {
 }
 
 // End returns the original sequence number following the replaced bytes.
-func (e *Edit) End() rewrite.Seq { return e.Pos.Add(int32(e.OrigLen)) }
+func (e *Edit) End() seqnum.Value { return e.Pos.Add(int32(e.OrigLen)) }
 
 // AppendRepl appends the replacement text to dst; addr is the address the
 // receiver sees the sender as (Session.SeenAs).
@@ -78,7 +79,7 @@ type DirState struct {
 	// Adj maps this direction's sequence numbers to the rewritten stream.
 	Adj rewrite.SeqAdj
 	// Next is the original sequence number following the highest byte seen.
-	Next rewrite.Seq
+	Next seqnum.Value
 	// Started reports whether Next is valid (a payload byte has been seen).
 	Started bool
 	// MidLine reports that the stream is inside a line whose start was not parsed.
@@ -92,7 +93,7 @@ type DirState struct {
 	HeldSince time.Time
 	// Acked is the highest original sequence number of this direction the
 	// peer has acknowledged (valid once AckSeen).
-	Acked   rewrite.Seq
+	Acked   seqnum.Value
 	AckSeen bool
 
 	// edits are the rewrites not yet acknowledged, in stream order.
@@ -101,7 +102,7 @@ type DirState struct {
 }
 
 // HoldStart returns the sequence number of the first held byte.
-func (d *DirState) HoldStart() rewrite.Seq { return d.Next.Add(-int32(len(d.Held))) }
+func (d *DirState) HoldStart() seqnum.Value { return d.Next.Add(-int32(len(d.Held))) }
 
 // Edits returns the kept rewrites, oldest first. The slice aliases d.
 func (d *DirState) Edits() []Edit { return d.edits[:d.nEdits] }
@@ -140,7 +141,7 @@ func (d *DirState) Remember(e Edit) bool {
 // or before the acknowledged point, and, folded into Adj's base, the length
 // changes before it. A rewrite the acknowledgement cuts stays with
 // everything after its start. It returns how many rewrites it forgot.
-func (d *DirState) Acknowledge(ack rewrite.Seq) int {
+func (d *DirState) Acknowledge(ack seqnum.Value) int {
 	if !d.Started {
 		return 0
 	}

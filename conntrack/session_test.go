@@ -6,12 +6,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ftpct/ftpct/ftpparse"
-	"github.com/ftpct/ftpct/rewrite"
+	"github.com/ftpct/ftpct/seqnum"
 )
 
 // withEdits returns a direction that sent up to next and rewrote 8-byte
 // arguments at the given positions, each growing the stream by 4.
-func withEdits(t *testing.T, next rewrite.Seq, pos ...rewrite.Seq) *DirState {
+func withEdits(t *testing.T, next seqnum.Value, pos ...seqnum.Value) *DirState {
 	t.Helper()
 	d := &DirState{Next: next, Started: true}
 	for _, p := range pos {
@@ -25,8 +25,8 @@ func withEdits(t *testing.T, next rewrite.Seq, pos ...rewrite.Seq) *DirState {
 	return d
 }
 
-func positions(d *DirState) []rewrite.Seq {
-	var ps []rewrite.Seq
+func positions(d *DirState) []seqnum.Value {
+	var ps []seqnum.Value
 	for _, e := range d.Edits() {
 		ps = append(ps, e.Pos)
 	}
@@ -36,17 +36,17 @@ func positions(d *DirState) []rewrite.Seq {
 func TestAcknowledge(t *testing.T) {
 	tests := []struct {
 		name      string
-		acks      []rewrite.Seq
-		wantKept  []rewrite.Seq
+		acks      []seqnum.Value
+		wantKept  []seqnum.Value
 		wantBase  int32
-		wantAcked rewrite.Seq
+		wantAcked seqnum.Value
 	}{
-		{name: "nothing acknowledged yet", acks: []rewrite.Seq{100}, wantKept: []rewrite.Seq{100, 200, 300}, wantAcked: 100},
-		{name: "first rewrite acknowledged", acks: []rewrite.Seq{108}, wantKept: []rewrite.Seq{200, 300}, wantBase: 4, wantAcked: 108},
-		{name: "ack cuts a rewrite: it stays, with its record", acks: []rewrite.Seq{204}, wantKept: []rewrite.Seq{200, 300}, wantBase: 4, wantAcked: 204},
-		{name: "all acknowledged", acks: []rewrite.Seq{400}, wantKept: nil, wantBase: 12, wantAcked: 400},
-		{name: "an older ack changes nothing", acks: []rewrite.Seq{300, 150}, wantKept: []rewrite.Seq{300}, wantBase: 8, wantAcked: 300},
-		{name: "ack past what was sent is clamped", acks: []rewrite.Seq{9000}, wantKept: nil, wantBase: 12, wantAcked: 500},
+		{name: "nothing acknowledged yet", acks: []seqnum.Value{100}, wantKept: []seqnum.Value{100, 200, 300}, wantAcked: 100},
+		{name: "first rewrite acknowledged", acks: []seqnum.Value{108}, wantKept: []seqnum.Value{200, 300}, wantBase: 4, wantAcked: 108},
+		{name: "ack cuts a rewrite: it stays, with its record", acks: []seqnum.Value{204}, wantKept: []seqnum.Value{200, 300}, wantBase: 4, wantAcked: 204},
+		{name: "all acknowledged", acks: []seqnum.Value{400}, wantKept: nil, wantBase: 12, wantAcked: 400},
+		{name: "an older ack changes nothing", acks: []seqnum.Value{300, 150}, wantKept: []seqnum.Value{300}, wantBase: 8, wantAcked: 300},
+		{name: "ack past what was sent is clamped", acks: []seqnum.Value{9000}, wantKept: nil, wantBase: 12, wantAcked: 500},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,7 +62,7 @@ func TestAcknowledge(t *testing.T) {
 			}
 			// Every kept SeqAdj record has its rewrite kept: replaying a
 			// kept rewrite never meets a folded record.
-			kept := map[rewrite.Seq]bool{}
+			kept := map[seqnum.Value]bool{}
 			for _, e := range d.Edits() {
 				kept[e.Pos] = true
 			}
@@ -88,7 +88,7 @@ func TestRemember(t *testing.T) {
 		t.Error("Remember before the newest, not kept = true")
 	}
 	for i := len(d.Edits()); i < MaxInFlight; i++ {
-		if !d.Remember(Edit{Pos: rewrite.Seq(300 + 10*i), OrigLen: 8}) {
+		if !d.Remember(Edit{Pos: seqnum.Value(300 + 10*i), OrigLen: 8}) {
 			t.Fatalf("Remember %d of %d = false", i+1, MaxInFlight)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/ftpct/ftpct/ftpparse"
 	"github.com/ftpct/ftpct/rewrite"
 	"github.com/ftpct/ftpct/rules"
+	"github.com/ftpct/ftpct/seqnum"
 )
 
 // Kernel finds a control connection's NAT binding (conntrack.Kernel).
@@ -450,7 +451,7 @@ func (w *Worker) complete(sess *conntrack.Session, dir conntrack.Dir, in []byte,
 
 // finish sends the segment in with sequence number seq and payload head
 // instead of its own (the rest are bytes the session holds back).
-func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, seq rewrite.Seq, head []byte, now time.Time) (Decision, []byte) {
+func (w *Worker) finish(sess *conntrack.Session, dir conntrack.Dir, in []byte, p *rewrite.Packet, seq seqnum.Value, head []byte, now time.Time) (Decision, []byte) {
 	e := w.e
 	var q rewrite.Packet
 	t, err := rewrite.Resegment(w.trim[:0], in, p, seq, head, nil, &q)
@@ -529,7 +530,7 @@ const (
 )
 
 // joinHeld decides what to do with a segment [s, e) while d holds bytes.
-func joinHeld(d *conntrack.DirState, s, e rewrite.Seq) joinAction {
+func joinHeld(d *conntrack.DirState, s, e seqnum.Value) joinAction {
 	hs := d.HoldStart()
 	switch {
 	case s.After(d.Next):
@@ -707,7 +708,7 @@ var (
 )
 
 // line handles one complete line starting at payload offset off.
-func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, off int, segStart rewrite.Seq, now time.Time) {
+func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, off int, segStart seqnum.Value, now time.Time) {
 	e := w.e
 	var m ftpparse.Match
 	var err error

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ftpct/ftpct/seqnum"
 )
 
 // fuzzSeeds returns packets of the unit tests and the golden scenario as fuzz seeds.
@@ -105,8 +107,8 @@ func FuzzRewrite(f *testing.F) {
 		in := append([]byte(nil), pkt...)
 		fixChecksum(in, &p)
 		var this, other SeqAdj
-		_ = this.Record(Seq(thisPos), int32(thisDelta))
-		_ = other.Record(Seq(otherPos), int32(otherDelta))
+		_ = this.Record(seqnum.Value(thisPos), int32(thisDelta))
+		_ = other.Record(seqnum.Value(otherPos), int32(otherDelta))
 		thisBefore, otherBefore := this, other
 		edits := []Splice{{Off: off, End: end, Repl: repl}}
 		out, changed, err := Rewrite(make([]byte, 0, len(in)+len(repl)), in, &p, edits, &this, &other)

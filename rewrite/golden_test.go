@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ftpct/ftpct/seqnum"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -188,7 +190,7 @@ func TestScenarioGolden(t *testing.T) {
 					this, other = &server, &client
 				}
 				for _, blk := range st.sack {
-					spec.sack = append(spec.sack, SACKBlock{Left: Seq(c + blk[0]), Right: Seq(c + blk[1])})
+					spec.sack = append(spec.sack, SACKBlock{Left: seqnum.Value(c + blk[0]), Right: seqnum.Value(c + blk[1])})
 				}
 				in := buildPacket(t, spec)
 				var p Packet
@@ -220,7 +222,7 @@ func TestScenarioGolden(t *testing.T) {
 				}
 				var wantRecs []Record
 				for _, r := range st.wantRecs {
-					wantRecs = append(wantRecs, Record{Pos: Seq(c + uint32(r.Pos)), Delta: r.Delta})
+					wantRecs = append(wantRecs, Record{Pos: seqnum.Value(c + uint32(r.Pos)), Delta: r.Delta})
 				}
 				if diff := cmp.Diff(wantRecs, client.Records()); diff != "" {
 					t.Errorf("%s: client records (-want +got):\n%s", st.name, diff)
@@ -247,18 +249,18 @@ func checkStep(t *testing.T, st scenarioStep, out []byte, c uint32, dstOpts bool
 		t.Errorf("%s: IPHeaderLen %d, want 48", st.name, q.IPHeaderLen)
 	}
 	type view struct {
-		Seq, Ack Seq
+		Seq, Ack seqnum.Value
 		SACK     []SACKBlock
 		Data     string
 	}
 	want := view{Data: st.wantData}
 	if st.dir == c2s {
-		want.Seq, want.Ack = Seq(c+st.wantSeq), Seq(serverBase+st.wantAck)
+		want.Seq, want.Ack = seqnum.Value(c+st.wantSeq), seqnum.Value(serverBase+st.wantAck)
 	} else {
-		want.Seq, want.Ack = Seq(serverBase+st.wantSeq), Seq(c+st.wantAck)
+		want.Seq, want.Ack = seqnum.Value(serverBase+st.wantSeq), seqnum.Value(c+st.wantAck)
 	}
 	for _, blk := range st.wantSACK {
-		want.SACK = append(want.SACK, SACKBlock{Left: Seq(c + blk[0]), Right: Seq(c + blk[1])})
+		want.SACK = append(want.SACK, SACKBlock{Left: seqnum.Value(c + blk[0]), Right: seqnum.Value(c + blk[1])})
 	}
 	got := view{Seq: q.Seq, Ack: q.Ack, SACK: AppendSACKBlocks(nil, out, &q), Data: string(q.Payload(out))}
 	if diff := cmp.Diff(want, got); diff != "" {

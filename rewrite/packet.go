@@ -3,6 +3,8 @@ package rewrite
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/ftpct/ftpct/seqnum"
 )
 
 // TCP header flag bits (RFC 9293 section 3.1), as in Packet.Flags.
@@ -40,7 +42,7 @@ type Packet struct {
 	V6               bool
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
-	Seq, Ack         Seq
+	Seq, Ack         seqnum.Value
 	Flags            uint8 // TCP flags byte: FlagFIN, FlagSYN, ...
 	IPHeaderLen      int   // bytes before the TCP header: IPv4 IHL*4, IPv6 40 + extension headers
 	TCPOff           int   // offset of the TCP header (== IPHeaderLen)
@@ -162,8 +164,8 @@ func decodeTCP(b []byte, p *Packet) error {
 	p.PayloadOff = t + doff
 	p.SrcPort = binary.BigEndian.Uint16(b[t:])
 	p.DstPort = binary.BigEndian.Uint16(b[t+2:])
-	p.Seq = Seq(binary.BigEndian.Uint32(b[t+4:]))
-	p.Ack = Seq(binary.BigEndian.Uint32(b[t+8:]))
+	p.Seq = seqnum.Value(binary.BigEndian.Uint32(b[t+4:]))
+	p.Ack = seqnum.Value(binary.BigEndian.Uint32(b[t+8:]))
 	p.Flags = b[t+13]
 	return nil
 }
@@ -181,7 +183,7 @@ func (p *Packet) SrcAddrPort() netip.AddrPort { return netip.AddrPortFrom(p.Src,
 func (p *Packet) DstAddrPort() netip.AddrPort { return netip.AddrPortFrom(p.Dst, p.DstPort) }
 
 // dataSeq returns the original sequence number of the first payload byte (a SYN occupies one).
-func (p *Packet) dataSeq() Seq {
+func (p *Packet) dataSeq() seqnum.Value {
 	if p.Flags&FlagSYN != 0 {
 		return p.Seq + 1
 	}

@@ -3,6 +3,8 @@ package rewrite
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/ftpct/ftpct/seqnum"
 )
 
 // Resegment builds into dst (append-style, like Rewrite) a packet with pkt's IP and
@@ -17,7 +19,7 @@ import (
 // (the FIN follows the sender's last byte). The TCP checksum is computed from
 // scratch (see TCPChecksum for IPv6 routing headers). dst must not overlap
 // pkt, head or tail.
-func Resegment(dst, pkt []byte, p *Packet, seq Seq, head, tail []byte, q *Packet) ([]byte, error) {
+func Resegment(dst, pkt []byte, p *Packet, seq seqnum.Value, head, tail []byte, q *Packet) ([]byte, error) {
 	if p.Len > len(pkt) || p.PayloadOff > p.Len || p.TCPOff+tcpMinHeader > p.PayloadOff {
 		return dst[:0], fmt.Errorf("resegment: packet does not match its decoded offsets: %w", ErrBadHeader)
 	}

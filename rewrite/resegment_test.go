@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/ftpct/ftpct/seqnum"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -11,7 +13,7 @@ func TestResegment(t *testing.T) {
 	tests := []struct {
 		name    string
 		v6      bool
-		seq     Seq
+		seq     seqnum.Value
 		head    string
 		tail    string
 		wantErr error
@@ -167,7 +169,7 @@ func TestResegmentKeepsFINOnlyAtTheEnd(t *testing.T) {
 	const payload = "NOOP\r\nPORT 10,0,"
 	tests := []struct {
 		name       string
-		seq        Seq
+		seq        seqnum.Value
 		head, tail string
 		wantFIN    bool
 	}{

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ftpct/ftpct/seqnum"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -35,7 +37,7 @@ func nearlyFull(t testing.TB) SeqAdj {
 	t.Helper()
 	var a SeqAdj
 	for i := range MaxRecords - 1 {
-		if err := a.Record(Seq(100+10*i), 1); err != nil {
+		if err := a.Record(seqnum.Value(100+10*i), 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -50,7 +52,7 @@ func burst(n int) (payload string, edits []Splice, recs []Record) {
 	for i := range n {
 		off := i*len(line) + 5
 		edits = append(edits, Splice{Off: off, End: off + 8, Repl: []byte("198,51,100,1")})
-		recs = append(recs, Record{Pos: Seq(1000 + off), Delta: 4})
+		recs = append(recs, Record{Pos: seqnum.Value(1000 + off), Delta: 4})
 	}
 	return strings.Repeat(line, n), edits, recs
 }
@@ -189,7 +191,7 @@ func TestRewriteCases(t *testing.T) {
 		edits     []Splice
 		this      SeqAdj
 		wantData  string
-		wantSeq   Seq
+		wantSeq   seqnum.Value
 		wantRecs  []Record
 		wantValid bool // expected TCP checksum validity of the output
 	}{
@@ -255,7 +257,7 @@ func TestRewriteCases(t *testing.T) {
 			q := decoded(t, out)
 			type view struct {
 				Data  string
-				Seq   Seq
+				Seq   seqnum.Value
 				Recs  []Record
 				Valid bool
 				Len   int

@@ -1,6 +1,10 @@
 package rewrite
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/ftpct/ftpct/seqnum"
+)
 
 // TCP option kinds (RFC 9293, RFC 2018).
 const (
@@ -11,7 +15,7 @@ const (
 
 // SACKBlock is one SACK option block: the peer holds bytes [Left, Right).
 type SACKBlock struct {
-	Left, Right Seq
+	Left, Right seqnum.Value
 }
 
 // sackAt reports the position of the next well-formed SACK option in the TCP options opts
@@ -48,7 +52,7 @@ func adjustSACK(opts []byte, other *SeqAdj, write bool) (changed bool) {
 	for i := 0; i < len(opts); {
 		first, n, next := sackAt(opts, i)
 		for e := first; e < first+8*n; e += 4 {
-			w := Seq(binary.BigEndian.Uint32(opts[e:]))
+			w := seqnum.Value(binary.BigEndian.Uint32(opts[e:]))
 			m := other.UnmapAck(w)
 			if m != w {
 				changed = true
@@ -71,8 +75,8 @@ func AppendSACKBlocks(dst []SACKBlock, b []byte, p *Packet) []SACKBlock {
 		first, n, next := sackAt(opts, i)
 		for e := first; e < first+8*n; e += 8 {
 			dst = append(dst, SACKBlock{
-				Left:  Seq(binary.BigEndian.Uint32(opts[e:])),
-				Right: Seq(binary.BigEndian.Uint32(opts[e+4:])),
+				Left:  seqnum.Value(binary.BigEndian.Uint32(opts[e:])),
+				Right: seqnum.Value(binary.BigEndian.Uint32(opts[e+4:])),
 			})
 		}
 		i = next

@@ -3,6 +3,8 @@ package rewrite
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/ftpct/ftpct/seqnum"
 )
 
 // MaxRecords is how many length changes a SeqAdj remembers individually. Records are folded
@@ -14,7 +16,7 @@ const MaxRecords = 64
 // Record is one length change of a byte stream: the original bytes starting at original
 // sequence number Pos were replaced so that the stream grew by Delta bytes (Delta < 0: shrank).
 type Record struct {
-	Pos   Seq
+	Pos   seqnum.Value
 	Delta int32
 }
 
@@ -76,7 +78,7 @@ func (a *SeqAdj) Records() []Record {
 // ErrConflict. A position before the newest record that is not recorded returns ErrOutOfOrder,
 // and a new record when MaxRecords are kept returns ErrFull (see Full). A zero delta records
 // nothing. On error a is unchanged.
-func (a *SeqAdj) Record(pos Seq, delta int32) error {
+func (a *SeqAdj) Record(pos seqnum.Value, delta int32) error {
 	for i := int(a.n) - 1; i >= 0; i-- {
 		r := a.recs[i]
 		if r.Pos == pos {
@@ -115,7 +117,7 @@ func (a *SeqAdj) Full() bool {
 // bytes from before upTo (its acknowledgement was lost on the way to the sender) is mapped
 // with the whole base, so it ends at or before the mapped upTo: inside what the receiver
 // already has, which it discards, answering with the acknowledgement the sender missed.
-func (a *SeqAdj) Fold(upTo Seq) int {
+func (a *SeqAdj) Fold(upTo seqnum.Value) int {
 	if a == nil {
 		return 0
 	}
@@ -136,7 +138,7 @@ func (a *SeqAdj) Fold(upTo Seq) int {
 // sequence number s: the base plus the deltas of the records with Pos strictly before s. A
 // segment starting at or before a record's Pos contains that replaced range itself, so only
 // the earlier records shift it (the caller re-applies the edit to it).
-func (a *SeqAdj) Offset(s Seq) int32 {
+func (a *SeqAdj) Offset(s seqnum.Value) int32 {
 	if a == nil {
 		return 0
 	}
@@ -152,7 +154,7 @@ func (a *SeqAdj) Offset(s Seq) int32 {
 }
 
 // MapSeq maps an original sequence number of this direction to the wire: s + Offset(s).
-func (a *SeqAdj) MapSeq(s Seq) Seq {
+func (a *SeqAdj) MapSeq(s seqnum.Value) seqnum.Value {
 	return s.Add(a.Offset(s))
 }
 
@@ -160,7 +162,7 @@ func (a *SeqAdj) MapSeq(s Seq) Seq {
 // rewritten wire space of this direction) back to the original space: it finds the newest
 // record whose wire position (Pos plus the offset before it) is strictly before w and
 // subtracts the cumulative delta up to and including it. Folded records always count.
-func (a *SeqAdj) UnmapAck(w Seq) Seq {
+func (a *SeqAdj) UnmapAck(w seqnum.Value) seqnum.Value {
 	if a == nil {
 		return w
 	}
@@ -213,7 +215,7 @@ func (a *SeqAdj) UnmarshalBinary(b []byte) error {
 	v.n = uint8(n)
 	for i := range n {
 		r := Record{
-			Pos:   Seq(binary.BigEndian.Uint32(b[6+8*i:])),
+			Pos:   seqnum.Value(binary.BigEndian.Uint32(b[6+8*i:])),
 			Delta: int32(binary.BigEndian.Uint32(b[10+8*i:])),
 		}
 		if r.Delta == 0 || (i > 0 && !v.recs[i-1].Pos.Before(r.Pos)) {

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/ftpct/ftpct/seqnum"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 type recordOp struct {
-	pos     Seq
+	pos     seqnum.Value
 	delta   int32
 	wantErr error
 }
@@ -91,7 +93,7 @@ func TestSeqAdjRecord(t *testing.T) {
 func TestSeqAdjFull(t *testing.T) {
 	var a SeqAdj
 	for i := range MaxRecords {
-		if err := a.Record(Seq(1000+100*i), int32(i+1)); err != nil {
+		if err := a.Record(seqnum.Value(1000+100*i), int32(i+1)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -101,14 +103,14 @@ func TestSeqAdjFull(t *testing.T) {
 	before := a
 	// A full SeqAdj never folds on its own: an unacknowledged record would be
 	// applied to the segment that carries it.
-	if err := a.Record(Seq(1000+100*MaxRecords), 1); !errors.Is(err, ErrFull) {
+	if err := a.Record(seqnum.Value(1000+100*MaxRecords), 1); !errors.Is(err, ErrFull) {
 		t.Errorf("Record(new) when full = %v, want ErrFull", err)
 	}
 	if diff := cmp.Diff(before, a, cmp.AllowUnexported(SeqAdj{})); diff != "" {
 		t.Errorf("failed Record changed the value (-want +got):\n%s", diff)
 	}
 	// A retransmission of a kept record is still recognised.
-	if err := a.Record(Seq(1000+100*(MaxRecords-1)), MaxRecords); err != nil {
+	if err := a.Record(seqnum.Value(1000+100*(MaxRecords-1)), MaxRecords); err != nil {
 		t.Errorf("Record(newest again) when full = %v", err)
 	}
 }
@@ -118,7 +120,7 @@ func TestSeqAdjFold(t *testing.T) {
 	tests := []struct {
 		name     string
 		records  int // records 1..n with delta i at 1000+100*(i-1)
-		upTo     Seq
+		upTo     seqnum.Value
 		wantN    int
 		wantBase int32
 		wantLen  int
@@ -134,13 +136,13 @@ func TestSeqAdjFold(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var a SeqAdj
 			for i := range tt.records {
-				if err := a.Record(Seq(1000+100*i), int32(i+1)); err != nil {
+				if err := a.Record(seqnum.Value(1000+100*i), int32(i+1)); err != nil {
 					t.Fatal(err)
 				}
 			}
 			// Wire positions at or after upTo must not move.
-			probes := []Seq{tt.upTo, tt.upTo + 1, tt.upTo + 99, Seq(1000 + 100*tt.records + 7)}
-			var wantMap, wantUnmap []Seq
+			probes := []seqnum.Value{tt.upTo, tt.upTo + 1, tt.upTo + 99, seqnum.Value(1000 + 100*tt.records + 7)}
+			var wantMap, wantUnmap []seqnum.Value
 			for _, s := range probes {
 				wantMap = append(wantMap, a.MapSeq(s))
 				wantUnmap = append(wantUnmap, a.UnmapAck(a.MapSeq(s)))
@@ -162,7 +164,7 @@ func TestSeqAdjFold(t *testing.T) {
 			// Acknowledged bytes resent from before upTo end at or before
 			// the mapped upTo: inside what the receiver already has.
 			if tt.records > 0 {
-				s := Seq(999)
+				s := seqnum.Value(999)
 				if end := a.MapSeq(s).Add(int32(tt.upTo.Diff(s))); end.After(a.MapSeq(tt.upTo)) {
 					t.Errorf("resent [%d,%d) maps past the acknowledged point", s, tt.upTo)
 				}
@@ -189,11 +191,11 @@ func TestSeqAdjMapping(t *testing.T) {
 	}
 	tests := []struct {
 		name       string
-		s          Seq // original, for Offset/MapSeq
+		s          seqnum.Value // original, for Offset/MapSeq
 		wantOffset int32
-		wantMap    Seq
-		w          Seq // wire, for UnmapAck
-		wantUnmap  Seq
+		wantMap    seqnum.Value
+		w          seqnum.Value // wire, for UnmapAck
+		wantUnmap  seqnum.Value
 	}{
 		{name: "before everything", s: 50, wantOffset: 0, wantMap: 50, w: 50, wantUnmap: 50},
 		{name: "at first record", s: 100, wantOffset: 0, wantMap: 100, w: 100, wantUnmap: 100},
@@ -207,8 +209,8 @@ func TestSeqAdjMapping(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			type res struct {
 				Offset int32
-				Map    Seq
-				Unmap  Seq
+				Map    seqnum.Value
+				Unmap  seqnum.Value
 			}
 			want := res{tt.wantOffset, tt.wantMap, tt.wantUnmap}
 			got := res{a.Offset(tt.s), a.MapSeq(tt.s), a.UnmapAck(tt.w)}
@@ -230,10 +232,10 @@ func TestSeqAdjWrapAround(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
-		s         Seq
-		wantMap   Seq
-		w         Seq
-		wantUnmap Seq
+		s         seqnum.Value
+		wantMap   seqnum.Value
+		w         seqnum.Value
+		wantUnmap seqnum.Value
 	}{
 		{name: "before first", s: 0xFFFFFFE0, wantMap: 0xFFFFFFE0, w: 0xFFFFFFE0, wantUnmap: 0xFFFFFFE0},
 		{name: "after first, before zero", s: 0xFFFFFFF8, wantMap: 0xFFFFFFFC, w: 0xFFFFFFFC, wantUnmap: 0xFFFFFFF8},
@@ -264,8 +266,8 @@ func TestSeqAdjRoundTrip(t *testing.T) {
 	}
 	// A shrinking record at pos removes |delta| bytes after pos: original positions
 	// (pos, pos+|delta|] lie inside its replaced range and have no wire image of their own.
-	inside := func(s Seq) bool { return s.After(0xFFFFFFF0) && !s.After(0xFFFFFFF5) }
-	for s := Seq(0xFFFFFE00); s != 0x200; s++ {
+	inside := func(s seqnum.Value) bool { return s.After(0xFFFFFFF0) && !s.After(0xFFFFFFF5) }
+	for s := seqnum.Value(0xFFFFFE00); s != 0x200; s++ {
 		if inside(s) {
 			continue
 		}
@@ -282,7 +284,7 @@ func TestSeqAdjRoundTrip(t *testing.T) {
 func TestSeqAdjBinary(t *testing.T) {
 	var full SeqAdj
 	for i := range MaxRecords + 2 {
-		if err := full.Record(Seq(0xFFFFFF00+50*i), int32(i%5)-2|1); err != nil {
+		if err := full.Record(seqnum.Value(0xFFFFFF00+50*i), int32(i%5)-2|1); err != nil {
 			t.Fatal(err)
 		}
 		if i == 1 {
@@ -339,10 +341,10 @@ func TestSeqAdjBinary(t *testing.T) {
 func TestSeqAdjAllocs(t *testing.T) {
 	var a SeqAdj
 	for i := range MaxRecords {
-		_ = a.Record(Seq(100*i), 3)
+		_ = a.Record(seqnum.Value(100*i), 3)
 	}
 	n := testing.AllocsPerRun(1000, func() {
-		_ = a.Record(Seq(100*(MaxRecords-1)), 3)
+		_ = a.Record(seqnum.Value(100*(MaxRecords-1)), 3)
 		_ = a.MapSeq(777)
 		_ = a.UnmapAck(777)
 		_ = a.Offset(5)

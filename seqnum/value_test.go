@@ -1,4 +1,4 @@
-package rewrite
+package seqnum
 
 import (
 	"testing"
@@ -13,7 +13,7 @@ func TestSeq(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		a, b Seq
+		a, b Value
 		want result
 	}{
 		{name: "equal", a: 5, b: 5, want: result{Diff: 0}},
@@ -28,7 +28,7 @@ func TestSeq(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := result{Before: tt.a.Before(tt.b), After: tt.a.After(tt.b), Diff: tt.a.Diff(tt.b)}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("Seq(%#x) vs Seq(%#x) (-want +got):\n%s", tt.a, tt.b, diff)
+				t.Errorf("Value(%#x) vs Value(%#x) (-want +got):\n%s", tt.a, tt.b, diff)
 			}
 		})
 	}
@@ -37,9 +37,9 @@ func TestSeq(t *testing.T) {
 func TestSeqAdd(t *testing.T) {
 	tests := []struct {
 		name string
-		a    Seq
+		a    Value
 		n    int32
-		want Seq
+		want Value
 	}{
 		{name: "plus", a: 100, n: 4, want: 104},
 		{name: "minus", a: 100, n: -2, want: 98},
