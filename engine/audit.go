@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ftpct/ftpct/conntrack"
+	"github.com/ftpct/ftpct/expect"
 	"github.com/ftpct/ftpct/ftpparse"
 )
 
@@ -137,7 +138,7 @@ type observer struct {
 }
 
 // eventCreated reports a new expectation of sess.
-func (e *Engine) eventCreated(sess *conntrack.Session, x conntrack.Expectation, now time.Time) {
+func (e *Engine) eventCreated(sess *conntrack.Session, x expect.Expectation, now time.Time) {
 	ev := expectEvent(EventCreated, x, now)
 	ev.Ctl = sess.Binding
 	e.obs.emit(e, ev)
@@ -163,7 +164,7 @@ func (e *Engine) eventRefused(sess *conntrack.Session, m ftpparse.Match, r Reaso
 }
 
 // eventUsed reports that the data connection b arrived for x.
-func (e *Engine) eventUsed(x conntrack.Expectation, b conntrack.Binding, now time.Time) {
+func (e *Engine) eventUsed(x expect.Expectation, b conntrack.Binding, now time.Time) {
 	ev := expectEvent(EventUsed, x, now)
 	ev.Data = b.Orig
 	e.obs.emit(e, ev)
@@ -174,7 +175,7 @@ func (e *Engine) eventUsed(x conntrack.Expectation, b conntrack.Binding, now tim
 // suppressed lines when due and forgets the control connections of
 // expectations that left the table unreported (evicted by a newer one, or
 // removed with their session).
-func (e *Engine) eventsExpired(list []conntrack.Expectation, now time.Time) {
+func (e *Engine) eventsExpired(list []expect.Expectation, now time.Time) {
 	for _, x := range list {
 		e.obs.emit(e, expectEvent(EventExpired, x, now))
 	}
@@ -199,7 +200,7 @@ func (e *Engine) eventsExpired(list []conntrack.Expectation, now time.Time) {
 }
 
 // eventDeleted reports an expectation closed by hand.
-func (e *Engine) eventDeleted(x conntrack.Expectation, now time.Time) {
+func (e *Engine) eventDeleted(x expect.Expectation, now time.Time) {
 	e.obs.emit(e, expectEvent(EventDeleted, x, now))
 }
 
@@ -217,7 +218,7 @@ func (o *observer) prune(e *Engine) {
 	o.ctl = keep
 }
 
-func expectEvent(k EventKind, x conntrack.Expectation, now time.Time) Event {
+func expectEvent(k EventKind, x expect.Expectation, now time.Time) Event {
 	ev := Event{Kind: k, Time: now, ID: x.ID, Session: x.Session, Announce: x.Kind, Peer: x.Peer,
 		Announced: netip.AddrPortFrom(x.Addr, x.Port)}
 	if x.To.IsValid() {

@@ -15,6 +15,7 @@ import (
 	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/rewrite"
 	"github.com/ftpct/ftpct/rules"
+	"github.com/ftpct/ftpct/stream"
 )
 
 // fakeKernel answers lookups for a fixed set of connections, by either tuple.
@@ -634,8 +635,8 @@ func TestPipelinedBurst(t *testing.T) {
 		rewrite int // how many of them are rewritten
 	}{
 		{name: "more than the kernel's one correction", n: 17, rewrite: 17},
-		{name: "exactly the room", n: conntrack.MaxInFlight, rewrite: conntrack.MaxInFlight},
-		{name: "past the room", n: conntrack.MaxInFlight + 5, rewrite: conntrack.MaxInFlight},
+		{name: "exactly the room", n: stream.MaxRecords, rewrite: stream.MaxRecords},
+		{name: "past the room", n: stream.MaxRecords + 5, rewrite: stream.MaxRecords},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -664,7 +665,7 @@ func TestPipelinedBurst(t *testing.T) {
 					st.Rewrites, st.Replays, st.RewritesRefused, st.ExpectRefused, st.Errors, st.Dropped, tt.rewrite+1, tt.rewrite, refused, refused)
 			}
 			sess := e.Sessions()[0]
-			if n := len(sess.Dir[conntrack.DirOrig].Edits()); n != 1 {
+			if n := len(sess.Stream[conntrack.DirOrig].Records()); n != 1 {
 				t.Errorf("%d rewrites kept after the ack, want 1 (the unacknowledged last)", n)
 			}
 			if len(holes.open) != 1 {
@@ -740,7 +741,7 @@ func TestCarriedLinesResentAfterPatience(t *testing.T) {
 	send(0, len(s1))
 	send(len(s1), len(s1)+len(s2))
 	sess := e.Sessions()[0]
-	d := &sess.Dir[conntrack.DirOrig]
+	d := &sess.Stream[conntrack.DirOrig]
 	if len(d.Held) == 0 {
 		t.Fatal("nothing carried")
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ftpct/ftpct/conntrack"
+	"github.com/ftpct/ftpct/expect"
 )
 
 // What the control socket shows of the engine's state: sessions, their
@@ -106,18 +107,18 @@ func (e *Engine) SessionInfos() []SessionInfo {
 		s.Lock()
 		in.State = sessionState(s)
 		switch {
-		case s.TLS:
+		case s.Lines.TLS:
 			in.TLS = TLSOn
-		case s.AuthSent:
+		case s.Lines.AuthSent:
 			in.TLS = TLSRequested
 		}
 		in.LastSeen = s.LastSeen
-		for d := range s.Dir {
-			ds := &s.Dir[d]
-			di := DirInfo{Base: ds.Adj.Base(), Kept: ds.Adj.Len(), Held: len(ds.Held)}
+		for d := range s.Stream {
+			ds := &s.Stream[d]
+			di := DirInfo{Base: ds.Base(), Kept: len(ds.Records()), Held: len(ds.Held)}
 			di.Offset = di.Base
-			for i := range ds.Adj.Len() {
-				di.Offset += ds.Adj.At(i).Delta
+			for _, r := range ds.Records() {
+				di.Offset += int32(r.Delta)
 			}
 			in.Dir[d] = di
 		}
@@ -133,7 +134,7 @@ func sessionState(s *conntrack.Session) SessionState {
 	switch {
 	case s.Closing:
 		return SessionClosing
-	case s.TLS:
+	case s.Lines.TLS:
 		return SessionTLS
 	}
 	return SessionActive
@@ -178,7 +179,7 @@ type ExpectFilter struct {
 }
 
 // Match reports whether f selects x.
-func (f ExpectFilter) Match(x *conntrack.Expectation) bool {
+func (f ExpectFilter) Match(x *expect.Expectation) bool {
 	if f.Session != 0 && x.Session != f.Session {
 		return false
 	}
@@ -192,17 +193,17 @@ func (f ExpectFilter) Match(x *conntrack.Expectation) bool {
 }
 
 // ExpectationsOf lists the pending expectations f selects, by ID.
-func (e *Engine) ExpectationsOf(f ExpectFilter) []conntrack.Expectation {
+func (e *Engine) ExpectationsOf(f ExpectFilter) []expect.Expectation {
 	list := e.exps.List()
-	return slices.DeleteFunc(list, func(x conntrack.Expectation) bool { return !f.Match(&x) })
+	return slices.DeleteFunc(list, func(x expect.Expectation) bool { return !f.Match(&x) })
 }
 
 // DeleteExpectation closes the hole of the pending expectation id by hand:
 // it leaves the table, its nftables elements are deleted, and an
 // EventDeleted is reported. An unknown id is an error wrapping
 // ErrNoExpectation.
-func (e *Engine) DeleteExpectation(id uint64) (conntrack.Expectation, error) {
-	var x conntrack.Expectation
+func (e *Engine) DeleteExpectation(id uint64) (expect.Expectation, error) {
+	var x expect.Expectation
 	found := false
 	for _, c := range e.exps.List() {
 		if c.ID == id {

@@ -10,9 +10,11 @@ import (
 
 	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/ctstate"
+	"github.com/ftpct/ftpct/expect"
 	"github.com/ftpct/ftpct/ftpparse"
-	"github.com/ftpct/ftpct/rewrite"
 	"github.com/ftpct/ftpct/rules"
+	"github.com/ftpct/ftpct/seqnum"
+	"github.com/ftpct/ftpct/stream"
 )
 
 // Persistence: what a restart or crash of ftpct must not lose is each
@@ -110,10 +112,10 @@ func (p *persister) decode(b conntrack.Binding, now time.Time) (ctstate.State, e
 }
 
 // restore gives a newly learned session the adjustments stored by an
-// earlier run: "offset before Pos, one change Delta at Pos" per direction,
-// and holds its flows.
-// A retransmission of the rewritten segment is parsed and rewritten again;
-// recording the same change at the same position is a no-op in SeqAdj.
+// earlier run: "offset before Pos, one change Delta at Pos" per direction
+// (stream.Half.Restore), and holds its flows. A retransmission of the
+// rewritten segment is parsed and rewritten again; the normaliser fills the
+// restored record in with its text.
 func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
 	if st.IsZero() {
 		return
@@ -125,16 +127,7 @@ func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
 			continue
 		}
 		a := st.Dir[d]
-		var buf [14]byte
-		enc := append(buf[:0], 1, 1) // rewrite.SeqAdj binary format: version 1, one record
-		enc = appendU32(enc, uint32(a.Before()))
-		enc = appendU32(enc, a.Pos)
-		enc = appendU32(enc, uint32(a.Delta))
-		var adj rewrite.SeqAdj
-		if err := adj.UnmarshalBinary(enc); err != nil {
-			continue // not reached: ctstate checked Delta != 0
-		}
-		s.Dir[d].Adj = adj
+		s.Stream[d].Restore(stream.Summary{Pos: seqnum.Value(a.Pos), Before: a.Before(), Delta: int16(a.Delta)})
 	}
 	// Held again: an adopted table still has the flows, but a table made
 	// anew (or a standby's, its state replicated) does not.
@@ -145,17 +138,10 @@ func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
 	p.stats.SessionsRestored.Add(1)
 }
 
-func appendU32(b []byte, v uint32) []byte {
-	return append(b, byte(v>>24), byte(v>>16), byte(v>>8), byte(v))
-}
-
-// total is the cumulative offset after every length change of a.
-func total(a *rewrite.SeqAdj) int32 {
-	t := a.Base()
-	for i := range a.Len() {
-		t += a.At(i).Delta
-	}
-	return t
+// total is the cumulative offset after every length change of h.
+func total(h *stream.Half) int32 {
+	sm := h.Snapshot()
+	return sm.Before + int32(sm.Delta)
 }
 
 // fits reports whether a length change of delta in direction dir keeps the
@@ -164,20 +150,12 @@ func (p *persister) fits(s *conntrack.Session, dir conntrack.Dir, delta int) boo
 	if !p.enabled() || delta == 0 {
 		return true
 	}
-	a := ctstate.Adj{Delta: int32(delta), After: total(&s.Dir[dir].Adj) + int32(delta)}
+	a := ctstate.Adj{Delta: int32(delta), After: total(&s.Stream[dir]) + int32(delta)}
 	if delta < ctstate.MinDelta || delta > ctstate.MaxDelta || a.Check() != nil {
 		p.stats.RewritesOutOfRange.Add(1)
 		return false
 	}
 	return true
-}
-
-// newest returns the newest length change of a, if any is kept.
-func newest(a *rewrite.SeqAdj) (rewrite.Record, bool) {
-	if n := a.Len(); n > 0 {
-		return a.At(n - 1), true
-	}
-	return rewrite.Record{}, false
 }
 
 // save stores the session's adjustments after a packet changed the newest
@@ -196,10 +174,9 @@ func (p *persister) save(s *conntrack.Session, now time.Time) {
 	next := st.state
 	p.mu.Unlock()
 	for d := range 2 {
-		a := &s.Dir[d].Adj
-		if r, ok := newest(a); ok {
+		if sm := s.Stream[d].Snapshot(); sm.Delta != 0 {
 			next.Valid[d] = true
-			next.Dir[d] = ctstate.Adj{Pos: uint32(r.Pos), Delta: r.Delta, After: total(a)}
+			next.Dir[d] = ctstate.Adj{Pos: uint32(sm.Pos), Delta: int32(sm.Delta), After: sm.Before + int32(sm.Delta)}
 		}
 	}
 	labels, err := ctstate.Encode(next)
@@ -339,7 +316,7 @@ func (e *Engine) adopt(h rules.Hole, now time.Time) error {
 	if h.Peer.Is6() {
 		kind = map[ftpparse.Kind]ftpparse.Kind{ftpparse.KindPASV: ftpparse.KindEPSV, ftpparse.KindPORT: ftpparse.KindEPRT}[kind]
 	}
-	_, err = e.exps.Adopt(conntrack.Request{Session: s.ID, Kind: kind, Peer: h.Peer, Addr: h.Addr, Port: h.Port, To: h.To}, now, now.Add(h.Timeout))
+	_, err = e.exps.Adopt(expect.Request{Session: s.ID, Kind: kind, Peer: h.Peer, Addr: h.Addr, Port: h.Port, To: h.To}, now, now.Add(h.Timeout))
 	return err
 }
 
@@ -366,18 +343,19 @@ func (e *Engine) learnBinding(b conntrack.Binding, now time.Time) (*conntrack.Se
 }
 
 // after stores the session's state when the packet just rewritten changed
-// direction dir's newest length change (before, had: the one before).
-func (p *persister) after(s *conntrack.Session, dir conntrack.Dir, before rewrite.Record, had bool, now time.Time) {
+// direction dir's newest length change (before: dir's Snapshot before the
+// packet).
+func (p *persister) after(s *conntrack.Session, dir conntrack.Dir, before stream.Summary, now time.Time) {
 	if !p.enabled() {
 		return
 	}
-	if r, ok := newest(&s.Dir[dir].Adj); ok && (!had || r != before) {
+	if sm := s.Stream[dir].Snapshot(); sm.Delta != 0 && sm != before {
 		p.save(s, now)
 	}
 }
 
 // ownedHole is x's hole, with the session that announced it as owner.
-func (e *Engine) ownedHole(x conntrack.Expectation, s *conntrack.Session) rules.Hole {
+func (e *Engine) ownedHole(x expect.Expectation, s *conntrack.Session) rules.Hole {
 	h := e.hole(x)
 	h.Owner = flowOf(s.Binding.Orig)
 	return h

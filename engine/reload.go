@@ -19,14 +19,7 @@ func (e *Engine) Policy() Config { return *e.policy() }
 // Timeout applies to expectations created after it (the kernel's holes
 // carry their own timeouts).
 func (e *Engine) Reload(cfg Config) (notLive []string) {
-	d := DefaultConfig()
-	cfg.Timeout = orDefault(cfg.Timeout, d.Timeout)
-	cfg.PerSession = orDefault(cfg.PerSession, d.PerSession)
-	cfg.MaxExpect = orDefault(cfg.MaxExpect, d.MaxExpect)
-	cfg.MaxSessions = orDefault(cfg.MaxSessions, d.MaxSessions)
-	cfg.IdleCheck = orDefault(cfg.IdleCheck, d.IdleCheck)
-	cfg.MaxLine = orDefault(cfg.MaxLine, d.MaxLine)
-	cfg.HoldPatience = orDefault(cfg.HoldPatience, d.HoldPatience)
+	cfg = cfg.withDefaults()
 	old := e.policy()
 	if cfg.Logger != old.Logger {
 		notLive = append(notLive, "Logger")

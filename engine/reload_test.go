@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ftpct/ftpct/conntrack"
+	"github.com/ftpct/ftpct/expect"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -57,23 +57,23 @@ func TestReloadValues(t *testing.T) {
 		name        string
 		cfg         Config
 		wantPolicy  func(c *Config)
-		wantLimits  conntrack.ExpectLimits
+		wantLimits  expect.Limits
 		wantNotLive []string
 	}{
 		{name: "zero takes the defaults", cfg: Config{},
 			wantPolicy: func(c *Config) {},
-			wantLimits: conntrack.ExpectLimits{PerSession: 1, Total: 4096, Timeout: 5 * time.Minute, MinPort: 1024}},
+			wantLimits: expect.Limits{PerSession: 1, Total: 4096, Timeout: 5 * time.Minute, MinPort: 1024}},
 		{name: "limits", cfg: Config{PerSession: 3, MaxExpect: 10, MaxSessions: 7, Timeout: time.Minute, AllowLowPorts: true},
 			wantPolicy: func(c *Config) {
 				c.PerSession, c.MaxExpect, c.MaxSessions, c.Timeout, c.AllowLowPorts = 3, 10, 7, time.Minute, true
 			},
-			wantLimits: conntrack.ExpectLimits{PerSession: 3, Total: 10, Timeout: time.Minute, MinPort: 1024}},
+			wantLimits: expect.Limits{PerSession: 3, Total: 10, Timeout: time.Minute, MinPort: 1024}},
 		{name: "negative takes the defaults", cfg: Config{PerSession: -1, MaxExpect: -5, MaxLine: 100, HoldPatience: time.Second, IdleCheck: time.Hour},
 			wantPolicy: func(c *Config) { c.MaxLine, c.HoldPatience, c.IdleCheck = 100, time.Second, time.Hour },
-			wantLimits: conntrack.ExpectLimits{PerSession: 1, Total: 4096, Timeout: 5 * time.Minute, MinPort: 1024}},
+			wantLimits: expect.Limits{PerSession: 1, Total: 4096, Timeout: 5 * time.Minute, MinPort: 1024}},
 		{name: "logger cannot change", cfg: Config{Logger: other},
 			wantPolicy:  func(c *Config) {},
-			wantLimits:  conntrack.ExpectLimits{PerSession: 1, Total: 4096, Timeout: 5 * time.Minute, MinPort: 1024},
+			wantLimits:  expect.Limits{PerSession: 1, Total: 4096, Timeout: 5 * time.Minute, MinPort: 1024},
 			wantNotLive: []string{"Logger"}},
 	}
 	for _, tt := range tests {

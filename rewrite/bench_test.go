@@ -61,7 +61,7 @@ func BenchmarkRewrite(b *testing.B) {
 		if err := Decode(pkt, &p); err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := Rewrite(dst, pkt, &p, edits, &this, &other); err != nil {
+		if _, _, err := rewriteRec(dst, pkt, &p, edits, &this, &other); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -115,7 +115,7 @@ func BenchmarkRewriteAckSACK(b *testing.B) {
 		if err := Decode(pkt, &p); err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := Rewrite(dst, pkt, &p, nil, &this, &peer); err != nil {
+		if _, _, err := rewriteRec(dst, pkt, &p, nil, &this, &peer); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -18,22 +18,13 @@ var (
 	// ErrBadHeader means a header field is inconsistent (IHL, data offset, lengths, jumbogram).
 	ErrBadHeader = errors.New("rewrite: malformed header")
 
-	// ErrOutOfOrder means SeqAdj.Record got a position before its newest record that it has not
-	// recorded (or that was already folded into the base offset).
-	ErrOutOfOrder = errors.New("rewrite: sequence adjustment out of order")
-	// ErrFull means SeqAdj.Record got a new position while MaxRecords records are kept.
-	ErrFull = errors.New("rewrite: sequence adjustment records full")
-	// ErrConflict means SeqAdj.Record got an already recorded position with a different delta.
-	ErrConflict = errors.New("rewrite: sequence adjustment conflicts with recorded one")
-
 	// ErrSplice means splices that are unsorted, overlapping, or outside the payload.
 	ErrSplice = errors.New("rewrite: invalid splice")
 	// ErrTooBig means the rewritten packet would exceed the IP length field (65535).
 	ErrTooBig = errors.New("rewrite: rewritten packet too big")
-	// ErrNoSeqAdj means an edit changes the payload length but no SeqAdj was given to record it.
-	ErrNoSeqAdj = errors.New("rewrite: length-changing edit without a SeqAdj")
-	// ErrCorrupt means SeqAdj.UnmarshalBinary got data it cannot decode.
-	ErrCorrupt = errors.New("rewrite: corrupt SeqAdj encoding")
+	// ErrNoSeqAdj means a splice changes the payload length but no SeqMap was given
+	// for the direction, so later segments could not be mapped.
+	ErrNoSeqAdj = errors.New("rewrite: length-changing splice without a sequence map")
 )
 
 // Decode's errors: fixed values, so that rejecting a packet allocates nothing.

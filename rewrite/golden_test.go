@@ -197,7 +197,7 @@ func TestScenarioGolden(t *testing.T) {
 				if err := Decode(in, &p); err != nil {
 					t.Fatalf("%s: Decode input: %v", st.name, err)
 				}
-				out, changed, err := Rewrite(make([]byte, 0, 256), in, &p, st.edits, this, other)
+				out, changed, err := rewriteRec(make([]byte, 0, 256), in, &p, st.edits, this, other)
 				if err != nil {
 					t.Fatalf("%s: Rewrite: %v", st.name, err)
 				}
@@ -325,7 +325,7 @@ func TestGoldenFilesReplay(t *testing.T) {
 				if st.dir == s2c {
 					this, other = &server, &client
 				}
-				out, _, err := Rewrite(nil, in, &p, st.edits, this, other)
+				out, _, err := rewriteRec(nil, in, &p, st.edits, this, other)
 				if err != nil {
 					t.Fatal(err)
 				}

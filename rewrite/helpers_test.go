@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 
+	"github.com/ftpct/ftpct/seqnum"
+	"github.com/ftpct/ftpct/stream"
 	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -189,4 +192,76 @@ func checkWithGopacket(t *testing.T, out []byte, v6 bool) {
 	if err != nil || !res.Valid {
 		t.Errorf("gopacket TCP checksum verification: err=%v result=%+v", err, res)
 	}
+}
+
+// MaxRecords is how many rewrites a direction keeps (stream.MaxRecords).
+const MaxRecords = stream.MaxRecords
+
+// Record is a length change as the tests write it: Delta bytes at Pos.
+type Record struct {
+	Pos   seqnum.Value
+	Delta int32
+}
+
+// SeqAdj is a direction's sequence map for the tests: the normaliser's
+// stream.Half, fed with bare length changes.
+type SeqAdj struct{ stream.Half }
+
+// Record keeps a length change of delta bytes at pos.
+func (a *SeqAdj) Record(pos seqnum.Value, delta int32) error {
+	return a.Add(stream.Record{Pos: pos, OrigLen: uint16(max(1, -delta)), Delta: int16(delta)})
+}
+
+// Records returns the kept length changes, oldest first.
+func (a *SeqAdj) Records() []Record {
+	var out []Record
+	for _, r := range a.Half.Records() {
+		out = append(out, Record{Pos: r.Pos, Delta: int32(r.Delta)})
+	}
+	return out
+}
+
+// Len returns how many length changes are kept; At returns the i-th.
+func (a *SeqAdj) Len() int        { return len(a.Half.Records()) }
+func (a *SeqAdj) At(i int) Record { return a.Records()[i] }
+
+// rewriteRec calls Rewrite and records the length changes of splices in
+// this, as the engine keeps them (a segment's own changes never shift it, so
+// recording them after gives the same packet). On error nothing stays
+// recorded.
+func rewriteRec(dst, pkt []byte, p *Packet, splices []Splice, this, other *SeqAdj) ([]byte, bool, error) {
+	var tm, om SeqMap
+	if this != nil {
+		tm = this
+	}
+	if other != nil {
+		om = other
+	}
+	out, changed, err := Rewrite(dst, pkt, p, splices, tm, om)
+	if err != nil || this == nil {
+		return out, changed, err
+	}
+	kept := this.Len()
+	for _, s := range splices {
+		if d := len(s.Repl) - (s.End - s.Off); d != 0 {
+			if err := this.Record(p.dataSeq().Add(int32(s.Off)), int32(d)); err != nil {
+				this.Truncate(kept)
+				return dst[:0], false, err
+			}
+		}
+	}
+	return out, changed, nil
+}
+
+// sameAdj reports whether a and b keep the same length changes.
+func sameAdj(a, b SeqAdj) bool {
+	return a.Base() == b.Base() && slices.Equal(a.Records(), b.Records())
+}
+
+// dataSeq returns the original sequence number of the first payload byte (a SYN occupies one).
+func (p *Packet) dataSeq() seqnum.Value {
+	if p.Flags&FlagSYN != 0 {
+		return p.Seq + 1
+	}
+	return p.Seq
 }

@@ -181,11 +181,3 @@ func (p *Packet) SrcAddrPort() netip.AddrPort { return netip.AddrPortFrom(p.Src,
 
 // DstAddrPort returns the receiver's address and port.
 func (p *Packet) DstAddrPort() netip.AddrPort { return netip.AddrPortFrom(p.Dst, p.DstPort) }
-
-// dataSeq returns the original sequence number of the first payload byte (a SYN occupies one).
-func (p *Packet) dataSeq() seqnum.Value {
-	if p.Flags&FlagSYN != 0 {
-		return p.Seq + 1
-	}
-	return p.Seq
-}

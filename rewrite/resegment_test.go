@@ -109,7 +109,7 @@ func TestRewriteGrowthClearsDF(t *testing.T) {
 				t.Fatal(err)
 			}
 			var adj SeqAdj
-			out, _, err := Rewrite(nil, pkt, &p, []Splice{{Off: 5, End: 13, Repl: []byte(tt.repl)}}, &adj, nil)
+			out, _, err := rewriteRec(nil, pkt, &p, []Splice{{Off: 5, End: 13, Repl: []byte(tt.repl)}}, &adj, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+
+	"github.com/ftpct/ftpct/seqnum"
 )
 
 // Splice replaces the payload bytes [Off, End) (offsets from the start of the TCP payload) with
@@ -20,26 +22,39 @@ const maxIPLen = 0xffff
 // and fragment offset field (RFC 791).
 const ipv4FlagDF = 0x40
 
+// SeqMap is the sequence adjustment of one direction of a connection
+// (stream.Half implements it): where the sender's original sequence numbers
+// lie on the wire, and back.
+type SeqMap interface {
+	// MapSeq maps the original sequence number of a segment's first byte.
+	MapSeq(seqnum.Value) seqnum.Value
+	// UnmapAck maps an acknowledged wire sequence number back.
+	UnmapAck(seqnum.Value) seqnum.Value
+	// IsZero reports whether the map moves nothing.
+	IsZero() bool
+}
+
 // Rewrite builds the rewritten packet for pkt (decoded into p) into dst and returns it
 // (append-style: the result is dst[:0] extended; no allocation when cap(dst) is enough).
-// dst must not overlap pkt. this is the SeqAdj of pkt's own direction (its sender's stream),
-// other the SeqAdj of the reverse direction; either may be nil (no adjustment).
+// dst must not overlap pkt. this maps pkt's own direction (its sender's stream), other the
+// reverse direction; either may be nil (no adjustment).
 //
 // Rewrite applies splices (sorted by strictly increasing Off, non-overlapping, within the
-// payload), records each length-changing edit in this at its original sequence number,
-// maps the segment's seq with this.MapSeq and, if ACK is set, its ack with other.UnmapAck, maps
-// every SACK block edge with other.UnmapAck, fixes the IPv4 total length and header checksum
-// or the IPv6 payload length, and updates the TCP checksum.
+// payload), maps the segment's seq with this.MapSeq and, if ACK is set, its ack with
+// other.UnmapAck, maps every SACK block edge with other.UnmapAck, fixes the IPv4 total length
+// and header checksum or the IPv6 payload length, and updates the TCP checksum. The length
+// changes of the splices must already be known to this (the caller records them first): they
+// lie at or after the segment's first byte and never shift it, but every later segment.
 //
 // The TCP checksum is carried over from pkt (RFC 1624 style): the pseudo-header sum is
 // derived from the original checksum, so a correct input yields exactly the checksum a full
 // recompute gives (also with IPv6 routing headers), and a corrupt input stays corrupt instead
 // of being laundered into a valid packet.
 //
-// When nothing changes (no edit alters a byte and all offsets are zero) it returns dst[:0],
-// false, nil and writes nothing, so the caller can accept pkt unmodified. On error nothing is
-// recorded in this and dst holds no packet.
-func Rewrite(dst, pkt []byte, p *Packet, splices []Splice, this, other *SeqAdj) (out []byte, changed bool, err error) {
+// When nothing changes (no splice alters a byte and all offsets are zero) it returns dst[:0],
+// false, nil and writes nothing, so the caller can accept pkt unmodified. On error dst holds
+// no packet.
+func Rewrite(dst, pkt []byte, p *Packet, splices []Splice, this, other SeqMap) (out []byte, changed bool, err error) {
 	if p.Len > len(pkt) || p.PayloadOff > p.Len || p.TCPOff+tcpMinHeader > p.PayloadOff || p.TCPOff < ipv4MinHeader {
 		return dst[:0], false, fmt.Errorf("rewrite: packet does not match its decoded offsets: %w", ErrBadHeader)
 	}
@@ -66,33 +81,22 @@ func Rewrite(dst, pkt []byte, p *Packet, splices []Splice, this, other *SeqAdj) 
 		return dst[:0], false, fmt.Errorf("rewrite: IP length %d: %w", ipLen, ErrTooBig)
 	}
 
-	var adj SeqAdj
-	if this != nil {
-		adj = *this
+	if resized && this == nil {
+		return dst[:0], false, fmt.Errorf("rewrite: %w", ErrNoSeqAdj)
 	}
-	// The segment's own length changes lie at or after its first byte and
-	// never shift it: map its seq before recording them.
-	seq := adj.MapSeq(p.Seq)
-	if resized {
-		if this == nil {
-			return dst[:0], false, fmt.Errorf("rewrite: %w", ErrNoSeqAdj)
-		}
-		ds := p.dataSeq()
-		for _, e := range splices {
-			if d := len(e.Repl) - (e.End - e.Off); d != 0 {
-				if err := adj.Record(ds.Add(int32(e.Off)), int32(d)); err != nil {
-					return dst[:0], false, fmt.Errorf("rewrite: %w", err)
-				}
-			}
-		}
+	seq := p.Seq
+	if this != nil {
+		seq = this.MapSeq(p.Seq)
 	}
 
 	ack := p.Ack
-	if p.Flags&FlagACK != 0 {
-		ack = other.UnmapAck(p.Ack)
+	sackChanged := false
+	if other != nil && !other.IsZero() {
+		if p.Flags&FlagACK != 0 {
+			ack = other.UnmapAck(p.Ack)
+		}
+		sackChanged = adjustSACK(pkt[p.TCPOff+tcpMinHeader:p.PayloadOff], other, false)
 	}
-	opts := pkt[p.TCPOff+tcpMinHeader : p.PayloadOff]
-	sackChanged := !other.IsZero() && adjustSACK(opts, other, false)
 	if !contentChanged && seq == p.Seq && ack == p.Ack && !sackChanged {
 		return dst[:0], false, nil
 	}
@@ -139,9 +143,6 @@ func Rewrite(dst, pkt []byte, p *Packet, splices []Splice, this, other *SeqAdj) 
 	binary.BigEndian.PutUint16(out[t+16:], 0)
 	binary.BigEndian.PutUint16(out[t+16:], ^add16(pseudo, sum(0, out[t:newLen])))
 
-	if this != nil && resized {
-		*this = adj
-	}
 	return out, true, nil
 }
 

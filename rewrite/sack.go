@@ -48,7 +48,7 @@ func sackAt(opts []byte, i int) (first, n, next int) {
 
 // adjustSACK maps every SACK block edge in the TCP options opts with other.UnmapAck. With
 // write false it only reports whether any edge would change.
-func adjustSACK(opts []byte, other *SeqAdj, write bool) (changed bool) {
+func adjustSACK(opts []byte, other SeqMap, write bool) (changed bool) {
 	for i := 0; i < len(opts); {
 		first, n, next := sackAt(opts, i)
 		for e := first; e < first+8*n; e += 4 {

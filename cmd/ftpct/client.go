@@ -11,9 +11,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/control"
 	"github.com/ftpct/ftpct/counters"
+	"github.com/ftpct/ftpct/expect"
 	"github.com/ftpct/ftpct/rules"
 )
 
@@ -31,7 +31,7 @@ type expectView struct {
 	Expires time.Time `json:"expires"`
 }
 
-func expectations(list []conntrack.Expectation) []expectView {
+func expectations(list []expect.Expectation) []expectView {
 	out := make([]expectView, 0, len(list))
 	for _, x := range list {
 		out = append(out, expectView1(x))
@@ -39,7 +39,7 @@ func expectations(list []conntrack.Expectation) []expectView {
 	return out
 }
 
-func expectView1(x conntrack.Expectation) expectView {
+func expectView1(x expect.Expectation) expectView {
 	v := expectView{ID: x.ID, Session: x.Session, Kind: x.Kind.String(), Peer: x.Peer.String(),
 		Addr: x.Addr.String(), Port: x.Port, State: "pending", Created: x.Created, Expires: x.Expires}
 	if x.To.IsValid() {

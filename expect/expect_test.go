@@ -1,4 +1,4 @@
-package conntrack
+package expect
 
 import (
 	"errors"
@@ -33,7 +33,7 @@ func TestExpectAdd(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		lim  ExpectLimits
+		lim  Limits
 		adds []add
 	}{
 		{
@@ -49,7 +49,7 @@ func TestExpectAdd(t *testing.T) {
 		},
 		{
 			name: "taken port moves for another client",
-			lim:  ExpectLimits{PerSession: 4},
+			lim:  Limits{PerSession: 4},
 			adds: []add{
 				{req: natReq(1, cli1, 40000), wantPort: 40000, wantCreated: true},
 				{req: natReq(2, cli2, 40000), wantPort: 40001, wantCreated: true},
@@ -79,11 +79,11 @@ func TestExpectAdd(t *testing.T) {
 		},
 		{
 			name: "total limit refuses",
-			lim:  ExpectLimits{PerSession: 1, Total: 2},
+			lim:  Limits{PerSession: 1, Total: 2},
 			adds: []add{
 				{req: natReq(1, cli1, 40000), wantPort: 40000, wantCreated: true},
 				{req: natReq(2, cli2, 41000), wantPort: 41000, wantCreated: true},
-				{req: natReq(3, cli2, 42000), wantErr: ErrTableFull},
+				{req: natReq(3, cli2, 42000), wantErr: ErrFull},
 			},
 		},
 	}
@@ -94,7 +94,7 @@ func TestExpectAdd(t *testing.T) {
 				lim.Total = 100
 			}
 			lim.Timeout = time.Minute
-			tab := NewExpectTable(lim)
+			tab := NewTable(lim)
 			for i, a := range tt.adds {
 				e, created, evicted, err := tab.Add(a.req, t0, nil)
 				if !errors.Is(err, a.wantErr) {
@@ -119,15 +119,15 @@ func TestExpectAdd(t *testing.T) {
 }
 
 func TestExpectLifecycle(t *testing.T) {
-	tab := NewExpectTable(ExpectLimits{PerSession: 2, Total: 10, Timeout: time.Minute})
+	tab := NewTable(Limits{PerSession: 2, Total: 10, Timeout: time.Minute})
 	a, _, _, _ := tab.Add(natReq(1, cli1, 40000), t0, nil)
 	b, _, _, _ := tab.Add(natReq(1, cli1, 40001), t0.Add(30*time.Second), nil)
 	c, _, _, _ := tab.Add(natReq(2, cli2, 50000), t0, nil)
 
-	if got, ok := tab.Take(MakeExpectKey(srv, pub, 40000)); !ok || got.ID != a.ID {
+	if got, ok := tab.Take(MakeKey(srv, pub, 40000)); !ok || got.ID != a.ID {
 		t.Fatalf("Take = %v %v, want %v", got, ok, a)
 	}
-	if _, ok := tab.Take(MakeExpectKey(srv, pub, 40000)); ok {
+	if _, ok := tab.Take(MakeKey(srv, pub, 40000)); ok {
 		t.Fatal("one-shot expectation taken twice")
 	}
 	expired := tab.Expire(t0.Add(time.Minute), nil)
@@ -148,37 +148,5 @@ func TestExpectLifecycle(t *testing.T) {
 	}
 	if !tab.Remove(d) {
 		t.Error("Remove of the current expectation failed")
-	}
-}
-
-func TestTableBothDirections(t *testing.T) {
-	b := Binding{
-		Orig:  Tuple{Src: cli1, Dst: srv, SrcPort: 40000, DstPort: 21},
-		Reply: Tuple{Src: srv, Dst: pub, SrcPort: 21, DstPort: 40000},
-	}
-	if !b.Translated() {
-		t.Error("masqueraded binding not reported as translated")
-	}
-	tab := NewTable(1)
-	s, err := tab.Add(b, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name string
-		t    Tuple
-		dir  Dir
-	}{{"orig", b.Orig, DirOrig}, {"reply", b.Reply, DirReply}} {
-		got, dir, ok := tab.Lookup(tc.t.Key())
-		if !ok || got != s || dir != tc.dir {
-			t.Errorf("%s: Lookup = %v %v %v", tc.name, got, dir, ok)
-		}
-	}
-	if _, err := tab.Add(Binding{Orig: Tuple{Src: cli2, Dst: srv, SrcPort: 1, DstPort: 21}, Reply: Tuple{Src: srv, Dst: pub, SrcPort: 21, DstPort: 1}}, t0); !errors.Is(err, ErrTableFull) {
-		t.Errorf("second session: err %v, want ErrTableFull", err)
-	}
-	tab.Remove(s)
-	if _, _, ok := tab.Lookup(b.Reply.Key()); ok || tab.Len() != 0 {
-		t.Error("session still present after Remove")
 	}
 }

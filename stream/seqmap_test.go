@@ -1,4 +1,4 @@
-package rewrite
+package stream
 
 import (
 	"errors"
@@ -7,8 +7,34 @@ import (
 	"github.com/ftpct/ftpct/seqnum"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 )
+
+// posDelta is a record as the sequence mapping sees it.
+type posDelta struct {
+	Pos   seqnum.Value
+	Delta int32
+}
+
+// add keeps a rewrite of delta bytes at pos (of an original length that
+// can shrink by delta).
+func add(h *Half, pos seqnum.Value, delta int32) error {
+	return h.Add(Record{Pos: pos, OrigLen: uint16(max(1, -delta)), Delta: int16(delta)})
+}
+
+// pairs returns h's records as posDelta.
+func pairs(h *Half) []posDelta {
+	var out []posDelta
+	for _, r := range h.Records() {
+		out = append(out, posDelta{r.Pos, int32(r.Delta)})
+	}
+	return out
+}
+
+// fold acknowledges up to upTo on a direction that sent far past it.
+func fold(h *Half, upTo seqnum.Value) int {
+	h.Started, h.Next = true, upTo.Add(1<<20)
+	return h.Acknowledge(upTo)
+}
 
 type recordOp struct {
 	pos     seqnum.Value
@@ -16,71 +42,73 @@ type recordOp struct {
 	wantErr error
 }
 
-func TestSeqAdjRecord(t *testing.T) {
+func TestHalfRecord(t *testing.T) {
 	tests := []struct {
 		name     string
 		ops      []recordOp
-		wantRecs []Record
+		wantRecs []posDelta
 		wantBase int32
 	}{
 		{name: "zero value", wantRecs: nil},
-		{name: "one record", ops: []recordOp{{pos: 100, delta: 4}}, wantRecs: []Record{{100, 4}}},
-		{name: "zero delta records nothing", ops: []recordOp{{pos: 100, delta: 0}}},
+		{name: "one record", ops: []recordOp{{pos: 100, delta: 4}}, wantRecs: []posDelta{{100, 4}}},
+		// A rewrite that keeps the length is kept too (a retransmission
+		// replays it); it shifts nothing.
+		{name: "zero delta kept, shifting nothing", ops: []recordOp{{pos: 100, delta: 0}}, wantRecs: []posDelta{{100, 0}}},
 		{
 			name:     "increasing records",
 			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 200, delta: -2}, {pos: 300, delta: 1}},
-			wantRecs: []Record{{100, 4}, {200, -2}, {300, 1}},
+			wantRecs: []posDelta{{100, 4}, {200, -2}, {300, 1}},
 		},
 		{
 			name:     "retransmission of newest is idempotent",
 			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 100, delta: 4}},
-			wantRecs: []Record{{100, 4}},
+			wantRecs: []posDelta{{100, 4}},
 		},
 		{
 			name:     "retransmission of an older record is idempotent",
 			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 200, delta: -2}, {pos: 100, delta: 4}},
-			wantRecs: []Record{{100, 4}, {200, -2}},
+			wantRecs: []posDelta{{100, 4}, {200, -2}},
 		},
 		{
 			name:     "same position with another delta conflicts",
 			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 100, delta: 3, wantErr: ErrConflict}},
-			wantRecs: []Record{{100, 4}},
+			wantRecs: []posDelta{{100, 4}},
 		},
 		{
 			name:     "unrecorded position before newest is out of order",
 			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 200, delta: -2}, {pos: 150, delta: 1, wantErr: ErrOutOfOrder}},
-			wantRecs: []Record{{100, 4}, {200, -2}},
+			wantRecs: []posDelta{{100, 4}, {200, -2}},
 		},
 		{
 			name:     "position before oldest is out of order",
 			ops:      []recordOp{{pos: 100, delta: 4}, {pos: 50, delta: 1, wantErr: ErrOutOfOrder}},
-			wantRecs: []Record{{100, 4}},
+			wantRecs: []posDelta{{100, 4}},
 		},
 		{
 			name:     "wrap-around: records crossing zero are in order",
 			ops:      []recordOp{{pos: 0xFFFFFFF0, delta: 4}, {pos: 0xFFFFFFFC, delta: 2}, {pos: 0x10, delta: -1}},
-			wantRecs: []Record{{0xFFFFFFF0, 4}, {0xFFFFFFFC, 2}, {0x10, -1}},
+			wantRecs: []posDelta{{0xFFFFFFF0, 4}, {0xFFFFFFFC, 2}, {0x10, -1}},
 		},
 		{
 			name:     "wrap-around: before zero after a record past zero is out of order",
 			ops:      []recordOp{{pos: 0x10, delta: 4}, {pos: 0xFFFFFFF0, delta: 1, wantErr: ErrOutOfOrder}},
-			wantRecs: []Record{{0x10, 4}},
+			wantRecs: []posDelta{{0x10, 4}},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var a SeqAdj
+			var a Half
 			for i, op := range tt.ops {
 				before := a
-				err := a.Record(op.pos, op.delta)
+				err := add(&a, op.pos, op.delta)
 				if !errors.Is(err, op.wantErr) || (err == nil) != (op.wantErr == nil) {
 					t.Fatalf("op %d Record(%d, %d) = %v, want %v", i, op.pos, op.delta, err, op.wantErr)
 				}
-				if err != nil && a != before {
-					t.Errorf("op %d: failed Record changed the SeqAdj", i)
+				if err != nil && !cmp.Equal(before, a, cmp.AllowUnexported(Half{})) {
+					t.Errorf("op %d: failed Record changed the Half", i)
 				}
 			}
-			if diff := cmp.Diff(tt.wantRecs, a.Records()); diff != "" {
+			if diff := cmp.Diff(tt.wantRecs, pairs(&a)); diff != "" {
 				t.Errorf("records (-want +got):\n%s", diff)
 			}
 			if a.Base() != tt.wantBase {
@@ -90,10 +118,10 @@ func TestSeqAdjRecord(t *testing.T) {
 	}
 }
 
-func TestSeqAdjFull(t *testing.T) {
-	var a SeqAdj
+func TestHalfFull(t *testing.T) {
+	var a Half
 	for i := range MaxRecords {
-		if err := a.Record(seqnum.Value(1000+100*i), int32(i+1)); err != nil {
+		if err := add(&a, seqnum.Value(1000+100*i), int32(i+1)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -101,21 +129,21 @@ func TestSeqAdjFull(t *testing.T) {
 		t.Fatal("Full() = false with MaxRecords records")
 	}
 	before := a
-	// A full SeqAdj never folds on its own: an unacknowledged record would be
+	// A full Half never folds on its own: an unacknowledged record would be
 	// applied to the segment that carries it.
-	if err := a.Record(seqnum.Value(1000+100*MaxRecords), 1); !errors.Is(err, ErrFull) {
+	if err := add(&a, seqnum.Value(1000+100*MaxRecords), 1); !errors.Is(err, ErrFull) {
 		t.Errorf("Record(new) when full = %v, want ErrFull", err)
 	}
-	if diff := cmp.Diff(before, a, cmp.AllowUnexported(SeqAdj{})); diff != "" {
+	if diff := cmp.Diff(before, a, cmp.AllowUnexported(Half{})); diff != "" {
 		t.Errorf("failed Record changed the value (-want +got):\n%s", diff)
 	}
 	// A retransmission of a kept record is still recognised.
-	if err := a.Record(seqnum.Value(1000+100*(MaxRecords-1)), MaxRecords); err != nil {
+	if err := add(&a, seqnum.Value(1000+100*(MaxRecords-1)), MaxRecords); err != nil {
 		t.Errorf("Record(newest again) when full = %v", err)
 	}
 }
 
-func TestSeqAdjFold(t *testing.T) {
+func TestHalfFold(t *testing.T) {
 	sumTo := func(k int) int32 { return int32(k * (k + 1) / 2) } // deltas 1..k
 	tests := []struct {
 		name     string
@@ -134,9 +162,9 @@ func TestSeqAdjFold(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var a SeqAdj
+			var a Half
 			for i := range tt.records {
-				if err := a.Record(seqnum.Value(1000+100*i), int32(i+1)); err != nil {
+				if err := add(&a, seqnum.Value(1000+100*i), int32(i+1)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -147,11 +175,11 @@ func TestSeqAdjFold(t *testing.T) {
 				wantMap = append(wantMap, a.MapSeq(s))
 				wantUnmap = append(wantUnmap, a.UnmapAck(a.MapSeq(s)))
 			}
-			if n := a.Fold(tt.upTo); n != tt.wantN {
+			if n := fold(&a, tt.upTo); n != tt.wantN {
 				t.Errorf("Fold = %d, want %d", n, tt.wantN)
 			}
-			if a.Base() != tt.wantBase || a.Len() != tt.wantLen {
-				t.Errorf("base %d len %d, want %d and %d", a.Base(), a.Len(), tt.wantBase, tt.wantLen)
+			if a.Base() != tt.wantBase || len(a.Records()) != tt.wantLen {
+				t.Errorf("base %d len %d, want %d and %d", a.Base(), len(a.Records()), tt.wantBase, tt.wantLen)
 			}
 			for i, s := range probes {
 				if got := a.MapSeq(s); got != wantMap[i] {
@@ -174,18 +202,14 @@ func TestSeqAdjFold(t *testing.T) {
 			}
 		})
 	}
-	var nilAdj *SeqAdj
-	if nilAdj.Fold(5) != 0 || nilAdj.Full() {
-		t.Error("nil SeqAdj: Fold or Full not a no-op")
-	}
 }
 
-func TestSeqAdjMapping(t *testing.T) {
+func TestHalfMapping(t *testing.T) {
 	// Stream: +4 at original 100, -2 at original 200, +10 at original 300.
 	// Wire positions of the records: 100, 204, 302.
-	var a SeqAdj
-	for _, r := range []Record{{100, 4}, {200, -2}, {300, 10}} {
-		if err := a.Record(r.Pos, r.Delta); err != nil {
+	var a Half
+	for _, r := range []posDelta{{100, 4}, {200, -2}, {300, 10}} {
+		if err := add(&a, r.Pos, r.Delta); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -221,13 +245,13 @@ func TestSeqAdjMapping(t *testing.T) {
 	}
 }
 
-func TestSeqAdjWrapAround(t *testing.T) {
+func TestHalfWrapAround(t *testing.T) {
 	// +4 at 0xFFFFFFF0, -3 at 0x8 (after crossing zero).
-	var a SeqAdj
-	if err := a.Record(0xFFFFFFF0, 4); err != nil {
+	var a Half
+	if err := add(&a, 0xFFFFFFF0, 4); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Record(0x8, -3); err != nil {
+	if err := add(&a, 0x8, -3); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -255,12 +279,12 @@ func TestSeqAdjWrapAround(t *testing.T) {
 	}
 }
 
-// TestSeqAdjRoundTrip checks UnmapAck(MapSeq(s)) == s for positions not inside a shrunk
+// TestHalfRoundTrip checks UnmapAck(MapSeq(s)) == s for positions not inside a shrunk
 // range, and the nil receiver.
-func TestSeqAdjRoundTrip(t *testing.T) {
-	var a SeqAdj
-	for _, r := range []Record{{0xFFFFFF00, 7}, {0xFFFFFFF0, -5}, {0x40, 3}} {
-		if err := a.Record(r.Pos, r.Delta); err != nil {
+func TestHalfRoundTrip(t *testing.T) {
+	var a Half
+	for _, r := range []posDelta{{0xFFFFFF00, 7}, {0xFFFFFFF0, -5}, {0x40, 3}} {
+		if err := add(&a, r.Pos, r.Delta); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -275,82 +299,25 @@ func TestSeqAdjRoundTrip(t *testing.T) {
 			t.Fatalf("UnmapAck(MapSeq(%#x)) = %#x", s, got)
 		}
 	}
-	var nilAdj *SeqAdj
-	if nilAdj.MapSeq(5) != 5 || nilAdj.UnmapAck(5) != 5 || !nilAdj.IsZero() || nilAdj.Len() != 0 {
-		t.Error("nil SeqAdj must map to identity")
+	var nilAdj *Half
+	if nilAdj.MapSeq(5) != 5 || nilAdj.UnmapAck(5) != 5 || !nilAdj.IsZero() || len(nilAdj.Records()) != 0 {
+		t.Error("nil Half must map to identity")
 	}
 }
 
-func TestSeqAdjBinary(t *testing.T) {
-	var full SeqAdj
-	for i := range MaxRecords + 2 {
-		if err := full.Record(seqnum.Value(0xFFFFFF00+50*i), int32(i%5)-2|1); err != nil {
-			t.Fatal(err)
-		}
-		if i == 1 {
-			full.Fold(0xFFFFFF00 + 51) // a base, from two acknowledged records
-		}
-	}
-	tests := []struct {
-		name string
-		in   SeqAdj
-	}{
-		{name: "zero", in: SeqAdj{}},
-		{name: "one", in: func() SeqAdj { var a SeqAdj; _ = a.Record(7, -2); return a }()},
-		{name: "full with base", in: full},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b, err := tt.in.MarshalBinary()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got SeqAdj
-			if err := got.UnmarshalBinary(b); err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tt.in, got, cmp.AllowUnexported(SeqAdj{})); diff != "" {
-				t.Errorf("round trip (-want +got):\n%s", diff)
-			}
-		})
-	}
-	bad := []struct {
-		name string
-		b    []byte
-	}{
-		{name: "empty", b: nil},
-		{name: "bad version", b: []byte{9, 0, 0, 0, 0, 0}},
-		{name: "count too big", b: append([]byte{1, MaxRecords + 1, 0, 0, 0, 0}, make([]byte, 8*(MaxRecords+1))...)},
-		{name: "length mismatch", b: []byte{1, 1, 0, 0, 0, 0, 0, 0}},
-		{name: "zero delta", b: []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0}},
-		{name: "unsorted", b: []byte{1, 2, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 1}},
-	}
-	for _, tt := range bad {
-		t.Run(tt.name, func(t *testing.T) {
-			a := full
-			if err := a.UnmarshalBinary(tt.b); !errors.Is(err, ErrCorrupt) {
-				t.Errorf("UnmarshalBinary = %v, want ErrCorrupt", err)
-			}
-			if diff := cmp.Diff(full, a, cmp.AllowUnexported(SeqAdj{}), cmpopts.EquateEmpty()); diff != "" {
-				t.Errorf("failed UnmarshalBinary changed the value (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestSeqAdjAllocs(t *testing.T) {
-	var a SeqAdj
+func TestHalfAllocs(t *testing.T) {
+	var a Half
 	for i := range MaxRecords {
-		_ = a.Record(seqnum.Value(100*i), 3)
+		_ = add(&a, seqnum.Value(100*i), 3)
 	}
 	n := testing.AllocsPerRun(1000, func() {
-		_ = a.Record(seqnum.Value(100*(MaxRecords-1)), 3)
+		_ = add(&a, seqnum.Value(100*(MaxRecords-1)), 3)
 		_ = a.MapSeq(777)
 		_ = a.UnmapAck(777)
 		_ = a.Offset(5)
-		_ = a.Fold(0)
+		_ = fold(&a, 0)
 	})
 	if n != 0 {
-		t.Errorf("SeqAdj methods allocate %v times per run", n)
+		t.Errorf("Half methods allocate %v times per run", n)
 	}
 }

@@ -1,4 +1,4 @@
-package conntrack
+package expect
 
 import "time"
 
@@ -6,15 +6,15 @@ import "time"
 // daemon (its hole is still open in the kernel) with the expiry the hole
 // has left. The port is r.Port: no other is chosen. Limits apply as in Add,
 // but nothing is evicted.
-func (t *ExpectTable) Adopt(r Request, now, expires time.Time) (Expectation, error) {
+func (t *Table) Adopt(r Request, now, expires time.Time) (Expectation, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	k := MakeExpectKey(r.Peer, r.Addr, r.Port)
+	k := MakeKey(r.Peer, r.Addr, r.Port)
 	if _, ok := t.byKey[k]; ok {
 		return Expectation{}, ErrConflict
 	}
 	if len(t.byKey) >= t.lim.Total || len(t.bySession[r.Session]) >= t.lim.PerSession {
-		return Expectation{}, ErrTableFull
+		return Expectation{}, ErrFull
 	}
 	t.nextID++
 	e := Expectation{ID: t.nextID, Session: r.Session, Kind: r.Kind, Peer: r.Peer, Addr: r.Addr, Port: r.Port, To: r.To, Created: now, Expires: expires}

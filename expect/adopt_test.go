@@ -1,4 +1,4 @@
-package conntrack
+package expect
 
 import (
 	"errors"
@@ -9,22 +9,22 @@ import (
 func TestExpectAdopt(t *testing.T) {
 	tests := []struct {
 		name    string
-		lim     ExpectLimits
+		lim     Limits
 		have    []Request
 		adopt   Request
 		wantErr error
 	}{
-		{name: "kept with its own expiry", lim: ExpectLimits{PerSession: 1, Total: 10, Timeout: time.Minute}, adopt: natReq(1, cli1, 50000)},
-		{name: "tuple taken", lim: ExpectLimits{PerSession: 2, Total: 10, Timeout: time.Minute},
+		{name: "kept with its own expiry", lim: Limits{PerSession: 1, Total: 10, Timeout: time.Minute}, adopt: natReq(1, cli1, 50000)},
+		{name: "tuple taken", lim: Limits{PerSession: 2, Total: 10, Timeout: time.Minute},
 			have: []Request{natReq(2, cli2, 50000)}, adopt: natReq(1, cli1, 50000), wantErr: ErrConflict},
-		{name: "session full: nothing evicted", lim: ExpectLimits{PerSession: 1, Total: 10, Timeout: time.Minute},
-			have: []Request{natReq(1, cli1, 50001)}, adopt: natReq(1, cli1, 50000), wantErr: ErrTableFull},
-		{name: "table full", lim: ExpectLimits{PerSession: 1, Total: 1, Timeout: time.Minute},
-			have: []Request{natReq(2, cli2, 50001)}, adopt: natReq(1, cli1, 50000), wantErr: ErrTableFull},
+		{name: "session full: nothing evicted", lim: Limits{PerSession: 1, Total: 10, Timeout: time.Minute},
+			have: []Request{natReq(1, cli1, 50001)}, adopt: natReq(1, cli1, 50000), wantErr: ErrFull},
+		{name: "table full", lim: Limits{PerSession: 1, Total: 1, Timeout: time.Minute},
+			have: []Request{natReq(2, cli2, 50001)}, adopt: natReq(1, cli1, 50000), wantErr: ErrFull},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tab := NewExpectTable(tt.lim)
+			tab := NewTable(tt.lim)
 			for _, r := range tt.have {
 				if _, _, _, err := tab.Add(r, t0, nil); err != nil {
 					t.Fatal(err)

@@ -1,4 +1,12 @@
-package conntrack
+// Package expect is ftpct's table of expected data connections: what an
+// announcement on a control connection allowed in, until it is used, expires,
+// is evicted by a newer one of the same session, or its session goes. It
+// chooses the port of a translated expectation (as nf_nat_ftp does) and
+// enforces the per-session and total limits.
+//
+// Concurrency: a Table is safe for concurrent use. Expectations are plain
+// values; the table returns copies.
+package expect
 
 import (
 	"fmt"
@@ -26,7 +34,7 @@ type Expectation struct {
 }
 
 // Key returns the expectation's table key.
-func (e *Expectation) Key() ExpectKey { return MakeExpectKey(e.Peer, e.Addr, e.Port) }
+func (e *Expectation) Key() Key { return MakeKey(e.Peer, e.Addr, e.Port) }
 
 func (e *Expectation) String() string {
 	s := fmt.Sprintf("%s %s -> %s", e.Kind, e.Peer, netip.AddrPortFrom(e.Addr, e.Port))
@@ -36,16 +44,16 @@ func (e *Expectation) String() string {
 	return s
 }
 
-// ExpectKey is the packed key of an expectation: what the data connection's
+// Key is the packed key of an expectation: what the data connection's
 // first packet carries.
-type ExpectKey struct {
+type Key struct {
 	Peer, Addr [16]byte
 	Port       uint16
 }
 
-// MakeExpectKey builds an ExpectKey without allocating.
-func MakeExpectKey(peer, addr netip.Addr, port uint16) ExpectKey {
-	return ExpectKey{Peer: peer.As16(), Addr: addr.As16(), Port: port}
+// MakeKey builds an Key without allocating.
+func MakeKey(peer, addr netip.Addr, port uint16) Key {
+	return Key{Peer: peer.As16(), Addr: addr.As16(), Port: port}
 }
 
 // Request asks for an expectation. Port is the preferred port; when To is
@@ -60,8 +68,8 @@ type Request struct {
 	To      netip.AddrPort
 }
 
-// ExpectLimits bound the expectation table.
-type ExpectLimits struct {
+// Limits bound the expectation table.
+type Limits struct {
 	// PerSession is the most pending expectations one control connection may
 	// have; a new one evicts the oldest (the kernel keeps 1).
 	PerSession int
@@ -73,48 +81,48 @@ type ExpectLimits struct {
 	MinPort uint16
 }
 
-// ExpectTable holds pending expectations.
-type ExpectTable struct {
-	lim ExpectLimits
-
+// Table holds pending expectations.
+type Table struct {
 	mu        sync.Mutex
-	byKey     map[ExpectKey]Expectation
-	bySession map[uint64][]ExpectKey // oldest first
+	lim       Limits
+	byKey     map[Key]Expectation
+	bySession map[uint64][]Key // oldest first
 	nextID    uint64
 }
 
-// NewExpectTable returns an empty table with the given limits.
-func NewExpectTable(lim ExpectLimits) *ExpectTable {
-	if lim.PerSession < 1 {
-		lim.PerSession = 1
-	}
-	if lim.MinPort == 0 {
-		lim.MinPort = 1024
-	}
-	return &ExpectTable{lim: lim, byKey: make(map[ExpectKey]Expectation), bySession: make(map[uint64][]ExpectKey)}
+// NewTable returns an empty table with the given limits.
+func NewTable(lim Limits) *Table {
+	lim = lim.withDefaults()
+	return &Table{lim: lim, byKey: make(map[Key]Expectation), bySession: make(map[uint64][]Key)}
 }
 
 // Limits returns the table's limits.
-func (t *ExpectTable) Limits() ExpectLimits {
+func (t *Table) Limits() Limits {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.lim
 }
 
-// SetLimits replaces the limits, as NewExpectTable takes them. Pending
+// SetLimits replaces the limits, as NewTable takes them. Pending
 // expectations stay: with a lower Total new ones are refused until enough
 // have gone; with a lower PerSession a session's next one evicts down to
 // it; a new Timeout applies to expectations created or refreshed after.
-func (t *ExpectTable) SetLimits(lim ExpectLimits) {
+func (t *Table) SetLimits(lim Limits) {
+	lim = lim.withDefaults()
+	t.mu.Lock()
+	t.lim = lim
+	t.mu.Unlock()
+}
+
+// withDefaults fills in the smallest sensible values.
+func (lim Limits) withDefaults() Limits {
 	if lim.PerSession < 1 {
 		lim.PerSession = 1
 	}
 	if lim.MinPort == 0 {
 		lim.MinPort = 1024
 	}
-	t.mu.Lock()
-	t.lim = lim
-	t.mu.Unlock()
+	return lim
 }
 
 // Add inserts an expectation for r, refreshing it if the same session already
@@ -122,7 +130,7 @@ func (t *ExpectTable) SetLimits(lim ExpectLimits) {
 // announcement). Expectations evicted to stay within the per-session limit are
 // appended to evicted; the caller closes their holes. The returned bool is
 // false when an existing expectation was refreshed rather than created.
-func (t *ExpectTable) Add(r Request, now time.Time, evicted []Expectation) (Expectation, bool, []Expectation, error) {
+func (t *Table) Add(r Request, now time.Time, evicted []Expectation) (Expectation, bool, []Expectation, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
@@ -130,7 +138,7 @@ func (t *ExpectTable) Add(r Request, now time.Time, evicted []Expectation) (Expe
 	if err != nil {
 		return Expectation{}, false, evicted, err
 	}
-	k := MakeExpectKey(r.Peer, r.Addr, port)
+	k := MakeKey(r.Peer, r.Addr, port)
 	if refresh {
 		e := t.byKey[k]
 		e.Expires = now.Add(t.lim.Timeout)
@@ -139,7 +147,7 @@ func (t *ExpectTable) Add(r Request, now time.Time, evicted []Expectation) (Expe
 		return e, false, evicted, nil
 	}
 	if len(t.byKey) >= t.lim.Total {
-		return Expectation{}, false, evicted, ErrTableFull
+		return Expectation{}, false, evicted, ErrFull
 	}
 	keys := t.bySession[r.Session]
 	for len(keys) >= t.lim.PerSession {
@@ -156,9 +164,9 @@ func (t *ExpectTable) Add(r Request, now time.Time, evicted []Expectation) (Expe
 
 // choosePort returns the port to expect, and whether the tuple is already
 // expected by the same session for the same target.
-func (t *ExpectTable) choosePort(r Request) (uint16, bool, error) {
+func (t *Table) choosePort(r Request) (uint16, bool, error) {
 	free := func(p uint16) (ok, same bool) {
-		e, exists := t.byKey[MakeExpectKey(r.Peer, r.Addr, p)]
+		e, exists := t.byKey[MakeKey(r.Peer, r.Addr, p)]
 		if !exists {
 			return true, false
 		}
@@ -189,7 +197,7 @@ func (t *ExpectTable) choosePort(r Request) (uint16, bool, error) {
 }
 
 // removeLocked deletes the expectation with key k.
-func (t *ExpectTable) removeLocked(k ExpectKey) (Expectation, bool) {
+func (t *Table) removeLocked(k Key) (Expectation, bool) {
 	e, ok := t.byKey[k]
 	if !ok {
 		return e, false
@@ -212,14 +220,14 @@ func (t *ExpectTable) removeLocked(k ExpectKey) (Expectation, bool) {
 
 // Take removes and returns the expectation a new data connection with key k
 // fulfilled.
-func (t *ExpectTable) Take(k ExpectKey) (Expectation, bool) {
+func (t *Table) Take(k Key) (Expectation, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.removeLocked(k)
 }
 
 // Remove deletes the expectation e if it is still the one in the table.
-func (t *ExpectTable) Remove(e Expectation) bool {
+func (t *Table) Remove(e Expectation) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := e.Key()
@@ -231,7 +239,7 @@ func (t *ExpectTable) Remove(e Expectation) bool {
 }
 
 // Expire removes the expectations whose time is up and appends them to dst.
-func (t *ExpectTable) Expire(now time.Time, dst []Expectation) []Expectation {
+func (t *Table) Expire(now time.Time, dst []Expectation) []Expectation {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k, e := range t.byKey {
@@ -244,10 +252,10 @@ func (t *ExpectTable) Expire(now time.Time, dst []Expectation) []Expectation {
 }
 
 // RemoveSession removes all expectations of a session and appends them to dst.
-func (t *ExpectTable) RemoveSession(id uint64, dst []Expectation) []Expectation {
+func (t *Table) RemoveSession(id uint64, dst []Expectation) []Expectation {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, k := range append([]ExpectKey(nil), t.bySession[id]...) {
+	for _, k := range append([]Key(nil), t.bySession[id]...) {
 		if e, ok := t.removeLocked(k); ok {
 			dst = append(dst, e)
 		}
@@ -256,7 +264,7 @@ func (t *ExpectTable) RemoveSession(id uint64, dst []Expectation) []Expectation 
 }
 
 // List returns the pending expectations ordered by ID.
-func (t *ExpectTable) List() []Expectation {
+func (t *Table) List() []Expectation {
 	t.mu.Lock()
 	out := make([]Expectation, 0, len(t.byKey))
 	for _, e := range t.byKey {
@@ -268,7 +276,7 @@ func (t *ExpectTable) List() []Expectation {
 }
 
 // Len returns the number of pending expectations.
-func (t *ExpectTable) Len() int {
+func (t *Table) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.byKey)

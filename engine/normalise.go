@@ -1,0 +1,231 @@
+package engine
+
+// The stream normaliser's packet side: it applies the decisions of package
+// stream (which knows nothing of FTP) to packets. It prunes what the peer
+// acknowledged, completes resends that cut a kept rewrite, puts held bytes
+// in front of the segment that continues them (or holds them further),
+// drops segments after a gap, and replays kept rewrites on retransmitted
+// bytes. The text of a rewrite comes from the layer that made it, through
+// stream.Text (w.txt); nothing here reads the bytes' meaning.
+
+import (
+	"time"
+
+	"github.com/ftpct/ftpct/conntrack"
+	"github.com/ftpct/ftpct/rewrite"
+	"github.com/ftpct/ftpct/seqnum"
+	"github.com/ftpct/ftpct/stream"
+)
+
+// segment is the packet the layers work on: the queued one, or one the
+// normaliser built from it.
+type segment struct {
+	in      []byte
+	p       rewrite.Packet
+	payload []byte
+	// forced: in is not the queued packet (held bytes were added or
+	// removed), so it is sent even when Rewrite changes nothing more.
+	forced bool
+}
+
+// set makes in (decoded into p) the segment, built by the normaliser.
+func (s *segment) set(in []byte, p rewrite.Packet) {
+	s.in, s.p, s.payload, s.forced = in, p, p.Payload(in), true
+}
+
+func (s *segment) rng() seqnum.Range { return seqnum.RangeOf(s.p.Seq, len(s.payload)) }
+
+// outcome is how the normaliser leaves a segment: read its new bytes
+// (next), or send it as it is (send), or drop it (drop, with why), or send
+// only payload[:trim] at trimSeq (trim).
+type outcome struct {
+	next, send, drop, trim bool
+	why                    string
+	trimSeq                seqnum.Value
+	trimHead               []byte
+}
+
+// acknowledged prunes the records of the direction opposite to dir up to what
+// the packet acknowledges: no retransmission carries those bytes again.
+func acknowledged(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet) {
+	if p.Flags&rewrite.FlagACK != 0 {
+		o := &sess.Stream[dir.Other()]
+		o.Acknowledge(o.UnmapAck(p.Ack))
+	}
+}
+
+// normalise runs the segment s of sess's direction dir through the stream
+// normaliser. limit is the most payload bytes to send in one segment (see
+// Handle).
+func (w *Worker) normalise(sess *conntrack.Session, dir conntrack.Dir, s *segment, limit int, cfg *Config, now time.Time) outcome {
+	h := &sess.Stream[dir]
+	if len(s.payload) == 0 {
+		return outcome{send: true}
+	}
+	if h.Started && s.p.Seq.Before(h.Next) {
+		if j, q, ok := w.complete(h, s, limit); ok {
+			s.set(j, q)
+		}
+	}
+	if len(h.Held) == 0 {
+		return outcome{next: true}
+	}
+	hs := h.HoldStart()
+	join := h.Join(s.rng(), now, cfg.HoldPatience)
+	if join == stream.JoinGiveUp && !w.giveUp(sess, dir, s.payload, int(hs.Diff(s.p.Seq)), now) {
+		join = stream.JoinReplace
+	}
+	switch join {
+	case stream.JoinBefore:
+		// Resent bytes from before the held ones: replay, keep holding.
+		if why := w.replay(h, s); why != "" {
+			return outcome{drop: true, why: why}
+		}
+		return outcome{send: true}
+	case stream.JoinDrop:
+		if s.p.Seq.After(h.Next) {
+			// A gap: the sender must fill it first.
+			w.e.stats.OutOfOrder.Add(1)
+			return outcome{drop: true, why: "gap before a held line"}
+		}
+		// Only bytes already held: send the segment on without them, as an
+		// empty segment at the held start (nothing is lost, nothing new
+		// is delivered).
+		return outcome{trim: true, trimSeq: hs}
+	case stream.JoinTrim:
+		// Resent bytes from before the held ones and some held ones: send
+		// the former (replaying rewrites), keep holding the rest.
+		if why := w.replay(h, s); why != "" {
+			return outcome{drop: true, why: why}
+		}
+		return outcome{trim: true, trimSeq: s.p.Seq, trimHead: s.payload[:min(int(hs.Diff(s.p.Seq)), len(s.payload))]}
+	case stream.JoinPrepend:
+		var q rewrite.Packet
+		j, err := rewrite.Resegment(w.join[:0], s.in, &s.p, hs, h.Held[:s.p.Seq.Diff(hs)], s.payload, &q)
+		if err != nil {
+			w.e.stats.Errors.Add(1)
+			return outcome{drop: true, why: err.Error()}
+		}
+		w.join = j[:0]
+		s.set(j, q)
+	}
+	// JoinReplace, JoinPrepend, JoinGiveUp: the held bytes are new again;
+	// the segment carries them from hs on.
+	h.Release()
+	return outcome{next: true}
+}
+
+// advance takes the segment's bytes as seen: it replays the kept rewrites on
+// bytes sent before and returns the offset of the first new byte, or -1
+// when there is none; why says why the segment must be dropped instead (its
+// sender retransmits it).
+func (w *Worker) advance(h *stream.Half, s *segment) (off int, why string) {
+	r := s.rng()
+	if !h.Started {
+		h.Started = true
+		h.Next = r.Start
+	}
+	if r.Start.After(h.Next) {
+		// A gap: an earlier segment was lost. Unit boundaries after it are
+		// unknown, so let the sender retransmit this one in order.
+		w.e.stats.OutOfOrder.Add(1)
+		return -1, "gap"
+	}
+	if why := w.replay(h, s); why != "" {
+		return -1, why
+	}
+	if !r.End.After(h.Next) {
+		return -1, ""
+	}
+	off = int(h.Next.Diff(r.Start))
+	h.Next = r.End
+	return off, ""
+}
+
+// replay adds to w.splices the kept rewrites the segment's bytes before
+// h.Next carry, which the peer has not acknowledged (bytes it has are
+// discarded by it). A segment that cuts a kept rewrite complete could not
+// make whole cannot be rewritten consistently: why says so.
+func (w *Worker) replay(h *stream.Half, s *segment) (why string) {
+	r := s.rng()
+	if !r.Start.Before(h.Next) {
+		return ""
+	}
+	for _, rec := range h.Overlapping(r) {
+		if !r.Covers(rec.Range()) {
+			return "cuts a rewritten argument"
+		}
+		off := int(rec.Pos.Diff(r.Start))
+		n := len(w.repl)
+		w.repl = w.txt.AppendRepl(w.repl, rec.Tag)
+		w.splice(rewrite.Splice{Off: off, End: off + int(rec.OrigLen), Repl: w.repl[n:]})
+		w.e.stats.Replays.Add(1)
+	}
+	return ""
+}
+
+// complete makes whole a resent segment that begins or ends inside a kept
+// rewrite. That happens when a rewrite was made in a segment ftpct joined (a
+// split line) and the joined packet was lost after the gateway: the sender
+// resends its own, smaller pieces, and no piece can be rewritten alone. The
+// missing original bytes are made again (stream.Text's AppendOrig) and put
+// around the segment's, so the rewrite replays whole; bytes the receiver
+// gets twice it discards. The result stays within limit bytes of payload:
+// when it would not, the segment is cut short before a rewrite (the sender
+// resends the rest).
+//
+// ok is false when the segment cuts no rewrite, or one whose original text
+// cannot be made again; replay then drops it.
+func (w *Worker) complete(h *stream.Half, s *segment, limit int) (out []byte, q rewrite.Packet, ok bool) {
+	seg := s.rng()
+	recs := h.Overlapping(seg)
+	if len(recs) == 0 {
+		return nil, q, false
+	}
+	first, last := &recs[0], &recs[len(recs)-1]
+	whole := seqnum.Range{Start: seg.Start, End: seg.End}
+	if first.Pos.Before(seg.Start) {
+		whole.Start = first.Pos
+	}
+	if e := last.Range().End; e.After(seg.End) {
+		whole.End = e
+	}
+	if whole == seg {
+		return nil, q, false
+	}
+	if int(whole.Len()) > limit {
+		whole.End = whole.Start.Add(int32(limit))
+		for i := range recs {
+			if r := recs[i].Range(); r.Contains(whole.End) && r.Start != whole.End {
+				whole.End = r.Start
+			}
+		}
+	}
+	// The bytes added on either side are the original text of the rewrite
+	// cut there, made again.
+	w.cut = w.cut[:0]
+	if whole.Start.Before(seg.Start) {
+		o, regen := w.txt.AppendOrig(w.orig[:0], first.Tag)
+		if !regen {
+			return nil, q, false
+		}
+		w.orig = o
+		w.cut = append(w.cut, o[:seg.Start.Diff(first.Pos)]...)
+	}
+	w.cut = append(w.cut, s.payload[:max(0, min(int(whole.End.Diff(seg.Start)), len(s.payload)))]...)
+	if whole.End.After(seg.End) {
+		o, regen := w.txt.AppendOrig(w.orig[:0], last.Tag)
+		if !regen {
+			return nil, q, false
+		}
+		w.orig = o
+		w.cut = append(w.cut, o[seg.End.Diff(last.Pos):]...)
+	}
+	j, err := rewrite.Resegment(w.whole[:0], s.in, &s.p, whole.Start, w.cut, nil, &q)
+	if err != nil {
+		return nil, q, false
+	}
+	w.whole = j[:0]
+	w.e.stats.ResendsCompleted.Add(1)
+	return j, q, true
+}

@@ -1,0 +1,94 @@
+package stream
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ftpct/ftpct/seqnum"
+)
+
+// withEdits returns a direction that sent up to next and rewrote 8-byte
+// arguments at the given positions, each growing the stream by 4.
+func withEdits(t *testing.T, next seqnum.Value, pos ...seqnum.Value) *Half {
+	t.Helper()
+	d := &Half{Next: next, Started: true}
+	for _, p := range pos {
+		if err := d.Add(Record{Pos: p, OrigLen: 8, Delta: 4, Tag: 40000}); err != nil {
+			t.Fatalf("Add(%d): %v", p, err)
+		}
+	}
+	return d
+}
+
+func positions(d *Half) []seqnum.Value {
+	var ps []seqnum.Value
+	for _, e := range d.Records() {
+		ps = append(ps, e.Pos)
+	}
+	return ps
+}
+
+func TestAcknowledge(t *testing.T) {
+	tests := []struct {
+		name      string
+		acks      []seqnum.Value
+		wantKept  []seqnum.Value
+		wantBase  int32
+		wantAcked seqnum.Value
+	}{
+		{name: "nothing acknowledged yet", acks: []seqnum.Value{100}, wantKept: []seqnum.Value{100, 200, 300}, wantAcked: 100},
+		{name: "first rewrite acknowledged", acks: []seqnum.Value{108}, wantKept: []seqnum.Value{200, 300}, wantBase: 4, wantAcked: 108},
+		{name: "ack cuts a rewrite: it stays, with its record", acks: []seqnum.Value{204}, wantKept: []seqnum.Value{200, 300}, wantBase: 4, wantAcked: 204},
+		{name: "all acknowledged", acks: []seqnum.Value{400}, wantKept: nil, wantBase: 12, wantAcked: 400},
+		{name: "an older ack changes nothing", acks: []seqnum.Value{300, 150}, wantKept: []seqnum.Value{300}, wantBase: 8, wantAcked: 300},
+		{name: "ack past what was sent is clamped", acks: []seqnum.Value{9000}, wantKept: nil, wantBase: 12, wantAcked: 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := withEdits(t, 500, 100, 200, 300)
+			for _, a := range tt.acks {
+				d.Acknowledge(a)
+			}
+			if diff := cmp.Diff(tt.wantKept, positions(d)); diff != "" {
+				t.Errorf("kept rewrites (-want +got):\n%s", diff)
+			}
+			if d.Base() != tt.wantBase || d.Acked != tt.wantAcked || !d.AckSeen {
+				t.Errorf("base %d acked %d (seen %v), want %d %d", d.Base(), d.Acked, d.AckSeen, tt.wantBase, tt.wantAcked)
+			}
+			// What is kept still maps: the mapping after a kept rewrite
+			// counts every length change before it.
+			for i, r := range d.Records() {
+				if got, want := d.Offset(r.Pos.Add(1)), tt.wantBase+4*int32(i+1); got != want {
+					t.Errorf("offset after the kept rewrite at %d = %d, want %d", r.Pos, got, want)
+				}
+			}
+		})
+	}
+	var idle Half
+	if idle.Acknowledge(5) != 0 || idle.AckSeen {
+		t.Error("a direction that sent nothing took an acknowledgement")
+	}
+}
+
+func TestAddLikeRemember(t *testing.T) {
+	d := withEdits(t, 10000, 100, 200)
+	if err := d.Add(Record{Pos: 100, OrigLen: 8, Delta: 4}); err != nil {
+		t.Errorf("Add of a kept position = %v, want nil (a retransmission)", err)
+	}
+	if err := d.Add(Record{Pos: 150, OrigLen: 8, Delta: 4}); !errors.Is(err, ErrOutOfOrder) {
+		t.Errorf("Add before the newest, not kept = %v, want ErrOutOfOrder", err)
+	}
+	for i := len(d.Records()); i < MaxRecords; i++ {
+		if err := d.Add(Record{Pos: seqnum.Value(300 + 10*i), OrigLen: 8}); err != nil {
+			t.Fatalf("Add %d of %d: %v", i+1, MaxRecords, err)
+		}
+	}
+	if err := d.Add(Record{Pos: 9000, OrigLen: 8}); !d.Full() || !errors.Is(err, ErrFull) {
+		t.Errorf("full: Full %v, Add of one more = %v", d.Full(), err)
+	}
+	if len(d.Records()) != MaxRecords {
+		t.Errorf("%d kept, want %d", len(d.Records()), MaxRecords)
+	}
+}
