@@ -1,6 +1,7 @@
-// Package conntrack keeps ftpct's own connection state: the table of FTP
-// control connections (sessions) with their per-direction stream state and
-// sequence offsets, and the table of expected data connections.
+// Package conntrack keeps ftpct's table of FTP control connections
+// (sessions): for each, its NAT binding as the kernel knows it, the stream
+// normaliser's state of both directions (stream.Half) and what the FTP layer
+// read of it (Lines).
 //
 // It also asks the kernel's conntrack table (over ctnetlink, through
 // github.com/ti-mo/conntrack) how a control connection is translated, so that
@@ -9,14 +10,10 @@
 // also reads and writes a connection's ct labels, where the daemon keeps the
 // state that must survive its restart (package ctstate encodes it).
 //
-// All per-connection state lives in Session and Expectation values, which are
-// plain data (no pointers into packets), so they can be listed, persisted and
-// reconciled with the kernel's table.
-//
-// Concurrency: Table and ExpectTable are safe for concurrent use. A Session's
-// mutable fields are guarded by its own mutex (Lock/Unlock); the packet path
-// holds it while it handles one packet of that session.
+// Concurrency: Table is safe for concurrent use. A Session's mutable fields
+// are guarded by its own mutex (Lock/Unlock); the packet path holds it while
+// it handles one packet of that session.
 //
 // Privileges: Kernel needs CAP_NET_ADMIN in the network namespace it runs in.
-// The tables themselves need nothing and work on any OS.
+// The table itself needs nothing and works on any OS.
 package conntrack
