@@ -7,15 +7,10 @@ import (
 	"time"
 )
 
-var (
-	srv  = netip.MustParseAddr("203.0.113.2")
-	pub  = netip.MustParseAddr("203.0.113.1")
-	cli1 = netip.MustParseAddr("10.0.1.2")
-	cli2 = netip.MustParseAddr("10.0.1.3")
-	t0   = time.Unix(1_700_000_000, 0)
-)
-
 func TestTableBothDirections(t *testing.T) {
+	cli1, cli2 := netip.MustParseAddr("10.0.1.2"), netip.MustParseAddr("10.0.1.3")
+	srv, pub := netip.MustParseAddr("203.0.113.2"), netip.MustParseAddr("203.0.113.1")
+	t0 := time.Unix(1_700_000_000, 0)
 	b := Binding{
 		Orig:  Tuple{Src: cli1, Dst: srv, SrcPort: 40000, DstPort: 21},
 		Reply: Tuple{Src: srv, Dst: pub, SrcPort: 21, DstPort: 40000},

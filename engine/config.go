@@ -41,26 +41,12 @@ func DefaultConfig() Config {
 // withDefaults replaces every unset (zero or negative) value by its default.
 func (c Config) withDefaults() Config {
 	d := DefaultConfig()
-	if c.Timeout <= 0 {
-		c.Timeout = d.Timeout
-	}
-	if c.PerSession <= 0 {
-		c.PerSession = d.PerSession
-	}
-	if c.MaxExpect <= 0 {
-		c.MaxExpect = d.MaxExpect
-	}
-	if c.MaxSessions <= 0 {
-		c.MaxSessions = d.MaxSessions
-	}
-	if c.IdleCheck <= 0 {
-		c.IdleCheck = d.IdleCheck
-	}
-	if c.MaxLine <= 0 {
-		c.MaxLine = d.MaxLine
-	}
-	if c.HoldPatience <= 0 {
-		c.HoldPatience = d.HoldPatience
-	}
+	c.Timeout = orDefault(c.Timeout, d.Timeout)
+	c.PerSession = orDefault(c.PerSession, d.PerSession)
+	c.MaxExpect = orDefault(c.MaxExpect, d.MaxExpect)
+	c.MaxSessions = orDefault(c.MaxSessions, d.MaxSessions)
+	c.IdleCheck = orDefault(c.IdleCheck, d.IdleCheck)
+	c.MaxLine = orDefault(c.MaxLine, d.MaxLine)
+	c.HoldPatience = orDefault(c.HoldPatience, d.HoldPatience)
 	return c
 }

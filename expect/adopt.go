@@ -17,7 +17,7 @@ func (t *Table) Adopt(r Request, now, expires time.Time) (Expectation, error) {
 		return Expectation{}, ErrFull
 	}
 	t.nextID++
-	e := Expectation{ID: t.nextID, Session: r.Session, Kind: r.Kind, Peer: r.Peer, Addr: r.Addr, Port: r.Port, To: r.To, Created: now, Expires: expires}
+	e := Expectation{ID: t.nextID, Request: r, Created: now, Expires: expires}
 	t.byKey[k] = e
 	t.bySession[r.Session] = append(t.bySession[r.Session], k)
 	return e, nil

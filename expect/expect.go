@@ -21,14 +21,10 @@ import (
 // Expectation is one expected data connection: a connection from Peer (any
 // source port) to Addr:Port, as it arrives at this host. Where To is valid the
 // connection is translated to To (the endpoint that was really announced).
+// Port is the port chosen, which may differ from the one requested.
 type Expectation struct {
-	ID      uint64
-	Session uint64
-	Kind    ftpparse.Kind
-	Peer    netip.Addr
-	Addr    netip.Addr
-	Port    uint16
-	To      netip.AddrPort
+	ID uint64
+	Request
 	Created time.Time
 	Expires time.Time
 }
@@ -51,7 +47,7 @@ type Key struct {
 	Port       uint16
 }
 
-// MakeKey builds an Key without allocating.
+// MakeKey builds a Key without allocating.
 func MakeKey(peer, addr netip.Addr, port uint16) Key {
 	return Key{Peer: peer.As16(), Addr: addr.As16(), Port: port}
 }
@@ -156,7 +152,8 @@ func (t *Table) Add(r Request, now time.Time, evicted []Expectation) (Expectatio
 		keys = append(keys[:0], keys[1:]...)
 	}
 	t.nextID++
-	e := Expectation{ID: t.nextID, Session: r.Session, Kind: r.Kind, Peer: r.Peer, Addr: r.Addr, Port: port, To: r.To, Created: now, Expires: now.Add(t.lim.Timeout)}
+	r.Port = port
+	e := Expectation{ID: t.nextID, Request: r, Created: now, Expires: now.Add(t.lim.Timeout)}
 	t.byKey[k] = e
 	t.bySession[r.Session] = append(keys, k)
 	return e, true, evicted, nil
