@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestTableBothDirections(t *testing.T) {
@@ -39,5 +40,13 @@ func TestTableBothDirections(t *testing.T) {
 	tab.Remove(s)
 	if _, _, ok := tab.Lookup(b.Reply.Key()); ok || tab.Len() != 0 {
 		t.Error("session still present after Remove")
+	}
+}
+
+// A tracked control connection costs its Session: it must not grow (3424
+// bytes on 64-bit before the stream normaliser kept one record per rewrite).
+func TestSessionSize(t *testing.T) {
+	if n := unsafe.Sizeof(Session{}); n > 2400 {
+		t.Errorf("Session is %d bytes, want at most 2400", n)
 	}
 }

@@ -40,7 +40,7 @@ func (w *Worker) read(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 		eol := ftpparse.LineEnd(payload, off)
 		if off > 0 && len(payload) > limit && (eol < 0 || eol > limit) && len(payload)-off <= cfg.MaxLine+limit {
 			// Carry the rest (whole lines, unparsed) to the next segment.
-			h.Carry(payload[off:], now)
+			h.Hold(payload[off:], now)
 			e.stats.HeldCarried.Add(1)
 			return off
 		}

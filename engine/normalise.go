@@ -35,14 +35,40 @@ func (s *segment) set(in []byte, p rewrite.Packet) {
 
 func (s *segment) rng() seqnum.Range { return seqnum.RangeOf(s.p.Seq, len(s.payload)) }
 
-// outcome is how the normaliser leaves a segment: read its new bytes
-// (next), or send it as it is (send), or drop it (drop, with why), or send
-// only payload[:trim] at trimSeq (trim).
+// action is what the normaliser leaves to do with a segment.
+type action uint8
+
+const (
+	// actRead: take the segment's bytes as seen and read the new ones.
+	actRead action = iota
+	// actSend: send it as it is (with the replays found).
+	actSend
+	// actTrim: send only the head at seq; the normaliser holds the rest.
+	actTrim
+	// actDrop: drop it; its sender retransmits it.
+	actDrop
+)
+
+func (a action) String() string {
+	switch a {
+	case actRead:
+		return "read"
+	case actSend:
+		return "send"
+	case actTrim:
+		return "trim"
+	case actDrop:
+		return "drop"
+	}
+	return "unknown"
+}
+
+// outcome is the normaliser's decision on a segment.
 type outcome struct {
-	next, send, drop, trim bool
-	why                    string
-	trimSeq                seqnum.Value
-	trimHead               []byte
+	act  action
+	why  string       // actDrop: why
+	seq  seqnum.Value // actTrim: the sequence number to send at
+	head []byte       // actTrim: the payload to send
 }
 
 // acknowledged prunes the records of the direction opposite to dir up to what
@@ -60,7 +86,7 @@ func acknowledged(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet)
 func (w *Worker) normalise(sess *conntrack.Session, dir conntrack.Dir, s *segment, limit int, cfg *Config, now time.Time) outcome {
 	h := &sess.Stream[dir]
 	if len(s.payload) == 0 {
-		return outcome{send: true}
+		return outcome{act: actSend}
 	}
 	if h.Started && s.p.Seq.Before(h.Next) {
 		if j, q, ok := w.complete(h, s, limit); ok {
@@ -68,7 +94,7 @@ func (w *Worker) normalise(sess *conntrack.Session, dir conntrack.Dir, s *segmen
 		}
 	}
 	if len(h.Held) == 0 {
-		return outcome{next: true}
+		return outcome{act: actRead}
 	}
 	hs := h.HoldStart()
 	join := h.Join(s.rng(), now, cfg.HoldPatience)
@@ -79,32 +105,32 @@ func (w *Worker) normalise(sess *conntrack.Session, dir conntrack.Dir, s *segmen
 	case stream.JoinBefore:
 		// Resent bytes from before the held ones: replay, keep holding.
 		if why := w.replay(h, s); why != "" {
-			return outcome{drop: true, why: why}
+			return outcome{act: actDrop, why: why}
 		}
-		return outcome{send: true}
+		return outcome{act: actSend}
 	case stream.JoinDrop:
 		if s.p.Seq.After(h.Next) {
 			// A gap: the sender must fill it first.
 			w.e.stats.OutOfOrder.Add(1)
-			return outcome{drop: true, why: "gap before a held line"}
+			return outcome{act: actDrop, why: "gap before a held line"}
 		}
 		// Only bytes already held: send the segment on without them, as an
 		// empty segment at the held start (nothing is lost, nothing new
 		// is delivered).
-		return outcome{trim: true, trimSeq: hs}
+		return outcome{act: actTrim, seq: hs}
 	case stream.JoinTrim:
 		// Resent bytes from before the held ones and some held ones: send
 		// the former (replaying rewrites), keep holding the rest.
 		if why := w.replay(h, s); why != "" {
-			return outcome{drop: true, why: why}
+			return outcome{act: actDrop, why: why}
 		}
-		return outcome{trim: true, trimSeq: s.p.Seq, trimHead: s.payload[:min(int(hs.Diff(s.p.Seq)), len(s.payload))]}
+		return outcome{act: actTrim, seq: s.p.Seq, head: s.payload[:min(int(hs.Diff(s.p.Seq)), len(s.payload))]}
 	case stream.JoinPrepend:
 		var q rewrite.Packet
 		j, err := rewrite.Resegment(w.join[:0], s.in, &s.p, hs, h.Held[:s.p.Seq.Diff(hs)], s.payload, &q)
 		if err != nil {
 			w.e.stats.Errors.Add(1)
-			return outcome{drop: true, why: err.Error()}
+			return outcome{act: actDrop, why: err.Error()}
 		}
 		w.join = j[:0]
 		s.set(j, q)
@@ -112,7 +138,7 @@ func (w *Worker) normalise(sess *conntrack.Session, dir conntrack.Dir, s *segmen
 	// JoinReplace, JoinPrepend, JoinGiveUp: the held bytes are new again;
 	// the segment carries them from hs on.
 	h.Release()
-	return outcome{next: true}
+	return outcome{act: actRead}
 }
 
 // advance takes the segment's bytes as seen: it replays the kept rewrites on

@@ -88,13 +88,12 @@ func (w *Worker) Handle(pkt []byte) (Decision, []byte) {
 	// guarantees (so a short split command is sent whole with what follows).
 	limit := max(len(s.payload), minMTU-s.p.PayloadOff)
 
-	o := w.normalise(sess, dir, &s, limit, cfg, now)
-	switch {
-	case o.drop:
+	switch o := w.normalise(sess, dir, &s, limit, cfg, now); o.act {
+	case actDrop:
 		return w.drop(sess, dir, &s.p, o.why)
-	case o.trim:
-		return w.finish(sess, dir, &s, o.trimSeq, o.trimHead, now)
-	case o.send:
+	case actTrim:
+		return w.finish(sess, dir, &s, o.seq, o.head, now)
+	case actSend:
 		return w.send(sess, dir, &s, now)
 	}
 	off, why := w.advance(h, &s)

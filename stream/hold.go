@@ -10,18 +10,10 @@ import (
 func (h *Half) HoldStart() seqnum.Value { return h.Next.Add(-int32(len(h.Held))) }
 
 // Hold keeps b, the last len(b) bytes before Next, back from the receiver
-// until the rest of their unit arrives. The hold's age restarts unless the
-// bytes held before began before b (the same unit, grown).
+// until the rest of their unit arrives (or, for whole units carried to the
+// next segment so that a joined segment stays within the sender's size,
+// until that segment). Their age starts now.
 func (h *Half) Hold(b []byte, now time.Time) {
-	if len(h.Held) == 0 || !h.HoldStart().Before(h.Next.Add(-int32(len(b)))) {
-		h.HeldSince = now
-	}
-	h.Held = append(h.Held[:0], b...)
-}
-
-// Carry keeps b back like Hold, its age starting now: whole units carried
-// to the next segment so that a joined segment stays within the sender's size.
-func (h *Half) Carry(b []byte, now time.Time) {
 	h.HeldSince = now
 	h.Held = append(h.Held[:0], b...)
 }
