@@ -22,9 +22,9 @@ var (
 	ErrSplice = errors.New("rewrite: invalid splice")
 	// ErrTooBig means the rewritten packet would exceed the IP length field (65535).
 	ErrTooBig = errors.New("rewrite: rewritten packet too big")
-	// ErrNoSeqAdj means a splice changes the payload length but no SeqMap was given
+	// ErrNoSeqMap means a splice changes the payload length but no SeqMap was given
 	// for the direction, so later segments could not be mapped.
-	ErrNoSeqAdj = errors.New("rewrite: length-changing splice without a sequence map")
+	ErrNoSeqMap = errors.New("rewrite: length-changing splice without a sequence map")
 )
 
 // Decode's errors: fixed values, so that rejecting a packet allocates nothing.

@@ -82,7 +82,7 @@ func Rewrite(dst, pkt []byte, p *Packet, splices []Splice, this, other SeqMap) (
 	}
 
 	if resized && this == nil {
-		return dst[:0], false, fmt.Errorf("rewrite: %w", ErrNoSeqAdj)
+		return dst[:0], false, fmt.Errorf("rewrite: %w", ErrNoSeqMap)
 	}
 	seq := p.Seq
 	if this != nil {

@@ -65,7 +65,7 @@ func TestRewriteErrors(t *testing.T) {
 		{name: "two edits at one offset", pkt: port, edits: []Splice{{Off: 5, End: 5, Repl: []byte("a")}, {Off: 5, End: 6}}, want: ErrSplice},
 		{name: "ipv4 grows past 65535", pkt: big4, edits: []Splice{{Off: 0, End: 1, Repl: []byte("abcd")}}, want: ErrTooBig},
 		{name: "ipv6 grows past 65535", pkt: big6, edits: []Splice{{Off: 0, End: 1, Repl: []byte("abcd")}}, want: ErrTooBig},
-		{name: "resize without SeqAdj", pkt: port, nilThis: true, edits: []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}, want: ErrNoSeqAdj},
+		{name: "resize without SeqMap", pkt: port, nilThis: true, edits: []Splice{{Off: 5, End: 13, Repl: []byte("198,51,100,1")}}, want: ErrNoSeqMap},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
