@@ -39,7 +39,7 @@ func (s *segment) rng() seqnum.Range { return seqnum.RangeOf(s.p.Seq, len(s.payl
 type action uint8
 
 const (
-	// actRead: take the segment's bytes as seen and read the new ones.
+	// actRead: read the new bytes from off (the normaliser took them as seen).
 	actRead action = iota
 	// actSend: send it as it is (with the replays found).
 	actSend
@@ -66,9 +66,10 @@ func (a action) String() string {
 // outcome is the normaliser's decision on a segment.
 type outcome struct {
 	act  action
-	why  string       // actDrop: why
+	why  string       // actDrop, actSend: why
 	seq  seqnum.Value // actTrim: the sequence number to send at
 	head []byte       // actTrim: the payload to send
+	off  int          // actRead: the offset of the first new byte
 }
 
 // acknowledged prunes the records of the direction opposite to dir up to what
@@ -94,7 +95,7 @@ func (w *Worker) normalise(sess *conntrack.Session, dir conntrack.Dir, s *segmen
 		}
 	}
 	if len(h.Held) == 0 {
-		return outcome{act: actRead}
+		return w.advance(h, s)
 	}
 	hs := h.HoldStart()
 	join := h.Join(s.rng(), now, cfg.HoldPatience)
@@ -138,14 +139,13 @@ func (w *Worker) normalise(sess *conntrack.Session, dir conntrack.Dir, s *segmen
 	// JoinReplace, JoinPrepend, JoinGiveUp: the held bytes are new again;
 	// the segment carries them from hs on.
 	h.Release()
-	return outcome{act: actRead}
+	return w.advance(h, s)
 }
 
 // advance takes the segment's bytes as seen: it replays the kept rewrites on
-// bytes sent before and returns the offset of the first new byte, or -1
-// when there is none; why says why the segment must be dropped instead (its
-// sender retransmits it).
-func (w *Worker) advance(h *stream.Half, s *segment) (off int, why string) {
+// bytes sent before, and has the new ones read (actRead), or the segment
+// sent when it carries none, or dropped (its sender retransmits it).
+func (w *Worker) advance(h *stream.Half, s *segment) outcome {
 	r := s.rng()
 	if !h.Started {
 		h.Started = true
@@ -155,17 +155,17 @@ func (w *Worker) advance(h *stream.Half, s *segment) (off int, why string) {
 		// A gap: an earlier segment was lost. Unit boundaries after it are
 		// unknown, so let the sender retransmit this one in order.
 		w.e.stats.OutOfOrder.Add(1)
-		return -1, "gap"
+		return outcome{act: actDrop, why: "gap"}
 	}
 	if why := w.replay(h, s); why != "" {
-		return -1, why
+		return outcome{act: actDrop, why: why}
 	}
 	if !r.End.After(h.Next) {
-		return -1, ""
+		return outcome{act: actSend, why: "retransmission"}
 	}
-	off = int(h.Next.Diff(r.Start))
+	off := int(h.Next.Diff(r.Start))
 	h.Next = r.End
-	return off, ""
+	return outcome{act: actRead, off: off}
 }
 
 // replay adds to w.splices the kept rewrites the segment's bytes before

@@ -80,7 +80,6 @@ func (w *Worker) Handle(pkt []byte) (Decision, []byte) {
 		sess.Closing = true
 	}
 	acknowledged(sess, dir, &s.p)
-	h := &sess.Stream[dir]
 	w.begin(sess, dir)
 	// limit: the most payload bytes to send in one segment when held bytes
 	// are put in front of the sender's (see read): as many as the sender
@@ -88,26 +87,21 @@ func (w *Worker) Handle(pkt []byte) (Decision, []byte) {
 	// guarantees (so a short split command is sent whole with what follows).
 	limit := max(len(s.payload), minMTU-s.p.PayloadOff)
 
-	switch o := w.normalise(sess, dir, &s, limit, cfg, now); o.act {
+	o := w.normalise(sess, dir, &s, limit, cfg, now)
+	switch o.act {
 	case actDrop:
 		return w.drop(sess, dir, &s.p, o.why)
 	case actTrim:
 		return w.finish(sess, dir, &s, o.seq, o.head, now)
 	case actSend:
-		return w.send(sess, dir, &s, now)
-	}
-	off, why := w.advance(h, &s)
-	if why != "" {
-		return w.drop(sess, dir, &s.p, why)
-	}
-	if off < 0 {
-		if e.log.Enabled(context.Background(), slog.LevelDebug) {
-			e.log.Debug("retransmission", "session", sess.ID, "from", dir.String(),
+		if o.why != "" && e.log.Enabled(context.Background(), slog.LevelDebug) {
+			h := &sess.Stream[dir]
+			e.log.Debug(o.why, "session", sess.ID, "from", dir.String(),
 				"seq", uint32(s.p.Seq), "len", len(s.payload), "next", uint32(h.Next), "replays", len(w.splices))
 		}
 		return w.send(sess, dir, &s, now)
 	}
-	if trimAt := w.read(sess, dir, &s.p, s.payload, off, limit, cfg, now); trimAt >= 0 {
+	if trimAt := w.read(sess, dir, &s.p, s.payload, o.off, limit, cfg, now); trimAt >= 0 {
 		return w.finish(sess, dir, &s, s.p.Seq, s.payload[:trimAt], now)
 	}
 	return w.send(sess, dir, &s, now)
