@@ -6,7 +6,9 @@ package engine
 // in front of the segment that continues them (or holds them further),
 // drops segments after a gap, and replays kept rewrites on retransmitted
 // bytes. The text of a rewrite comes from the layer that made it, through
-// stream.Text (w.txt); nothing here reads the bytes' meaning.
+// stream.Text (w.text); nothing here reads the bytes' meaning. Only when
+// the sender resends held bytes after the patience does it ask the FTP
+// layer whether the line is given up (giveUp).
 
 import (
 	"time"
@@ -183,7 +185,7 @@ func (w *Worker) replay(h *stream.Half, s *segment) (why string) {
 		}
 		off := int(rec.Pos.Diff(r.Start))
 		n := len(w.repl)
-		w.repl = w.txt.AppendRepl(w.repl, rec.Tag)
+		w.repl = w.text.AppendRepl(w.repl, rec.Tag)
 		w.splice(rewrite.Splice{Off: off, End: off + int(rec.OrigLen), Repl: w.repl[n:]})
 		w.e.stats.Replays.Add(1)
 	}
@@ -231,7 +233,7 @@ func (w *Worker) complete(h *stream.Half, s *segment, limit int) (out []byte, q 
 	// cut there, made again.
 	w.cut = w.cut[:0]
 	if whole.Start.Before(seg.Start) {
-		o, regen := w.txt.AppendOrig(w.orig[:0], first.Tag)
+		o, regen := w.text.AppendOrig(w.orig[:0], first.Tag)
 		if !regen {
 			return nil, q, false
 		}
@@ -240,7 +242,7 @@ func (w *Worker) complete(h *stream.Half, s *segment, limit int) (out []byte, q 
 	}
 	w.cut = append(w.cut, s.payload[:max(0, min(int(whole.End.Diff(seg.Start)), len(s.payload)))]...)
 	if whole.End.After(seg.End) {
-		o, regen := w.txt.AppendOrig(w.orig[:0], last.Tag)
+		o, regen := w.text.AppendOrig(w.orig[:0], last.Tag)
 		if !regen {
 			return nil, q, false
 		}

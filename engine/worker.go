@@ -29,14 +29,15 @@ type Worker struct {
 	cut     []byte // the payload of a resent segment completed (complete)
 	whole   []byte // that segment
 	evict   []expect.Expectation
-	txt     ftpText        // the text of the current session's rewrites
+	txt     ftpText        // the FTP layer's text of the current session's rewrites
+	text    stream.Text    // &txt, as the normaliser asks for it
 	kept    int            // records of the packet's direction before it
 	before  stream.Summary // its Snapshot before it, for persistence
 }
 
 // NewWorker returns a worker with its own buffers.
 func (e *Engine) NewWorker() *Worker {
-	return &Worker{
+	w := &Worker{
 		e:       e,
 		out:     make([]byte, 0, 65536+256),
 		join:    make([]byte, 0, 16384),
@@ -48,6 +49,8 @@ func (e *Engine) NewWorker() *Worker {
 		whole:   make([]byte, 0, 16384),
 		evict:   make([]expect.Expectation, 0, 4),
 	}
+	w.text = &w.txt
+	return w
 }
 
 // Handle decides what to do with one packet (an IP datagram). With
