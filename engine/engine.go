@@ -89,6 +89,15 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+// retire forgets session s at once, with its persisted state and holes:
+// a new connection (a client's SYN) reuses its addresses and ports.
+func (e *Engine) retire(s *conntrack.Session) {
+	e.sessions.Remove(s)
+	e.persist.forget(s)
+	e.forget(s.ID, nil)
+	e.stats.SessionsReused.Add(1)
+}
+
 // collect forgets idle sessions the kernel no longer tracks.
 func (e *Engine) collect(now time.Time) {
 	var gone []expect.Expectation

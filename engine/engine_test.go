@@ -102,7 +102,7 @@ type seg struct {
 	seq, ack     uint32
 	payload      string
 	sack         [][2]uint32
-	flags        string // "A" ack (default), "F" fin
+	flags        string // "A" ack (default), "F" fin, "S" a client's SYN (no ACK)
 }
 
 // masqC2S is a client segment of masqueradeBinding's connection (as it
@@ -127,6 +127,9 @@ func build(t testing.TB, s seg) []byte {
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(s.sport), DstPort: layers.TCPPort(s.dport), Seq: s.seq, Ack: s.ack, ACK: true, PSH: s.payload != "", Window: 502}
 	if strings.Contains(s.flags, "F") {
 		tcp.FIN = true
+	}
+	if strings.Contains(s.flags, "S") {
+		tcp.SYN, tcp.ACK, tcp.Ack = true, false, 0
 	}
 	if len(s.sack) > 0 {
 		var data []byte
@@ -861,5 +864,28 @@ func TestResendCutsRewrittenArgument(t *testing.T) {
 				t.Errorf("resends_completed %d dropped %d errors %d; want %d %d 0", st.ResendsCompleted, st.Dropped, st.Errors, tt.completed, tt.dropped)
 			}
 		})
+	}
+}
+
+// A new connection that reuses a tracked one's addresses and ports (the
+// client's SYN) starts afresh: the old stream's offsets, held bytes and
+// holes do not apply to it.
+func TestReusedTupleStartsAfresh(t *testing.T) {
+	e, holes := newTestEngine(masqueradeBinding)
+	w := e.NewWorker()
+	syn := masqC2S(90000, 0, "")
+	syn.flags = "S"
+	runSteps(t, w, []step{
+		{"PORT rewritten", masqC2S(1016, 5008, "PORT 10,0,1,2,156,64\r\n"), got{Verdict: "accept-modified", Seq: 1016, Ack: 5008, Payload: "PORT 203,0,113,1,156,64\r\n"}},
+		{"split line held", masqC2S(1038, 5008, "PORT 10,0,"), got{Verdict: "accept-modified", Seq: 1041, Ack: 5008}},
+		{"SYN of a new connection on the same ports", syn, got{Verdict: "accept", Seq: 90000}},
+		{"its first command passes as sent", masqC2S(90001, 7001, "USER anonymous\r\n"), got{Verdict: "accept", Seq: 90001, Ack: 7001, Payload: "USER anonymous\r\n"}},
+		{"its server's reply is not shifted", masqS2C(7001, 90017, "331 ok\r\n"), got{Verdict: "accept", Seq: 7001, Ack: 90017, Payload: "331 ok\r\n"}},
+	})
+	if st := e.Stats(); st.SessionsReused != 1 || st.Sessions != 2 {
+		t.Errorf("sessions_reused=%d sessions=%d, want 1 and 2", st.SessionsReused, st.Sessions)
+	}
+	if len(holes.open) != 0 {
+		t.Errorf("the old connection's holes stay open: %v", holes.open)
 	}
 }

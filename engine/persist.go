@@ -89,6 +89,25 @@ func (p *persister) isForeign(k conntrack.FlowKey) bool {
 	return ok
 }
 
+// unforeign forgets that k's connection had unreadable labels: a new
+// connection (a SYN) reuses k, and the kernel gives it a fresh entry.
+func (p *persister) unforeign(k conntrack.FlowKey) {
+	if !p.enabled() {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	o, ok := p.foreign[k]
+	if !ok {
+		return
+	}
+	for key, t := range p.foreign {
+		if t == o {
+			delete(p.foreign, key)
+		}
+	}
+}
+
 // decode reads the state in b's labels. Unreadable labels make the session
 // foreign: logged once (rate-limited), counted, remembered by both keys.
 func (p *persister) decode(b conntrack.Binding, now time.Time) (ctstate.State, error) {

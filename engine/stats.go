@@ -23,6 +23,7 @@ type counterSet[C, G any] struct {
 	NoConntrack         C `json:"no_conntrack" help:"packets with payload of a connection not yet tracked for which the kernel's conntrack table has no entry (flushed, or dropped from a full table); passed untouched, and the next one is looked up again"`
 	Sessions            C `json:"sessions" help:"control connections learned (tracked from their first payload packet on)"`
 	SessionsOpen        G `json:"sessions_open" help:"control connections tracked now"`
+	SessionsReused      C `json:"sessions_reused" help:"tracked control connections forgotten because a new connection (a client's SYN) reused their addresses and ports; the new one is learned afresh"`
 	SessionsFull        C `json:"sessions_full" help:"control connections not tracked because --max-sessions were tracked already; they pass untouched"`
 	Lines               C `json:"lines" help:"complete control lines read"`
 	Commands            C `json:"commands" help:"announcements parsed: PORT, EPRT, 227 and 229"`

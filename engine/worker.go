@@ -194,8 +194,18 @@ func (w *Worker) drop(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 func (w *Worker) session(s *segment, now time.Time) (*conntrack.Session, conntrack.Dir, bool) {
 	e := w.e
 	p := &s.p
-	if sess, dir, ok := e.sessions.Lookup(conntrack.MakeKey(p.Src, p.Dst, p.SrcPort, p.DstPort)); ok {
-		return sess, dir, true
+	key := conntrack.MakeKey(p.Src, p.Dst, p.SrcPort, p.DstPort)
+	opening := p.Flags&(rewrite.FlagSYN|rewrite.FlagACK) == rewrite.FlagSYN
+	if sess, dir, ok := e.sessions.Lookup(key); ok {
+		if !opening {
+			return sess, dir, true
+		}
+		// A new connection reuses the addresses and ports of a tracked
+		// one (the kernel replaces its conntrack entry on the SYN): the
+		// old stream state and holes must not meet the new stream.
+		e.retire(sess)
+	} else if opening {
+		e.persist.unforeign(key)
 	}
 	if len(s.payload) == 0 {
 		return nil, 0, false
