@@ -875,9 +875,14 @@ func TestReusedTupleStartsAfresh(t *testing.T) {
 	w := e.NewWorker()
 	syn := masqC2S(90000, 0, "")
 	syn.flags = "S"
+	fin := masqC2S(1044, 5017, "")
+	fin.flags = "F"
 	runSteps(t, w, []step{
 		{"PORT rewritten", masqC2S(1016, 5008, "PORT 10,0,1,2,156,64\r\n"), got{Verdict: "accept-modified", Seq: 1016, Ack: 5008, Payload: "PORT 203,0,113,1,156,64\r\n"}},
-		{"split line held", masqC2S(1038, 5008, "PORT 10,0,"), got{Verdict: "accept-modified", Seq: 1041, Ack: 5008}},
+		{"a SYN while the connection lives is mapped like any segment", syn, got{Verdict: "accept-modified", Seq: 90003}},
+		{"the live connection keeps its offset", masqC2S(1038, 5008, "NOOP\r\n"), got{Verdict: "accept-modified", Seq: 1041, Ack: 5008, Payload: "NOOP\r\n"}},
+		{"server closes", masqS2C(5008, 1047, "221 bye\r\n"), got{Verdict: "accept-modified", Seq: 5008, Ack: 1044, Payload: "221 bye\r\n"}},
+		{"client closes", fin, got{Verdict: "accept-modified", Seq: 1047, Ack: 5017}},
 		{"SYN of a new connection on the same ports", syn, got{Verdict: "accept", Seq: 90000}},
 		{"its first command passes as sent", masqC2S(90001, 7001, "USER anonymous\r\n"), got{Verdict: "accept", Seq: 90001, Ack: 7001, Payload: "USER anonymous\r\n"}},
 		{"its server's reply is not shifted", masqS2C(7001, 90017, "331 ok\r\n"), got{Verdict: "accept", Seq: 7001, Ack: 90017, Payload: "331 ok\r\n"}},

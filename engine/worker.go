@@ -197,11 +197,13 @@ func (w *Worker) session(s *segment, now time.Time) (*conntrack.Session, conntra
 	key := conntrack.MakeKey(p.Src, p.Dst, p.SrcPort, p.DstPort)
 	opening := p.Flags&(rewrite.FlagSYN|rewrite.FlagACK) == rewrite.FlagSYN
 	if sess, dir, ok := e.sessions.Lookup(key); ok {
-		if !opening {
+		if !opening || !closed(sess) {
+			// A SYN on a connection that did not end is not a new
+			// connection (the kernel ignores it too): keep the session.
 			return sess, dir, true
 		}
-		// A new connection reuses the addresses and ports of a tracked
-		// one (the kernel replaces its conntrack entry on the SYN): the
+		// A new connection reuses the addresses and ports of one that
+		// ended (the kernel replaces its conntrack entry on the SYN): the
 		// old stream state and holes must not meet the new stream.
 		e.retire(sess)
 	} else if opening {
@@ -246,4 +248,11 @@ func (w *Worker) session(s *segment, now time.Time) (*conntrack.Session, conntra
 		}
 	}
 	return sess, dir, true
+}
+
+// closed reports whether a FIN or RST of sess was seen.
+func closed(sess *conntrack.Session) bool {
+	sess.Lock()
+	defer sess.Unlock()
+	return sess.Closing
 }
