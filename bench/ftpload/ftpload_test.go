@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseReplyLine(t *testing.T) {
+	tests := []struct {
+		name     string
+		line     string
+		wantCode int
+		wantMore bool
+		wantErr  bool
+	}{
+		{name: "single", line: "200 PORT command successful.\r\n", wantCode: 200},
+		{name: "multi-line start", line: "150-Here it comes\r\n", wantCode: 150, wantMore: true},
+		{name: "bare code", line: "221\r\n", wantCode: 221},
+		{name: "short", line: "20\n", wantErr: true},
+		{name: "not a number", line: "abc hello\r\n", wantErr: true},
+		{name: "out of range", line: "700 what\r\n", wantErr: true},
+		{name: "bad separator", line: "200x\r\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, more, err := parseReplyLine(tt.line)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if code != tt.wantCode || more != tt.wantMore {
+				t.Errorf("got (%d, %v), want (%d, %v)", code, more, tt.wantCode, tt.wantMore)
+			}
+		})
+	}
+}
+
+func TestPortRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		ip   string
+		port int
+	}{
+		{name: "lab client", ip: "10.0.1.2", port: 10000},
+		{name: "high port", ip: "203.0.113.1", port: 65535},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			line := portCmd(net.ParseIP(tt.ip), tt.port)
+			ip, port, err := parsePort(strings.TrimSuffix(strings.TrimPrefix(line, "PORT "), "\r\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(net.JoinHostPort(tt.ip, strconv.Itoa(tt.port)), net.JoinHostPort(ip.String(), strconv.Itoa(port))); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+	if _, _, err := parsePort("1,2,3,4,5"); err == nil {
+		t.Error("parsePort accepted five numbers")
+	}
+	if _, _, err := parsePort("1,2,3,4,5,256"); err == nil {
+		t.Error("parsePort accepted 256")
+	}
+}
+
+func TestPercentileMedian(t *testing.T) {
+	ds := []time.Duration{5, 1, 4, 2, 3, 10, 9, 8, 7, 6}
+	tests := []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{name: "p50", got: float64(percentile(ds, 50)), want: 5},
+		{name: "p99", got: float64(percentile(ds, 99)), want: 10},
+		{name: "p0 is the minimum", got: float64(percentile(ds, 0)), want: 1},
+		{name: "empty", got: float64(percentile(nil, 50)), want: 0},
+		{name: "median odd", got: median([]float64{3, 1, 2}), want: 2},
+		{name: "median even", got: median([]float64{4, 1, 3, 2}), want: 2.5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got != tt.want {
+				t.Errorf("got %v, want %v", tt.got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReport(t *testing.T) {
+	in := `# round variant metric value
+1 kernel storm.storm_port_per_s 30000
+2 kernel storm.storm_port_per_s 32000
+3 kernel storm.storm_port_per_s 10
+1 ftpct storm.storm_port_per_s 2000
+2 ftpct storm.storm_port_per_s 1800
+3 ftpct storm.storm_port_per_s 1900
+1 none noop.noop_p50_us 100
+1 kernel noop.noop_p50_us 120
+1 ftpct noop.noop_p50_us 180
+`
+	ss, err := readSamples(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	report(&b, ss)
+	want := []string{
+		"| announcement storm: PORT/s | 30000 | 1900 | — | 0.06 |",
+		"| NOOP round trip under load: p50 (µs) | 120 | 180 | 100 | 1.50 |",
+		"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10.0 | 40.0 | | 4.00 |",
+		"- storm.storm_port_per_s: 30000, 32000, 10.0 / 2000, 1800, 1900 / —",
+	}
+	for _, w := range want {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("report lacks %q:\n%s", w, b.String())
+		}
+	}
+	if _, err := readSamples(strings.NewReader("1 kernel x\n")); err == nil {
+		t.Error("readSamples accepted a line with three fields")
+	}
+}
