@@ -113,8 +113,8 @@ func TestReport(t *testing.T) {
 	want := []string{
 		"| announcement storm: PORT/s | 30000 | 1900 | — | 0.06 |",
 		"| NOOP round trip under load: p50 (µs) | 120 | 180 | 100 | 1.50 |",
-		"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10.0 | 40.0 | | 4.00 |",
-		"- storm.storm_port_per_s: 30000, 32000, 10.0 / 2000, 1800, 1900 / —",
+		"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10 | 40 | | 4.00 |",
+		"- storm.storm_port_per_s: 30000, 32000, 10 / 2000, 1800, 1900 / —",
 	}
 	for _, w := range want {
 		if !strings.Contains(b.String(), w) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -18,6 +19,32 @@ type loadConfig struct {
 	conns int           // concurrent control connections (sessions)
 	dur   time.Duration // how long to run
 	file  string        // file to RETR in a session
+	ports *portRange    // client ports for data connections (sessions)
+}
+
+// portRange hands out the client's data connection ports one after the other.
+// The server (vsftpd connects from port 20) closes each data connection first
+// and keeps its 4-tuple in TIME_WAIT for a minute: a random port that repeats
+// within that minute makes its connect fail (425). So sessions take ports in
+// sequence from a range the caller does not reuse for a while.
+type portRange struct {
+	mu       sync.Mutex
+	from, to int // inclusive
+	next     int
+}
+
+// take returns the next port, and false when the range is used up.
+func (p *portRange) take() (int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.next == 0 {
+		p.next = p.from
+	}
+	if p.next > p.to {
+		return 0, false
+	}
+	p.next++
+	return p.next - 1, true
 }
 
 // result is the outcome of one load: named values in print order.
@@ -194,8 +221,12 @@ func sessions(ctx context.Context, cfg loadConfig, max int, want string) (*resul
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(end) && ctx.Err() == nil && take() {
+				port, ok := cfg.ports.take()
+				if !ok {
+					return
+				}
 				t0 := time.Now()
-				err := session(ctx, cfg.addr, cfg.file)
+				err := session(ctx, cfg.addr, cfg.file, port)
 				if err != nil {
 					c.fail(err)
 					if want == "fail" {
@@ -218,7 +249,7 @@ func sessions(ctx context.Context, cfg loadConfig, max int, want string) (*resul
 }
 
 // session is one active-mode session: login, PORT, RETR file, QUIT.
-func session(ctx context.Context, addr, file string) error {
+func session(ctx context.Context, addr, file string, port int) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	k, err := dial(ctx, nil, addr)
@@ -232,14 +263,13 @@ func session(ctx context.Context, addr, file string) error {
 		return err
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp4", net.JoinHostPort(k.localIP().String(), "0"))
+	ln, err := lc.Listen(ctx, "tcp4", net.JoinHostPort(k.localIP().String(), strconv.Itoa(port)))
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer ln.Close()
 	stopLn := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stopLn()
-	port := ln.Addr().(*net.TCPAddr).Port
 	if _, err := k.c.Write([]byte(portCmd(k.localIP(), port))); err != nil {
 		return err
 	}

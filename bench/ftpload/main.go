@@ -4,7 +4,7 @@
 //
 //	ftpload storm    -addr A -conns 8 -dur 5s -want ok|refused
 //	ftpload noop     -addr A -conns 8 -dur 5s
-//	ftpload sessions -addr A -conns 16 -dur 5s [-max N] -want ok|fail
+//	ftpload sessions -addr A -conns 16 -dur 5s [-max N] [-ports 2000-6999] -want ok|fail
 //	ftpload idle     -addr A -n K -src 10.0.1.10,10.0.1.11 [-hold 2m]
 //	ftpload serve    -listen A
 //	ftpload report   FILE
@@ -52,11 +52,16 @@ func run(args []string) error {
 	src := fs.String("src", "", "idle: comma-separated source addresses")
 	par := fs.Int("par", 32, "idle: sessions opened at once")
 	hold := fs.Duration("hold", 2*time.Minute, "idle: hold at most this long without SIGUSR1")
+	ports := fs.String("ports", "2000-31999", "sessions: client ports for data connections, taken in order (the loads stops when they run out)")
 	listen := fs.String("listen", "", "serve: address to listen on")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	cfg := loadConfig{addr: *addr, conns: *conns, dur: *dur, file: *file}
+	cfg := loadConfig{addr: *addr, conns: *conns, dur: *dur, file: *file, ports: &portRange{}}
+	if _, err := fmt.Sscanf(*ports, "%d-%d", &cfg.ports.from, &cfg.ports.to); err != nil ||
+		cfg.ports.from < 1024 || cfg.ports.to > 65535 || cfg.ports.from > cfg.ports.to {
+		return fmt.Errorf("-ports %q: want FROM-TO within 1024-65535", *ports)
+	}
 	var r *result
 	var err error
 	switch args[0] {

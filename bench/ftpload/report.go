@@ -127,7 +127,7 @@ func report(w io.Writer, samples []sample) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Every round (kernel / ftpct / none):")
 	fmt.Fprintln(w)
-	for _, r := range all {
+	for _, r := range rows {
 		if !seen[r.metric] {
 			continue
 		}
@@ -151,7 +151,7 @@ func num(v float64) string {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
 		return "—"
-	case math.Abs(v) >= 100:
+	case math.Abs(v) >= 100 || v == math.Trunc(v):
 		return strconv.FormatFloat(math.Round(v), 'f', -1, 64)
 	case math.Abs(v) >= 10:
 		return strconv.FormatFloat(v, 'f', 1, 64)

@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of ftpct against the kernel's FTP helper, as root on
+# Debian (needs what lab/deps.sh installs). One masquerading-gateway lab
+# (lab/lab.sh up NAME none); each round runs the same loads through the kernel
+# helper (lab.sh's CT rule added on the gateway), through ftpct (started on the
+# gateway as e2e/harness_test.go does) and with no helper (the ceiling of the
+# setup), in a rotating order so that noise from the rest of the machine hits
+# every variant. Prints a markdown table of the medians over rounds.
+#
+#   bench/sidebyside.sh [--rounds N] [--dur SECONDS] [--idle K] [--out FILE]
+#   bench/sidebyside.sh --smoke        1 round, tiny loads (< 60 s): checks that
+#                                      every variant works as it should; no timing
+#
+# Loads (bench/ftpload, run in the client namespace against vsftpd):
+#   storm   8 control connections, each sending PORT and waiting for the reply;
+#           every PORT must be answered 200, i.e. rewritten to the gateway's
+#           address (no helper: every one must be refused, 500)
+#   conc    16 concurrent full active-mode sessions (login, PORT, RETR
+#           hello.txt, QUIT): sessions/s, session time p50/p99
+#   serial  one session at a time: session time p50/p99
+#   noop    8 connections sending NOOP one at a time: round-trip p50/p99
+#   mem     ftpct only, once: K idle NATed sessions, each with one PORT answered
+#           200, held from several client addresses against ftpload's own
+#           responder (vsftpd would need two processes per session); ftpct's
+#           resident memory before and with them, per session; then every
+#           session must still answer NOOP
+# Without a helper, active-mode sessions cannot work through the masquerade:
+# the no-helper run only checks that they fail (the negative control).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+
+ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT=
+STORM_CONNS=8 CONC=16 NOOP_CONNS=8
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--smoke) SMOKE=1; shift ;;
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--dur) DUR=$2; shift 2 ;;
+	--idle) IDLE=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--out FILE]" >&2; exit 2 ;;
+	esac
+done
+if ((SMOKE)); then ROUNDS=1 DUR=1 IDLE=50; fi
+[[ $ROUNDS =~ ^[1-9][0-9]*$ && $ROUNDS -le 20 ]] || { echo "--rounds: 1 to 20" >&2; exit 2; }
+[[ $DUR =~ ^[1-9][0-9]*$ && $DUR -le 120 ]] || { echo "--dur: 1 to 120 seconds" >&2; exit 2; }
+[[ $IDLE =~ ^[0-9]+$ && $IDLE -le 200000 ]] || { echo "--idle: 0 to 200000" >&2; exit 2; }
+[[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespaces, netfilter)" >&2; exit 1; }
+
+NAME=b$(($$ % 100000))
+WORK=$(mktemp -d /tmp/ftpct-bench.XXXXXX)
+LAB=lab/lab.sh
+PIDS=()
+FAILED=0
+FTPCT_PID=
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	bash "$LAB" down "$NAME" >/dev/null 2>&1 || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+fail() { log "FAILED: $*"; FAILED=$((FAILED + 1)); if ((SMOKE)); then exit 1; fi; }
+
+log "building ftpct and bench/ftpload"
+go build -o "$WORK/ftpct" ./cmd/ftpct
+go build -o "$WORK/ftpload" ./bench/ftpload
+FTPCT=$WORK/ftpct LOAD=$WORK/ftpload
+RESULTS=$WORK/results.txt
+echo "# round variant metric value" > "$RESULTS"
+
+LOAD_BEFORE=$(cat /proc/loadavg)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+STARTED=$(date -u +'%Y-%m-%d %H:%M UTC')
+
+bash "$LAB" up "$NAME" none >&2
+DIR=$(bash "$LAB" dir "$NAME")
+G=(ip netns exec "$NAME-g")
+C=(ip netns exec "$NAME-c")
+S=(ip netns exec "$NAME-s")
+SERVER=203.0.113.2:21
+
+# rss PID: resident memory in KiB.
+rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# start_ftpct ARGS...: ftpct on the gateway; waits until `ftpct stats` answers.
+start_ftpct() {
+	"${G[@]}" "$FTPCT" run --socket "$DIR/ftpct.sock" "$@" > "$WORK/ftpct.log" 2>&1 &
+	FTPCT_PID=$!
+	PIDS+=("$FTPCT_PID")
+	echo "$FTPCT_PID" > "$DIR/pids/ftpct"
+	for _ in $(seq 100); do
+		if "${G[@]}" "$FTPCT" stats --socket "$DIR/ftpct.sock" >/dev/null 2>&1; then return 0; fi
+		kill -0 "$FTPCT_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$WORK/ftpct.log" >&2
+	fail "ftpct did not start"
+	return 1
+}
+
+stop_ftpct() {
+	[[ -n $FTPCT_PID ]] || return 0
+	kill -TERM "$FTPCT_PID" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$FTPCT_PID" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$FTPCT_PID" 2>/dev/null; then
+		kill -KILL "$FTPCT_PID"
+		fail "ftpct did not stop within 10 s of SIGTERM"
+	fi
+	local rc=0
+	wait "$FTPCT_PID" || rc=$?
+	((rc == 0)) || { tail -20 "$WORK/ftpct.log" >&2; fail "ftpct exited with status $rc"; }
+	rm -f "$DIR/pids/ftpct"
+	FTPCT_PID=
+}
+
+ftpct_stat() { "${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', 0))"; }
+
+KERNEL_RULE=(-t raw -A PREROUTING -p tcp --dport 21 -j CT --helper ftp) # lab.sh's "kernel" line
+
+setup() {
+	case $1 in
+	kernel) "${G[@]}" iptables "${KERNEL_RULE[@]}" ;;
+	ftpct) start_ftpct ;;
+	none) ;;
+	esac
+}
+
+teardown() {
+	case $1 in
+	kernel) "${G[@]}" iptables "${KERNEL_RULE[@]/-A/-D}" ;;
+	ftpct) stop_ftpct ;;
+	none) ;;
+	esac
+	# Every variant starts from an empty conntrack table.
+	"${G[@]}" conntrack -F >/dev/null 2>&1 || true
+	sleep 0.5
+}
+
+# load ROUND VARIANT ARGS...: one ftpload run in the client namespace, bounded;
+# its "metric value" lines go to the results.
+load() {
+	local round=$1 variant=$2 out rc=0
+	shift 2
+	out=$(timeout --kill-after=5 $((DUR + 90)) "${C[@]}" "$LOAD" "$@" -addr "$SERVER" 2> "$WORK/load.err") || rc=$?
+	awk -v r="$round" -v v="$variant" 'NF == 2 { print r, v, $1, $2 }' <<< "$out" >> "$RESULTS"
+	if ((rc != 0)); then
+		fail "$variant round $round: ftpload $*: $(tail -3 "$WORK/load.err")"
+		return 0
+	fi
+	log "  $variant: $(tr '\n' ' ' <<< "$out")"
+}
+
+# Data connection ports: each sessions run gets its own slice of 2000-31999 (below
+# the client's ephemeral range), reused only six runs later, after the server's
+# TIME_WAIT of the last use is over (see portRange in bench/ftpload).
+SLICE=5000 NEXTPORT=2000
+ports() {
+	PORTS="$NEXTPORT-$((NEXTPORT + SLICE - 1))"
+	NEXTPORT=$((NEXTPORT + SLICE))
+	((NEXTPORT + SLICE - 1 <= 31999)) || NEXTPORT=2000
+}
+
+variants=(kernel ftpct none)
+for ((round = 1; round <= ROUNDS; round++)); do
+	for ((i = 0; i < 3; i++)); do
+		v=${variants[$(((i + round - 1) % 3))]}
+		log "round $round/$ROUNDS: $v (load $(cut -d' ' -f1-3 /proc/loadavg))"
+		setup "$v" || continue
+		if [[ $v == none ]]; then
+			load "$round" "$v" storm -tag storm -conns "$STORM_CONNS" -dur "${DUR}s" -want refused
+			load "$round" "$v" sessions -tag neg -conns 1 -max 3 -dur 5s -want fail
+			load "$round" "$v" noop -tag noop -conns "$NOOP_CONNS" -dur "${DUR}s"
+		else
+			[[ $v == ftpct ]] && before=$(ftpct_stat rewrites)
+			load "$round" "$v" storm -tag storm -conns "$STORM_CONNS" -dur "${DUR}s" -want ok
+			if [[ $v == ftpct ]]; then
+				after=$(ftpct_stat rewrites)
+				ok=$(awk -v r="$round" '$1 == r && $2 == "ftpct" && $3 == "storm.storm_ok" { print $4 }' "$RESULTS")
+				echo "$round ftpct storm.ftpct_rewrites $((after - before))" >> "$RESULTS"
+				if [[ -n $ok ]] && ((after - before < ${ok%.*})); then
+					fail "ftpct round $round: $((after - before)) rewrites for $ok PORTs answered 200"
+				fi
+			fi
+			ports
+			load "$round" "$v" sessions -tag conc -conns "$CONC" -dur "${DUR}s" -ports "$PORTS" -want ok
+			ports
+			load "$round" "$v" sessions -tag serial -conns 1 -dur "${DUR}s" -ports "$PORTS" -want ok
+			load "$round" "$v" noop -tag noop -conns "$NOOP_CONNS" -dur "${DUR}s"
+		fi
+		teardown "$v"
+	done
+done
+
+if ((IDLE > 0)); then
+	log "memory: ftpct with $IDLE idle NATed sessions"
+	# A second server address runs ftpload's responder on port 21.
+	"${S[@]}" ip addr add 203.0.113.3/24 dev "$NAME-sw"
+	"${S[@]}" "$LOAD" serve -listen 203.0.113.3:21 > "$WORK/serve.log" 2>&1 &
+	PIDS+=("$!")
+	# Client addresses: a source port range (~28,000 ports) each, with room.
+	naddr=$((IDLE / 10000 + 1)) srcs=
+	for ((a = 0; a < naddr; a++)); do
+		"${C[@]}" ip addr add "10.0.1.$((10 + a))/24" dev "$NAME-cl"
+		srcs+="${srcs:+,}10.0.1.$((10 + a))"
+	done
+	maxs=$((IDLE + 1000 > 65536 ? IDLE + 1000 : 65536))
+	if start_ftpct --max-expect $((IDLE + 1000)) --max-sessions "$maxs"; then
+		sleep 1
+		base=$(rss "$FTPCT_PID")
+		"${C[@]}" "$LOAD" idle -addr 203.0.113.3:21 -n "$IDLE" -src "$srcs" -hold 5m \
+			> "$WORK/idle.out" 2> "$WORK/idle.err" &
+		idle_pid=$! # ftpload itself (ip netns exec execs it): holds until SIGUSR1, at most 5 minutes
+		PIDS+=("$idle_pid")
+		for _ in $(seq $((IDLE / 10 + 600))); do
+			grep -q '^ready' "$WORK/idle.out" && break
+			kill -0 "$idle_pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if grep -q '^ready' "$WORK/idle.out"; then
+			sleep 2
+			loaded=$(rss "$FTPCT_PID")
+			sessions=$(ftpct_stat sessions)
+			kill -USR1 "$idle_pid"
+		else
+			kill -TERM "$idle_pid" 2>/dev/null || true
+		fi
+		rc=0
+		wait "$idle_pid" || rc=$?
+		awk 'NF == 2 { print "1 ftpct mem." $1, $2 }' "$WORK/idle.out" >> "$RESULTS"
+		if [[ -n ${loaded:-} ]]; then
+			{
+				echo "1 ftpct mem.rss_base_kib $base"
+				echo "1 ftpct mem.rss_loaded_kib $loaded"
+				echo "1 ftpct mem.rss_per_session_bytes $(((loaded - base) * 1024 / IDLE))"
+			} >> "$RESULTS"
+			log "  ftpct RSS ${base} KiB -> ${loaded} KiB with $IDLE sessions (ftpct stats sessions: ${sessions:-?})"
+		fi
+		((rc == 0)) || fail "memory: ftpload idle: $(tail -3 "$WORK/idle.err")"
+		stop_ftpct
+	fi
+fi
+
+LOAD_AFTER=$(cat /proc/loadavg)
+{
+	echo "Run of $STARTED, commit $COMMIT, $(nproc) CPUs, kernel $(uname -r)."
+	echo "Command: bench/sidebyside.sh --rounds $ROUNDS --dur $DUR --idle $IDLE$( ((SMOKE)) && echo ' (--smoke)')"
+	echo "Loads: storm $STORM_CONNS connections, $CONC concurrent sessions, NOOP $NOOP_CONNS connections, ${DUR} s each."
+	echo "/proc/loadavg before: $LOAD_BEFORE; after: $LOAD_AFTER."
+	echo
+	"$LOAD" report "$RESULTS"
+} | tee "${OUT:-/dev/null}"
+if ((FAILED)); then
+	log "$FAILED check(s) failed"
+	exit 1
+fi
+log "done"
