@@ -8,6 +8,8 @@
 # every variant. Prints a markdown table of the medians over rounds.
 #
 #   bench/sidebyside.sh [--rounds N] [--dur SECONDS] [--idle K] [--out FILE]
+#                                      defaults: 3 rounds, 5 s per load, 5000 idle
+#                                      sessions; --rounds 0: memory only, --idle 0: none
 #   bench/sidebyside.sh --smoke        1 round, tiny loads (< 60 s): checks that
 #                                      every variant works as it should; no timing
 #
@@ -43,7 +45,7 @@ while [[ $# -gt 0 ]]; do
 	esac
 done
 if ((SMOKE)); then ROUNDS=1 DUR=1 IDLE=50; fi
-[[ $ROUNDS =~ ^[1-9][0-9]*$ && $ROUNDS -le 20 ]] || { echo "--rounds: 1 to 20" >&2; exit 2; }
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -le 20 ]] || { echo "--rounds: 0 (memory only) to 20" >&2; exit 2; }
 [[ $DUR =~ ^[1-9][0-9]*$ && $DUR -le 120 ]] || { echo "--dur: 1 to 120 seconds" >&2; exit 2; }
 [[ $IDLE =~ ^[0-9]+$ && $IDLE -le 200000 ]] || { echo "--idle: 0 to 200000" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespaces, netfilter)" >&2; exit 1; }
@@ -203,10 +205,19 @@ done
 
 if ((IDLE > 0)); then
 	log "memory: ftpct with $IDLE idle NATed sessions"
-	# A second server address runs ftpload's responder on port 21.
+	# A second server address: its port 21 goes to ftpload's responder, on
+	# 2121 because vsftpd holds the wildcard address's 21.
 	"${S[@]}" ip addr add 203.0.113.3/24 dev "$NAME-sw"
-	"${S[@]}" "$LOAD" serve -listen 203.0.113.3:21 > "$WORK/serve.log" 2>&1 &
-	PIDS+=("$!")
+	"${S[@]}" iptables -t nat -A PREROUTING -d 203.0.113.3 -p tcp --dport 21 -j DNAT --to-destination 203.0.113.3:2121
+	"${S[@]}" "$LOAD" serve -listen 203.0.113.3:2121 > "$WORK/serve.log" 2>&1 &
+	serve_pid=$!
+	PIDS+=("$serve_pid")
+	for _ in $(seq 50); do
+		"${S[@]}" ss -Hltn "sport = :2121" | grep -q LISTEN && break
+		kill -0 "$serve_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	"${S[@]}" ss -Hltn "sport = :2121" | grep -q LISTEN || { cat "$WORK/serve.log" >&2; fail "ftpload serve did not start"; exit 1; }
 	# Client addresses: a source port range (~28,000 ports) each, with room.
 	naddr=$((IDLE / 10000 + 1)) srcs=
 	for ((a = 0; a < naddr; a++)); do

@@ -259,6 +259,9 @@ func session(ctx context.Context, addr, file string, port int) error {
 	defer k.close()
 	stop := context.AfterFunc(ctx, func() { k.close() })
 	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = k.c.SetDeadline(dl)
+	}
 	if err := k.login(); err != nil {
 		return err
 	}
@@ -285,6 +288,9 @@ func session(ctx context.Context, addr, file string, port int) error {
 	dc, err := ln.Accept()
 	if err != nil {
 		return fmt.Errorf("accept data connection: %w", err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = dc.SetDeadline(dl)
 	}
 	n, err := io.Copy(io.Discard, dc)
 	dc.Close()
