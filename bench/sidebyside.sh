@@ -10,6 +10,7 @@
 #   bench/sidebyside.sh [--rounds N] [--dur SECONDS] [--idle K] [--out FILE]
 #                                      defaults: 3 rounds, 5 s per load, 5000 idle
 #                                      sessions; --rounds 0: memory only, --idle 0: none
+#   bench/sidebyside.sh --variants ftpct   only some variants (default "kernel ftpct none")
 #   bench/sidebyside.sh --smoke        1 round, tiny loads (< 60 s): checks that
 #                                      every variant works as it should; no timing
 #
@@ -32,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
-ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT=
+ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct none"
 STORM_CONNS=8 CONC=16 NOOP_CONNS=8
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -41,7 +42,8 @@ while [[ $# -gt 0 ]]; do
 	--dur) DUR=$2; shift 2 ;;
 	--idle) IDLE=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--out FILE]" >&2; exit 2 ;;
+	--variants) VARIANTS=$2; shift 2 ;;
+	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--variants 'kernel ftpct none'] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 if ((SMOKE)); then ROUNDS=1 DUR=1 IDLE=50; fi
@@ -140,7 +142,9 @@ setup() {
 teardown() {
 	case $1 in
 	kernel) "${G[@]}" iptables "${KERNEL_RULE[@]/-A/-D}" ;;
-	ftpct) stop_ftpct ;;
+	ftpct)
+		log "  ftpct stats: $("${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | tr -d '\n ')"
+		stop_ftpct ;;
 	none) ;;
 	esac
 	# Every variant starts from an empty conntrack table.
@@ -153,9 +157,10 @@ teardown() {
 load() {
 	local round=$1 variant=$2 out rc=0
 	shift 2
-	out=$(timeout --kill-after=5 $((DUR + 90)) "${C[@]}" "$LOAD" "$@" -addr "$SERVER" 2> "$WORK/load.err") || rc=$?
+	out=$(timeout -s QUIT --kill-after=5 $((DUR + 90)) "${C[@]}" "$LOAD" "$@" -addr "$SERVER" 2> "$WORK/load.err") || rc=$?
 	awk -v r="$round" -v v="$variant" 'NF == 2 { print r, v, $1, $2 }' <<< "$out" >> "$RESULTS"
 	if ((rc != 0)); then
+		[[ $rc == 124 || $rc == 2 ]] && cat "$WORK/load.err" >&2 # timed out: Go's goroutine dump
 		fail "$variant round $round: ftpload $*: $(tail -3 "$WORK/load.err")"
 		return 0
 	fi
@@ -172,10 +177,14 @@ ports() {
 	((NEXTPORT + SLICE - 1 <= 31999)) || NEXTPORT=2000
 }
 
-variants=(kernel ftpct none)
+read -ra variants <<< "$VARIANTS"
+for v in "${variants[@]}"; do
+	case $v in kernel | ftpct | none) ;; *) echo "--variants: kernel, ftpct or none, not '$v'" >&2; exit 2 ;; esac
+done
+nv=${#variants[@]}
 for ((round = 1; round <= ROUNDS; round++)); do
-	for ((i = 0; i < 3; i++)); do
-		v=${variants[$(((i + round - 1) % 3))]}
+	for ((i = 0; i < nv; i++)); do
+		v=${variants[$(((i + round - 1) % nv))]}
 		log "round $round/$ROUNDS: $v (load $(cut -d' ' -f1-3 /proc/loadavg))"
 		setup "$v" || continue
 		if [[ $v == none ]]; then

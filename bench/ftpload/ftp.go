@@ -34,6 +34,11 @@ func dial(ctx context.Context, src net.IP, addr string) (*ctrl, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(10 * time.Second)
+	}
+	_ = c.SetDeadline(dl) // the caller sets its own after the greeting
 	k := &ctrl{c: c, br: bufio.NewReaderSize(c, 4096)}
 	if _, err := k.expect(220); err != nil {
 		c.Close()
