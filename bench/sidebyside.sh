@@ -11,6 +11,11 @@
 #                                      defaults: 3 rounds, 5 s per load, 5000 idle
 #                                      sessions; --rounds 0: memory only, --idle 0: none
 #   bench/sidebyside.sh --variants ftpct   only some variants (default "kernel ftpct none")
+#   bench/sidebyside.sh --timeline N       instead of the loads: N sessions one at a time
+#                                      through the kernel helper and through ftpct,
+#                                      captured on both gateway interfaces; prints
+#                                      the gateway's transit time per kind of packet
+#                                      per session (bench/timeline.py)
 #   bench/sidebyside.sh --smoke        1 round, tiny loads (< 60 s): checks that
 #                                      every variant works as it should; no timing
 #
@@ -33,7 +38,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
-ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct none"
+ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct none" TIMELINE=0
 STORM_CONNS=8 CONC=16 NOOP_CONNS=8
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -43,6 +48,7 @@ while [[ $# -gt 0 ]]; do
 	--idle) IDLE=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--variants) VARIANTS=$2; shift 2 ;;
+	--timeline) TIMELINE=$2; shift 2 ;;
 	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--variants 'kernel ftpct none'] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
@@ -50,6 +56,7 @@ if ((SMOKE)); then ROUNDS=1 DUR=1 IDLE=50; fi
 [[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -le 20 ]] || { echo "--rounds: 0 (memory only) to 20" >&2; exit 2; }
 [[ $DUR =~ ^[1-9][0-9]*$ && $DUR -le 120 ]] || { echo "--dur: 1 to 120 seconds" >&2; exit 2; }
 [[ $IDLE =~ ^[0-9]+$ && $IDLE -le 200000 ]] || { echo "--idle: 0 to 200000" >&2; exit 2; }
+[[ $TIMELINE =~ ^[0-9]+$ && $TIMELINE -le 5000 ]] || { echo "--timeline: 0 to 5000 sessions" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespaces, netfilter)" >&2; exit 1; }
 
 NAME=b$(($$ % 100000))
@@ -176,6 +183,44 @@ ports() {
 	NEXTPORT=$((NEXTPORT + SLICE))
 	((NEXTPORT + SLICE - 1 <= 31999)) || NEXTPORT=2000
 }
+
+# timeline VARIANT: N sessions one at a time, captured on both gateway sides.
+timeline() {
+	local v=$1 pid_l pid_w
+	setup "$v" || return 0
+	"${G[@]}" tcpdump -i "$NAME-gl" -n -s 128 -B 8192 --immediate-mode -U -w "$WORK/lan.pcap" tcp 2> "$WORK/tcpdump-l.err" &
+	pid_l=$!
+	PIDS+=("$pid_l")
+	"${G[@]}" tcpdump -i "$NAME-gw" -n -s 128 -B 8192 --immediate-mode -U -w "$WORK/wan.pcap" tcp 2> "$WORK/tcpdump-w.err" &
+	pid_w=$!
+	PIDS+=("$pid_w")
+	for _ in $(seq 50); do
+		grep -q listening "$WORK/tcpdump-l.err" && grep -q listening "$WORK/tcpdump-w.err" && break
+		sleep 0.1
+	done
+	ports
+	load 1 "$v" sessions -tag timeline -conns 1 -max "$TIMELINE" -dur 120s -ports "$PORTS" -want ok
+	sleep 1
+	kill -TERM "$pid_l" "$pid_w"
+	wait "$pid_l" "$pid_w" || true
+	echo
+	echo "#### $v: gateway transit per session ($TIMELINE sessions one at a time)"
+	echo
+	awk -v v="$v" '$2 == v && $3 ~ /^timeline\.session_p/ { printf "%s %s ms; ", $3, $4 } END { print "" }' "$RESULTS"
+	echo
+	python3 bench/timeline.py "$WORK/lan.pcap" "$WORK/wan.pcap" "$TIMELINE"
+	teardown "$v"
+}
+
+if ((TIMELINE > 0)); then
+	{
+		echo "Timeline of $(date -u +'%Y-%m-%d %H:%M UTC'), commit $COMMIT, load $(cut -d' ' -f1-3 /proc/loadavg)."
+		for v in $VARIANTS; do [[ $v == none ]] || timeline "$v"; done
+	} > "$WORK/timeline.md"
+	cat "$WORK/timeline.md"
+	[[ -z $OUT ]] || cp "$WORK/timeline.md" "$OUT"
+	exit $((FAILED > 0))
+fi
 
 read -ra variants <<< "$VARIANTS"
 for v in "${variants[@]}"; do
