@@ -11,6 +11,7 @@
 #                                      defaults: 3 rounds, 5 s per load, 5000 idle
 #                                      sessions; --rounds 0: memory only, --idle 0: none
 #   bench/sidebyside.sh --variants ftpct   only some variants (default "kernel ftpct none")
+#   bench/sidebyside.sh --no-reuse         skip the client-port reuse check
 #   bench/sidebyside.sh --timeline N       instead of the loads: N sessions one at a time
 #                                      through the kernel helper and through ftpct,
 #                                      captured on both gateway interfaces; prints
@@ -27,6 +28,7 @@
 #           hello.txt, QUIT): sessions/s, session time p50/p99
 #   serial  one session at a time: session time p50/p99
 #   noop    8 connections sending NOOP one at a time: round-trip p50/p99
+#   reuse   3 sessions in a row from one client port (a check, not timed)
 #   mem     ftpct only, once: K idle NATed sessions, each with one PORT answered
 #           200, held from several client addresses against ftpload's own
 #           responder (vsftpd would need two processes per session); ftpct's
@@ -38,7 +40,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
-ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct none" TIMELINE=0
+ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct none" TIMELINE=0 REUSE=1
 STORM_CONNS=8 CONC=16 NOOP_CONNS=8
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -49,7 +51,8 @@ while [[ $# -gt 0 ]]; do
 	--out) OUT=$2; shift 2 ;;
 	--variants) VARIANTS=$2; shift 2 ;;
 	--timeline) TIMELINE=$2; shift 2 ;;
-	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--variants 'kernel ftpct none'] [--out FILE]" >&2; exit 2 ;;
+	--no-reuse) REUSE=0; shift ;;
+	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--variants 'kernel ftpct none'] [--timeline N] [--no-reuse] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 if ((SMOKE)); then ROUNDS=1 DUR=1 IDLE=50; fi
@@ -174,14 +177,19 @@ load() {
 	log "  $variant: $(tr '\n' ' ' <<< "$out")"
 }
 
-# Data connection ports: each sessions run gets its own slice of 2000-31999 (below
-# the client's ephemeral range), reused only six runs later, after the server's
-# TIME_WAIT of the last use is over (see portRange in bench/ftpload).
-SLICE=5000 NEXTPORT=2000
+# Client ports: each sessions run gets its own slice of 1100-31099 (below the
+# client's ephemeral range), half for data connections, half for control
+# connections, taken in order (see portRange in bench/ftpload). A slice is used
+# again only six runs later, by another ftpct process, after the server's
+# TIME_WAIT of its last use is over. Left to the kernel, a client port is
+# handed out again within a fraction of a second once the server closed the
+# connection; the "reuse" check below tries exactly that.
+SLICE=5000 NEXTPORT=1100
 ports() {
-	PORTS="$NEXTPORT-$((NEXTPORT + SLICE - 1))"
+	PORTS="$NEXTPORT-$((NEXTPORT + SLICE / 2 - 1))"
+	CTRL="$((NEXTPORT + SLICE / 2))-$((NEXTPORT + SLICE - 1))"
 	NEXTPORT=$((NEXTPORT + SLICE))
-	((NEXTPORT + SLICE - 1 <= 31999)) || NEXTPORT=2000
+	((NEXTPORT + SLICE - 1 <= 31099)) || NEXTPORT=1100
 }
 
 # timeline VARIANT: N sessions one at a time, captured on both gateway sides.
@@ -199,7 +207,7 @@ timeline() {
 		sleep 0.1
 	done
 	ports
-	load 1 "$v" sessions -tag timeline -conns 1 -max "$TIMELINE" -dur 120s -ports "$PORTS" -want ok
+	load 1 "$v" sessions -tag timeline -conns 1 -max "$TIMELINE" -dur 120s -ports "$PORTS" -ctrl-ports "$CTRL" -want ok
 	sleep 1
 	kill -TERM "$pid_l" "$pid_w"
 	wait "$pid_l" "$pid_w" || true
@@ -248,10 +256,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
 				fi
 			fi
 			ports
-			load "$round" "$v" sessions -tag conc -conns "$CONC" -dur "${DUR}s" -ports "$PORTS" -want ok
+			load "$round" "$v" sessions -tag conc -conns "$CONC" -dur "${DUR}s" -ports "$PORTS" -ctrl-ports "$CTRL" -want ok
 			ports
-			load "$round" "$v" sessions -tag serial -conns 1 -dur "${DUR}s" -ports "$PORTS" -want ok
+			load "$round" "$v" sessions -tag serial -conns 1 -dur "${DUR}s" -ports "$PORTS" -ctrl-ports "$CTRL" -want ok
 			load "$round" "$v" noop -tag noop -conns "$NOOP_CONNS" -dur "${DUR}s"
+			if ((REUSE)); then
+				# Three sessions in a row from one client port, as a client
+				# whose port the kernel hands out again right away.
+				local_data=$((31100 + 30 * round)); [[ $v == ftpct ]] && local_data=$((local_data + 10))
+				load "$round" "$v" sessions -tag reuse -conns 1 -max 3 -dur 30s -ports "$local_data-$((local_data + 9))" \
+					-src-port $((61000 + round)) -want ok
+			fi
 		fi
 		teardown "$v"
 	done

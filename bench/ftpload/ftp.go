@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -26,11 +27,31 @@ type ctrl struct {
 // dial opens a control connection from src (nil: any) to addr and reads the
 // greeting.
 func dial(ctx context.Context, src net.IP, addr string) (*ctrl, error) {
+	return dialFrom(ctx, src, 0, addr)
+}
+
+// dialFrom is dial from a given source port (0: any).
+func dialFrom(ctx context.Context, src net.IP, port int, addr string) (*ctrl, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
-	if src != nil {
-		d.LocalAddr = &net.TCPAddr{IP: src}
+	if src != nil || port != 0 {
+		d.LocalAddr = &net.TCPAddr{IP: src, Port: port}
+	}
+	if port != 0 {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+			})
+			return errors.Join(err, serr)
+		}
 	}
 	c, err := d.DialContext(ctx, "tcp4", addr)
+	// A fixed port is busy until the last connection from it has closed
+	// (LAST_ACK waits for the server's ACK of our FIN): retry a little.
+	for i := 0; port != 0 && i < 200 && (errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EADDRINUSE)); i++ {
+		time.Sleep(10 * time.Millisecond)
+		c, err = d.DialContext(ctx, "tcp4", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

@@ -125,3 +125,38 @@ func TestReport(t *testing.T) {
 		t.Error("readSamples accepted a line with three fields")
 	}
 }
+
+func TestParseRange(t *testing.T) {
+	tests := []struct {
+		name     string
+		in       string
+		from, to int
+		wantErr  bool
+	}{
+		{name: "range", in: "2000-4999", from: 2000, to: 4999},
+		{name: "one port", in: "40000-40000", from: 40000, to: 40000},
+		{name: "privileged", in: "20-30", wantErr: true},
+		{name: "reversed", in: "5000-4000", wantErr: true},
+		{name: "past 65535", in: "65000-70000", wantErr: true},
+		{name: "not a range", in: "abc", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r portRange
+			err := parseRange(tt.in, &r)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			var got []int
+			for p, ok := r.take(); ok; p, ok = r.take() {
+				got = append(got, p)
+			}
+			if got[0] != tt.from || got[len(got)-1] != tt.to || len(got) != tt.to-tt.from+1 {
+				t.Errorf("took %d..%d (%d ports), want %d..%d", got[0], got[len(got)-1], len(got), tt.from, tt.to)
+			}
+		})
+	}
+}

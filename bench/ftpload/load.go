@@ -20,6 +20,8 @@ type loadConfig struct {
 	dur   time.Duration // how long to run
 	file  string        // file to RETR in a session
 	ports *portRange    // client ports for data connections (sessions)
+	src   int           // client port of every control connection (sessions; 0: any)
+	ctrl  *portRange    // client ports for control connections (sessions; nil: the kernel picks)
 }
 
 // portRange hands out the client's data connection ports one after the other.
@@ -225,8 +227,14 @@ func sessions(ctx context.Context, cfg loadConfig, max int, want string) (*resul
 				if !ok {
 					return
 				}
+				src := cfg.src
+				if cfg.ctrl != nil {
+					if src, ok = cfg.ctrl.take(); !ok {
+						return
+					}
+				}
 				t0 := time.Now()
-				err := session(ctx, cfg.addr, cfg.file, port)
+				err := session(ctx, cfg.addr, cfg.file, port, src)
 				if err != nil {
 					c.fail(err)
 					if want == "fail" {
@@ -249,10 +257,10 @@ func sessions(ctx context.Context, cfg loadConfig, max int, want string) (*resul
 }
 
 // session is one active-mode session: login, PORT, RETR file, QUIT.
-func session(ctx context.Context, addr, file string, port int) error {
+func session(ctx context.Context, addr, file string, port, srcPort int) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	k, err := dial(ctx, nil, addr)
+	k, err := dialFrom(ctx, nil, srcPort, addr)
 	if err != nil {
 		return err
 	}
@@ -305,6 +313,12 @@ func session(ctx context.Context, addr, file string, port int) error {
 	}
 	if _, err := k.cmd("QUIT\r\n"); err != nil {
 		return fmt.Errorf("QUIT: %w", err)
+	}
+	// Wait for the server to close first, as it does after 221: the
+	// client's port is then free at once (no TIME_WAIT on this side), and
+	// Linux hands it out again soon, which real clients see too.
+	if _, err := io.Copy(io.Discard, k.br); err != nil {
+		return fmt.Errorf("after QUIT: %w", err)
 	}
 	return nil
 }

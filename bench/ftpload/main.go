@@ -4,7 +4,8 @@
 //
 //	ftpload storm    -addr A -conns 8 -dur 5s -want ok|refused
 //	ftpload noop     -addr A -conns 8 -dur 5s
-//	ftpload sessions -addr A -conns 16 -dur 5s [-max N] [-ports 2000-6999] -want ok|fail
+//	ftpload sessions -addr A -conns 16 -dur 5s [-max N] [-ports 2000-4999]
+//	                 [-ctrl-ports 5000-7999 | -src-port P] -want ok|fail
 //	ftpload idle     -addr A -n K -src 10.0.1.10,10.0.1.11 [-hold 2m]
 //	ftpload serve    -listen A
 //	ftpload report   FILE
@@ -53,14 +54,24 @@ func run(args []string) error {
 	par := fs.Int("par", 32, "idle: sessions opened at once")
 	hold := fs.Duration("hold", 2*time.Minute, "idle: hold at most this long without SIGUSR1")
 	ports := fs.String("ports", "2000-31999", "sessions: client ports for data connections, taken in order (the loads stops when they run out)")
+	ctrlPorts := fs.String("ctrl-ports", "", "sessions: client ports for control connections, taken in order (default: the kernel picks, and reuses a port soon after the server closed it)")
+	srcPort := fs.Int("src-port", 0, "sessions: client port of every control connection (0: any), as a client reusing its port does")
 	listen := fs.String("listen", "", "serve: address to listen on")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	cfg := loadConfig{addr: *addr, conns: *conns, dur: *dur, file: *file, ports: &portRange{}}
-	if _, err := fmt.Sscanf(*ports, "%d-%d", &cfg.ports.from, &cfg.ports.to); err != nil ||
-		cfg.ports.from < 1024 || cfg.ports.to > 65535 || cfg.ports.from > cfg.ports.to {
-		return fmt.Errorf("-ports %q: want FROM-TO within 1024-65535", *ports)
+	cfg := loadConfig{addr: *addr, conns: *conns, dur: *dur, file: *file, ports: &portRange{}, src: *srcPort}
+	if cfg.src < 0 || cfg.src > 65535 || (cfg.src != 0 && (cfg.conns != 1 || cfg.ctrl != nil)) {
+		return fmt.Errorf("-src-port %d: want 0, or a port with -conns 1 and no -ctrl-ports", cfg.src)
+	}
+	if err := parseRange(*ports, cfg.ports); err != nil {
+		return fmt.Errorf("-ports: %w", err)
+	}
+	if *ctrlPorts != "" {
+		cfg.ctrl = &portRange{}
+		if err := parseRange(*ctrlPorts, cfg.ctrl); err != nil {
+			return fmt.Errorf("-ctrl-ports: %w", err)
+		}
 	}
 	var r *result
 	var err error
@@ -107,6 +118,15 @@ func run(args []string) error {
 		}
 	}
 	return err
+}
+
+// parseRange parses "FROM-TO" (inclusive, within 1024-65535) into r.
+func parseRange(s string, r *portRange) error {
+	if _, err := fmt.Sscanf(s, "%d-%d", &r.from, &r.to); err != nil ||
+		r.from < 1024 || r.to > 65535 || r.from > r.to {
+		return fmt.Errorf("%q: want FROM-TO within 1024-65535", s)
+	}
+	return nil
 }
 
 func prefix(tag string) string {

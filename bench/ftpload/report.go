@@ -53,6 +53,7 @@ var rows = []row{
 	{"noop.noop_p50_us", "NOOP round trip under load: p50 (µs)", true},
 	{"noop.noop_p99_us", "NOOP round trip under load: p99 (µs)", true},
 	{"noop.noop_per_s", "NOOP round trips/s (the load)", false},
+	{"reuse.sessions_ok", "check: sessions from one reused client port that worked (of 3)", false},
 	{"mem.rss_base_kib", "ftpct resident memory, no sessions (KiB)", false},
 	{"mem.rss_loaded_kib", "ftpct resident memory, idle sessions held (KiB)", false},
 	{"mem.rss_per_session_bytes", "ftpct resident memory per idle session (bytes)", false},
