@@ -68,6 +68,7 @@ LAB=lab/lab.sh
 PIDS=()
 FAILED=0
 FTPCT_PID=
+FTPCT_ARGS=()
 
 cleanup() {
 	local pid
@@ -108,6 +109,7 @@ rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # start_ftpct ARGS...: ftpct on the gateway; waits until `ftpct stats` answers.
 start_ftpct() {
+	FTPCT_ARGS=("$@")
 	"${G[@]}" "$FTPCT" run --socket "$DIR/ftpct.sock" "$@" > "$WORK/ftpct.log" 2>&1 &
 	FTPCT_PID=$!
 	PIDS+=("$FTPCT_PID")
@@ -135,6 +137,16 @@ stop_ftpct() {
 	((rc == 0)) || { tail -20 "$WORK/ftpct.log" >&2; fail "ftpct exited with status $rc"; }
 	rm -f "$DIR/pids/ftpct"
 	FTPCT_PID=
+	# ftpct leaves its rules for the next run; the next variant must not
+	# see them (as e2e/harness_test.go does).
+	if ! timeout 30 "${G[@]}" "$FTPCT" uninstall --socket "$DIR/ftpct.sock" "${FTPCT_ARGS[@]}" > "$WORK/uninstall.log" 2>&1; then
+		cat "$WORK/uninstall.log" >&2
+		fail "ftpct uninstall failed"
+	fi
+	if "${G[@]}" nft list tables | grep -q ftpct; then
+		fail "ftpct tables left after ftpct uninstall"
+		exit 1
+	fi
 }
 
 ftpct_stat() { "${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', 0))"; }
