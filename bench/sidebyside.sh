@@ -18,7 +18,11 @@
 #                                      the gateway's transit time per kind of packet
 #                                      per session (bench/timeline.py)
 #   bench/sidebyside.sh --smoke        1 round, tiny loads (< 60 s): checks that
-#                                      every variant works as it should; no timing
+#                                      every variant works as it should (timings
+#                                      are printed, never asserted)
+#
+# Exits 1 when a check failed (still printing the table). After each ftpct run,
+# `ftpct uninstall` removes what ftpct leaves installed.
 #
 # Loads (bench/ftpload, run in the client namespace against vsftpd):
 #   storm   8 control connections, each sending PORT and waiting for the reply;

@@ -5,7 +5,7 @@
 // aborts it). It creates its own table in the network namespace it runs in
 // and removes it again; run it in a throw-away one:
 //
-//	unshare -n go run ./bench/nftcost -n 200
+//	go build -o /tmp/nftcost ./bench/nftcost && unshare -n /tmp/nftcost -n 200
 //
 // Linux only, root.
 package main
