@@ -65,6 +65,14 @@ if ((SMOKE)); then ROUNDS=1 DUR=1 IDLE=50; fi
 [[ $IDLE =~ ^[0-9]+$ && $IDLE -le 200000 ]] || { echo "--idle: 0 to 200000" >&2; exit 2; }
 [[ $TIMELINE =~ ^[0-9]+$ && $TIMELINE -le 5000 ]] || { echo "--timeline: 0 to 5000 sessions" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespaces, netfilter)" >&2; exit 1; }
+# Each idle session is a conntrack entry on the gateway and one in the server
+# namespace; every namespace may hold nf_conntrack_max entries.
+ctmax=$(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null || echo 0)
+if ((IDLE > 0 && IDLE + 2000 > ctmax)); then
+	echo "$0: --idle $IDLE needs net.netfilter.nf_conntrack_max >= $((IDLE + 2000)) (it is $ctmax); raise it first:" >&2
+	echo "  sysctl -w net.netfilter.nf_conntrack_max=$((IDLE + 2000))" >&2
+	exit 2
+fi
 
 NAME=b$(($$ % 100000))
 WORK=$(mktemp -d /tmp/ftpct-bench.XXXXXX)
