@@ -73,6 +73,14 @@ if ((IDLE > 0 && IDLE + 2000 > ctmax)); then
 	echo "  sysctl -w net.netfilter.nf_conntrack_max=$((IDLE + 2000))" >&2
 	exit 2
 fi
+# Each idle session is a socket in ftpload and one in its responder, each a
+# single process.
+if ((IDLE > 0)) && (($(ulimit -n) < IDLE + 4096)); then
+	if ! ulimit -n $((IDLE + 4096)) 2>/dev/null; then
+		echo "$0: --idle $IDLE needs an open-file limit of $((IDLE + 4096)); it is $(ulimit -n) and cannot be raised here" >&2
+		exit 2
+	fi
+fi
 
 NAME=b$(($$ % 100000))
 WORK=$(mktemp -d /tmp/ftpct-bench.XXXXXX)
@@ -345,7 +353,7 @@ if ((IDLE > 0)); then
 			{
 				echo "1 ftpct mem.rss_base_kib $base"
 				echo "1 ftpct mem.rss_loaded_kib $loaded"
-				echo "1 ftpct mem.rss_per_session_bytes $(((loaded - base) * 1024 / IDLE))"
+				echo "1 ftpct mem.rss_per_session_bytes $(((loaded - base) * 1024 / (sessions > 0 ? sessions : 1)))"
 			} >> "$RESULTS"
 			log "  ftpct RSS ${base} KiB -> ${loaded} KiB with $IDLE sessions (ftpct stats sessions: ${sessions:-?})"
 		fi
