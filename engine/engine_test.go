@@ -34,6 +34,7 @@ func (k *fakeKernel) Lookup(t conntrack.Tuple) (conntrack.Binding, error) {
 type fakeHoles struct {
 	open   map[string]rules.Hole
 	closed []string
+	used   int // closes that said the kernel consumed the element
 	fail   bool
 }
 
@@ -70,6 +71,9 @@ func (f *fakeHoles) Close(h rules.Hole) error {
 	}
 	delete(f.open, holeKey(h))
 	f.closed = append(f.closed, holeKey(h))
+	if h.Used {
+		f.used++
+	}
 	return nil
 }
 
@@ -418,6 +422,11 @@ func TestDataConnectionMarksUsed(t *testing.T) {
 	}
 	if len(holes.open) != 0 {
 		t.Errorf("DNAT mapping not closed: %v", holes.open)
+	}
+	// The kernel consumed the one-shot element: deleting it again would
+	// fail the nftables transaction, slowly.
+	if holes.used != 1 {
+		t.Errorf("%d closes said the element was used, want 1", holes.used)
 	}
 }
 

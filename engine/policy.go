@@ -140,9 +140,11 @@ func (e *Engine) DataConnection(b conntrack.Binding) {
 	}
 	e.stats.ExpectUsed.Add(1)
 	e.eventUsed(x, b, e.now())
-	// The set element is gone (one-shot); drop the DNAT mapping too.
+	// The set element is gone (one-shot): drop the DNAT mapping only.
 	if x.To.IsValid() {
-		if err := e.holes.Close(e.hole(x)); err != nil {
+		h := e.hole(x)
+		h.Used = true
+		if err := e.holes.Close(h); err != nil {
 			e.stats.Errors.Add(1)
 		}
 	}

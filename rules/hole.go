@@ -21,6 +21,12 @@ type Hole struct {
 	// that a restarted daemon can tell which holes a live session owns.
 	// The zero Flow stores none.
 	Owner Flow
+	// Used tells Close that the kernel consumed the one-shot element (its
+	// data connection arrived): only the DNAT mapping is left to delete.
+	// Deleting the consumed element would fail the transaction (ENOENT),
+	// and a failed nftables transaction waits for an RCU grace period
+	// (about 15 ms here) while the manager's lock is held.
+	Used bool
 }
 
 // normalize unmaps IPv4-mapped IPv6 addresses and checks that the hole can

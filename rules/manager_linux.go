@@ -505,9 +505,10 @@ func (m *Manager) Open(h Hole) error {
 	})
 }
 
-// Close deletes the hole and its DNAT mapping if they are still there. An
-// element already used or expired is not an error: each delete is its own
-// batch and ENOENT is ignored.
+// Close deletes the hole and its DNAT mapping if they are still there (with
+// h.Used, only the mapping). An element already used or expired is not an
+// error: each delete is its own batch and ENOENT is ignored; but such a
+// failed batch is slow, so callers that know the element is gone say Used.
 func (m *Manager) Close(h Hole) error {
 	h, o, err := m.target(h)
 	if err != nil {
@@ -515,7 +516,10 @@ func (m *Manager) Close(h Hole) error {
 	}
 	return m.locked(func() error {
 		var errs []error
-		sets := []*nftables.Set{o.expect}
+		var sets []*nftables.Set
+		if !h.Used {
+			sets = append(sets, o.expect)
+		}
 		if h.To.IsValid() {
 			sets = append(sets, o.xlate)
 		}

@@ -385,6 +385,30 @@ func TestOpenClose(t *testing.T) {
 		})
 	}
 
+	// A used hole's element was consumed by the kernel: Close then deletes
+	// only the mapping (shown here by the element it leaves alone).
+	t.Run("used hole closes only its mapping", func(t *testing.T) {
+		h := Hole{Peer: netip.MustParseAddr("192.0.2.9"), Addr: netip.MustParseAddr("198.51.100.1"), Port: 40009,
+			To: netip.MustParseAddrPort("10.1.2.9:50009"), Timeout: time.Minute}
+		if err := m.Open(h); err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		used := h
+		used.Used = true
+		if err := m.Close(used); err != nil {
+			t.Fatalf("Close(used): %v", err)
+		}
+		if out := nsExec(t, ns, "nft", "list", "map", "ip", "ftpct", "xlate"); strings.Contains(out, "40009") {
+			t.Errorf("mapping left after Close(used):\n%s", out)
+		}
+		if out := nsExec(t, ns, "nft", "list", "set", "ip", "ftpct", "expect"); !strings.Contains(out, "40009") {
+			t.Errorf("Close(used) deleted the set element too:\n%s", out)
+		}
+		if err := m.Close(h); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	})
+
 	t.Run("invalid holes", func(t *testing.T) {
 		v4, v6 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("2001:db8::1")
 		for _, h := range []Hole{
