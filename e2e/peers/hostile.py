@@ -42,52 +42,66 @@ def announce(ctl, addr, port, use_eprt):
 
 
 def mode_garbage(a, dl):
+    """Send a long line of junk, end it, probe with NOOP; classify what follows.
+
+    A server that refuses the line and closes (vsftpd: "500 Input line too
+    long.", then FIN) exits with our unread junk still in its receive buffer,
+    so its kernel also sends a reset (RFC 1122 4.2.2.13). Whether that reset
+    arrives before or after our last send() is a race, and a send() after it
+    fails with EPIPE or ECONNRESET. What the server sent before the reset (its
+    reply and FIN) is still in our receive queue, so a failed send is not the
+    outcome: the outcome is what we then read.
+      alive   the NOOP got its 200;
+      closed  end of stream (FIN) after the junk, maybe with a reply first;
+      reset   a reset with no FIN before it: fails unless --allow-reset.
+    """
     ctl = fp.Control(a.server, a.port, dl, a.op_timeout)
     code, text = ctl.reply()
     fp.check("greeting", code, text, 220)
     junk = rand_no_newline(a.kib * 1024)
     sent = 0
-    outcome = None
+    send_error = None
     try:
         ctl.sock.settimeout(dl.left(a.op_timeout))
         ctl.sock.sendall(junk)
         sent = len(junk)
+        # terminate the junk line and probe with NOOP
+        ctl.send_raw(b"\r\nNOOP\r\n", log=False)
     except (BrokenPipeError, ConnectionResetError) as e:
-        outcome = "reset-during-send"
-        err = str(e)
+        send_error = str(e)
     except socket.timeout:
         raise fp.PeerError("send of %d KiB garbage stalled (peer not reading)" % a.kib)
     replies = []
-    if outcome is None:
-        # terminate the junk line and probe with NOOP; whatever comes back must
-        # be replies, a clean FIN, or (then we fail) a reset / silence.
-        try:
-            ctl.send_raw(b"\r\nNOOP\r\n", log=False)
-            while True:
-                code, text = ctl.reply()
-                replies.append(code)
-                if text.startswith("200"):
-                    outcome = "alive"
-                    break
-                if len(replies) > 50:
-                    raise fp.PeerError("no 200 reply to NOOP among 50 replies after garbage")
-        except fp.PeerError as e:
-            msg = str(e)
-            if "closed by peer" in msg:
-                outcome = "closed"
-            elif "timeout" in msg:
-                raise fp.PeerError("no NOOP reply and no close within %gs after garbage" % a.op_timeout)
-            else:
-                raise
-        except (BrokenPipeError, ConnectionResetError) as e:
-            outcome, err = "reset", str(e)
+    outcome = None
+    reset_error = None
+    try:
+        while outcome is None:
+            code, text = ctl.reply()
+            replies.append(code)
+            if text.startswith("200") and send_error is None:
+                outcome = "alive"
+            elif len(replies) > 50:
+                raise fp.PeerError("no 200 reply to NOOP among 50 replies after garbage")
+    except fp.PeerError as e:
+        msg = str(e)
+        if "closed by peer" in msg:
+            outcome = "closed"
+        elif "timeout" in msg:
+            raise fp.PeerError("no NOOP reply and no close within %gs after garbage" % a.op_timeout)
+        else:
+            raise
+    except (BrokenPipeError, ConnectionResetError) as e:
+        outcome, reset_error = "reset", str(e)
     ctl.close()
     res = {"mode": "garbage", "sent": sent, "outcome": outcome, "replies": replies}
-    if outcome.startswith("reset"):
-        res["reset_error"] = err
+    if send_error is not None:
+        res["send_error"] = send_error
+    if outcome == "reset":
+        res["reset_error"] = reset_error
         if not a.allow_reset:
             res["ok"] = False
-            raise fp.PeerError("connection reset after garbage (%s); --allow-reset to accept" % err)
+            raise fp.PeerError("connection reset after garbage, without a close before it (%s; replies %s); "
+                               "--allow-reset to accept" % (reset_error, replies))
     return res
 
 

@@ -162,7 +162,7 @@ if [ -x /usr/sbin/vsftpd ] && [ "$(id -u)" = 0 ]; then
 		check "vsftpd4 splitclient list" "r['lines']>=2" $SC --server 127.0.0.1 --port "$V4" --mode pasv --split command --pause $P --list
 		check_fail "vsftpd4 splitclient wrong sha" $SC --server 127.0.0.1 --port "$V4" --mode epsv --file small.txt --expect-sha256 00
 		check_fail "vsftpd4 splitclient missing file" $SC --server 127.0.0.1 --port "$V4" --mode epsv --file nope
-		check "vsftpd4 hostile garbage" "r['outcome'] in ('alive','closed')" $HO --server 127.0.0.1 --port "$V4" --mode garbage
+		check "vsftpd4 hostile garbage (500, then close)" "r['outcome']=='closed' and r['replies']==[500]" $HO --server 127.0.0.1 --port "$V4" --mode garbage
 		check "vsftpd4 hostile portburst" "r['replies_200']==5000" $HO --server 127.0.0.1 --port "$V4" --mode portburst --file big.bin --expect-sha256 "$H"
 		check "vsftpd4 hostile privport (vsftpd refuses)" "r['port_reply']==500" $HO --server 127.0.0.1 --port "$V4" --mode privport --trigger --expect-refused
 		check "vsftpd4 hostile thirdparty (vsftpd refuses)" "r['port_reply']==500" $HO --server 127.0.0.1 --port "$V4" --mode thirdparty
