@@ -7,7 +7,7 @@
 # that ftpct leaves the gateway's rules as it found them. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH=$PATH:/usr/local/go/bin
+export PATH=/usr/local/go/bin:$PATH
 
 bash lab/deps.sh
 work=$(mktemp -d /tmp/ftpct-demo.XXXXXX)
@@ -22,7 +22,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings only on a terminal: no escape codes in a log or a pipe.
+if [[ -t 1 ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold= plain=; fi
+say() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
 on() { local h=$1; shift; ip netns exec "$name-$h" "$@"; }
 
 say "Building the lab"
@@ -35,16 +37,59 @@ echo "Gateway rules (the operator's; no FTP helper):"
 on g iptables -S FORWARD | sed 's/^/    /'
 on g iptables -t nat -S POSTROUTING | sed 's/^/    /'
 
+# hostport A: "h1,h2,h3,h4,p1,p2" (PORT, 227) -> "h1.h2.h3.h4:port".
+hostport() { local IFS=,; set -- $1; echo "$1.$2.$3.$4:$(($5 * 256 + $6))"; }
+
+# why LOG RC: what went wrong, in words, read from curl -v's transcript LOG
+# (">" lines: commands sent; "<" lines: the server's replies) and curl's exit
+# code RC (28: timed out).
+why() {
+	local log=$1 rc=$2 cmd reply m a p
+	cmd=$(grep -m1 -E '^> (PORT|EPRT|PASV|EPSV)' "$log" | cut -c3- | tr -d '\r' || true)
+	answer() { # the first reply after the line matching $1 whose code matches $2
+		awk -v after="$1" -v code="$2" '$0 ~ after { f = 1; next } f && $0 ~ "^< " code " " { print substr($0, 3); exit }' "$log" | tr -d '\r'
+	}
+	case $cmd in
+	PORT* | EPRT*)
+		if [[ $cmd == PORT* ]]; then a=$(hostport "${cmd#PORT }"); else IFS='|' read -r _ _ m p _ <<< "${cmd#EPRT }"; a=$m:$p; fi
+		reply=$(answer "^> ${cmd%% *}" '[0-9][0-9][0-9]')
+		if [[ $reply == [45]* ]]; then
+			echo "server refused ${cmd%% *}: $reply (the gateway did not rewrite the private address ${a%:*})"
+		elif m=$(answer '^> (RETR|LIST|NLST)' '4[0-9][0-9]') && [[ -n $m ]]; then
+			echo "server could not connect back to $a: $m (no hole for it)"
+		else
+			echo "${cmd%% *} $a accepted, then: $(grep -m1 '^curl: (' "$log" || echo "curl exit code $rc")"
+		fi ;;
+	PASV* | EPSV*)
+		reply=$(answer "^> ${cmd%% *}" '[0-9][0-9][0-9]')
+		if [[ $reply =~ \(([0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+,[0-9]+)\) ]]; then
+			a=$(hostport "${BASH_REMATCH[1]}")
+		elif [[ $reply =~ \(\|\|\|([0-9]+)\|\) ]]; then
+			a=203.0.113.2:${BASH_REMATCH[1]}
+		else
+			echo "server answered ${cmd%% *} with: $reply"; return
+		fi
+		if ((rc == 28)); then
+			echo "data connection to $a timed out: no hole for it"
+		else
+			echo "data connection to $a failed: $(grep -m1 '^curl: (' "$log" || echo "curl exit code $rc")"
+		fi ;;
+	*)
+		grep -m1 '^curl: (' "$log" || echo "curl exit code $rc" ;;
+	esac
+}
+
 fetch() { # label, curl flags...
 	local label=$1; shift
-	local out=$work/out.$RANDOM start end
+	local out=$work/out.$RANDOM start end rc=0
 	start=$(date +%s.%N)
-	if on c curl -sS --max-time 8 --connect-timeout 5 "$@" -o "$out" "ftp://203.0.113.2/big.bin" 2>"$out.err"; then
+	on c curl -sS -v --max-time 8 --connect-timeout 5 "$@" -o "$out" "ftp://203.0.113.2/big.bin" 2>"$out.err" || rc=$?
+	if ((rc == 0)); then
 		end=$(date +%s.%N)
 		local got; got=$(sha256sum "$out" | cut -d' ' -f1)
-		printf '  %-30s %8d bytes  sha256 %s  %.2fs\n' "$label" "$(stat -c %s "$out")" "$([[ $got == "$want" ]] && echo match || echo MISMATCH)" "$(awk "BEGIN{print $end - $start}")"
+		printf '  %-32s %8d bytes  sha256 %s  %.2fs\n' "$label" "$(stat -c %s "$out")" "$([[ $got == "$want" ]] && echo match || echo MISMATCH)" "$(awk "BEGIN{print $end - $start}")"
 	else
-		printf '  %-30s FAILED (%s)\n' "$label" "$(tr -d '\n' < "$out.err" | cut -c1-60)"
+		printf '  %-32s FAILED: %s\n' "$label" "$(why "$out.err" "$rc")"
 	fi
 }
 
@@ -71,20 +116,24 @@ for mode in on off; do
 	rm -f "$work/lftp.out"
 	if on c timeout 30 lftp -c "set ftp:passive-mode $mode; set net:timeout 5; set net:max-retries 1; open ftp://203.0.113.2; get big.bin -o $work/lftp.out" 2>/dev/null &&
 		[[ $(sha256sum "$work/lftp.out" | cut -d' ' -f1) == "$want" ]]; then
-		printf '  %-30s ok, sha256 match\n' "lftp passive-mode $mode"
+		printf '  %-32s ok, sha256 match\n' "lftp passive-mode $mode"
 	else
-		printf '  %-30s FAILED\n' "lftp passive-mode $mode"
+		printf '  %-32s FAILED\n' "lftp passive-mode $mode"
 	fi
 done
 
 say "An active-mode client announces PORT and waits: the expectation table"
+# The client says "announced" once its PORT got the server's 200, which has
+# then passed ftpct: the expectation exists from that moment until the
+# client closes its listener, 5 s later.
 ip netns exec "$name-c" python3 -c '
-import ftplib, time
+import ftplib, sys, time
 f = ftplib.FTP("203.0.113.2", timeout=10); f.login()
-s = f.makeport()   # sends PORT 10,0,1,2,... and listens
-time.sleep(3); s.close(); f.quit()' &
+s = f.makeport()   # sends PORT 10,0,1,2,..., reads the 200, listens
+print("announced", flush=True)
+time.sleep(5); s.close(); f.quit()' > "$work/announce.out" &
 pypid=$!
-sleep 1
+for _ in $(seq 100); do grep -q announced "$work/announce.out" && break; sleep 0.1; done
 on g "$ftpct" expect list --socket "$sock"
 wait "$pypid"
 
