@@ -50,8 +50,7 @@ func run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "FAIL: end-to-end tests cannot run in CI: %s\n", reason)
 			return 1
 		}
-		fmt.Fprintf(os.Stderr, "SKIP: end-to-end tests need %s\n", reason)
-		return 0
+		return skipAll(m, reason)
 	}
 	tmp, err := os.MkdirTemp("", "ftpct-e2e-")
 	if err != nil {
