@@ -117,7 +117,7 @@ install_go() {
 		{ chmod -R u+w "$tmp"; rm -rf "$tmp"; die "could not fetch golang.org/toolchain@v0.0.1-$tc: $json"; }
 	sum=$(sed -n 's/^[[:space:]]*"Sum": "\(.*\)",*$/\1/p' <<< "$json")
 	dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p' <<< "$json")
-	if [[ $sum != "$want" || ! -x $dir/bin/go ]]; then
+	if [[ $sum != "$want" || ! -f $dir/bin/go ]]; then
 		chmod -R u+w "$tmp"; rm -rf "$tmp"
 		die "golang.org/toolchain@v0.0.1-$tc has hash $sum, want $want: not installed"
 	fi
