@@ -18,7 +18,8 @@ packages=(
 	iptables nftables conntrack # netfilter front ends; conntrack -S for the tests
 	vsftpd                      # the FTP server of the lab (run by lab.sh, never as a service)
 	curl lftp python3           # FTP clients (python3's ftplib, and the scripted peers)
-	ca-certificates git gcc     # go toolchain needs
+	ca-certificates git         # the go command fetches modules over HTTPS
+	gcc libc6-dev               # cgo (the go command uses it when gcc is there)
 )
 missing=()
 for p in "${packages[@]}"; do
