@@ -74,8 +74,17 @@ why() {
 		else
 			echo "data connection to $a failed: $(grep -m1 '^curl: (' "$log" || echo "curl exit code $rc")"
 		fi ;;
-	*)
-		grep -m1 '^curl: (' "$log" || echo "curl exit code $rc" ;;
+	*) # never got as far as a data-connection command: say how far it got
+		m=$(grep -m1 '^curl: (' "$log" || echo "curl exit code $rc")
+		if ! grep -q '^< 220' "$log"; then
+			if grep -q '^\* Connected to' "$log"; then
+				echo "control connection to 203.0.113.2:21 open, but no greeting from the server ($m)"
+			else
+				echo "no control connection to 203.0.113.2:21 ($m)"
+			fi
+		else
+			echo "stopped after sending \"$(grep '^> ' "$log" | tail -n 1 | cut -c3- | tr -d '\r')\", last reply \"$(grep '^< ' "$log" | tail -n 1 | cut -c3- | tr -d '\r')\" ($m)"
+		fi ;;
 	esac
 }
 
