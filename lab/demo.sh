@@ -3,8 +3,9 @@
 # kernel's FTP helper. Builds the namespace lab (client, gateway, server with
 # vsftpd), shows that transfers fail without a helper, starts ftpct on the
 # gateway, runs transfers in all four modes with curl and lftp, shows the
-# expectation table while a data connection is pending, the counters, and
-# that ftpct leaves the gateway's rules as it found them. Run as root.
+# expectation table while a data connection is pending, the counters, that
+# its rules outlive it (SIGTERM) and that `ftpct uninstall` leaves the
+# gateway's rules as it found them. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -152,9 +153,13 @@ on g "$ftpct" stats --socket "$sock" | grep -vE '\s0$'
 say "Daemon log"
 sed 's/^/    /' "$work/ftpct.log" | tail -8
 
-say "Stopping ftpct (SIGTERM): its rules are removed"
+say "Stopping ftpct (SIGTERM): its rules stay, for the next run to adopt"
 kill -TERM "$(cat "$dir/pids/ftpct")"
 for _ in $(seq 50); do kill -0 "$(cat "$dir/pids/ftpct")" 2>/dev/null || break; sleep 0.1; done
+on g nft list tables | grep ftpct | sed 's/^/    /' || echo "    no ftpct tables left!"
+
+say "ftpct uninstall: the gateway's rules as they were"
+on g "$ftpct" uninstall 2>&1 | sed 's/^/    /'
 on g nft list tables | grep -q ftpct && echo "    ftpct table still present!" || echo "    no ftpct tables left"
 on g iptables -S | grep -q ftpct && echo "    ftpct iptables rule still present!" || echo "    no ftpct iptables rules left"
 fetch "curl PORT again, no ftpct" -P - --disable-eprt
