@@ -137,7 +137,7 @@ say "An active-mode client announces PORT and waits: the expectation table"
 # then passed ftpct: the expectation exists from that moment until the
 # client closes its listener, 5 s later.
 ip netns exec "$name-c" python3 -c '
-import ftplib, sys, time
+import ftplib, time
 f = ftplib.FTP("203.0.113.2", timeout=10); f.login()
 s = f.makeport()   # sends PORT 10,0,1,2,..., reads the 200, listens
 print("announced", flush=True)
