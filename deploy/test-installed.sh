@@ -23,6 +23,7 @@ if ! command -v systemd-analyze >/dev/null; then
 	apt-get install -y -q systemd >/dev/null
 fi
 
+logs=${FTPCT_LOGS:-$(mktemp -d /tmp/ftpct-deb.XXXXXX)}
 purge() {
 	dpkg --purge ftpct >/dev/null || true
 }
@@ -35,9 +36,9 @@ bad() { echo "test-installed: $*" >&2; fail=1; }
 want="ftpct $(cat deploy/VERSION)"
 [[ $(/usr/sbin/ftpct version) == "$want" ]] || bad "/usr/sbin/ftpct version: $(/usr/sbin/ftpct version), want $want"
 # The installed default config is valid and gives the defaults.
-/usr/sbin/ftpct check --config /etc/ftpct/ftpct.conf >/tmp/ftpct-check.out || bad "ftpct check of the installed config failed"
-grep -q '# file' /tmp/ftpct-check.out && bad "the default config sets a key (all must be commented out)"
-rm -f /tmp/ftpct-check.out
+/usr/sbin/ftpct check --config /etc/ftpct/ftpct.conf >"$logs/check.out" || bad "ftpct check of the installed config failed"
+grep -q '# file' "$logs/check.out" && bad "the default config sets a key (all must be commented out)"
+rm -f "$logs/check.out"
 
 unit=/lib/systemd/system/ftpct.service
 systemd-analyze verify "$unit" || bad "systemd-analyze verify $unit failed"
@@ -47,10 +48,10 @@ readme=$(grep -oP 'exposure level of \*\*\K[0-9.]+' README.md || true)
 echo "systemd-analyze security: exposure level $score (README: $readme)"
 [[ -n $score && $score == "$readme" ]] || bad "exposure level $score, README records '$readme': update README (Install on a gateway)"
 
-FTPCT_BIN=/usr/sbin/ftpct go test -count=1 -tags e2e -timeout 20m -run "$run" -v ./e2e/ 2>&1 | tee /tmp/ftpct-e2e-deb.log |
+FTPCT_BIN=/usr/sbin/ftpct go test -count=1 -tags e2e -timeout 20m -run "$run" -v ./e2e/ 2>&1 | tee "$logs/e2e-deb.log" |
 	grep -E '^(--- |PASS|FAIL|ok|panic)|testing /usr/sbin/ftpct' || true
-grep -q 'e2e: testing /usr/sbin/ftpct (FTPCT_BIN)' /tmp/ftpct-e2e-deb.log || bad "the e2e tests did not use /usr/sbin/ftpct"
-grep -q '^ok' /tmp/ftpct-e2e-deb.log || bad "end-to-end tests with the installed binary failed; log: /tmp/ftpct-e2e-deb.log"
+grep -q 'e2e: testing /usr/sbin/ftpct (FTPCT_BIN)' "$logs/e2e-deb.log" || bad "the e2e tests did not use /usr/sbin/ftpct"
+grep -q '^ok' "$logs/e2e-deb.log" || bad "end-to-end tests with the installed binary failed; log: $logs/e2e-deb.log"
 
 dpkg --purge ftpct
 trap - EXIT

@@ -57,8 +57,11 @@ deb=$(bash deploy/build-deb.sh "$debdir" | tail -1)
 bash deploy/check-deb.sh "$deb"
 
 step "Debian package: install, check the unit, end-to-end tests with /usr/sbin/ftpct, purge"
-bash deploy/test-installed.sh "$deb"
+FTPCT_LOGS=$logs bash deploy/test-installed.sh "$deb"
 rm -rf "$debdir"
+
+step "side-by-side benchmark harness, smoke run (each variant works; no timings judged)"
+bash bench/sidebyside.sh --smoke
 
 step "end-to-end tests (namespace lab, real servers and clients)"
 e2e=$logs/e2e.log

@@ -37,7 +37,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: ftpload storm|noop|sessions|idle|serve|report ...")
+		return fmt.Errorf("usage: ftpload storm|noop|sessions|idle|serve|report [flags]")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
