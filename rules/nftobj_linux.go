@@ -30,7 +30,7 @@ const (
 	portsSetName    = "ports"
 	holdSetName     = "hold"
 	labelsChainName = "keep_labels"
-	expectSetSizeNF = 65535 // what nft gives a dynamic set without a size
+	expectSetSizeNF = expectSetSize // script.go
 )
 
 // tableObjs are the nftables objects of one family that Open and Close need.

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"regexp"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -456,68 +455,6 @@ func TestHoleExpires(t *testing.T) {
 	}
 	if err := m.Close(h); err != nil {
 		t.Errorf("Close of an expired hole: %v", err)
-	}
-}
-
-var insertToDelete = regexp.MustCompile(` -I (\S+) 1 `)
-
-func TestScriptLoads(t *testing.T) {
-	requireRoot(t)
-	tests := []struct {
-		name string
-		cfg  func(*Config)
-	}{
-		{name: "defaults", cfg: func(*Config) {}},
-		{name: "ipv4 only, two ports, odd mark", cfg: func(c *Config) {
-			c.IPv6, c.Ports, c.Mark, c.Table, c.Queues = false, []uint16{21, 2121}, 0x80000001, "ftp_helper", 3
-		}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ns, path := newNS(t)
-			cfg := DefaultConfig()
-			tc.cfg(&cfg)
-			before := snapshot(t, ns)
-			f := t.TempDir() + "/ftpct.nft"
-			if err := os.WriteFile(f, []byte(Script(cfg)), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			for range 2 { // loading twice works: the script resets its own table
-				nsExec(t, ns, "nft", "-f", f)
-			}
-			ruleset := nsExec(t, ns, "nft", "list", "ruleset")
-			for _, s := range []string{"table ip " + cfg.Table, "set expect", "map xlate", "chain pinhole_pre", "chain pinhole_out", "chain xlate_pre"} {
-				if !strings.Contains(ruleset, s) {
-					t.Errorf("loaded script lacks %q:\n%s", s, ruleset)
-				}
-			}
-			// The Manager can open holes in the operator-loaded tables.
-			cfg.NetNS, cfg.Accept = path, false
-			m := newManager(t, cfg)
-			h := Hole{Peer: netip.MustParseAddr("10.0.0.1"), Addr: netip.MustParseAddr("10.0.0.2"), Port: 2000,
-				To: netip.MustParseAddrPort("10.0.0.3:2001"), Timeout: time.Minute}
-			if err := m.Open(h); err != nil {
-				t.Fatalf("Open in script-loaded table: %v", err)
-			}
-			if err := m.Close(h); err != nil {
-				t.Fatalf("Close in script-loaded table: %v", err)
-			}
-			// The commented iptables lines are valid commands.
-			for _, line := range strings.Split(Script(cfg), "\n") {
-				cmdline, ok := strings.CutPrefix(line, "#   ")
-				if !ok {
-					continue
-				}
-				nsExec(t, ns, "sh", "-c", cmdline)
-				nsExec(t, ns, "sh", "-c", insertToDelete.ReplaceAllString(cmdline, " -D $1 "))
-			}
-			if err := m.Remove(); err != nil {
-				t.Fatalf("Remove: %v", err)
-			}
-			if diff := cmp.Diff(before, snapshot(t, ns)); diff != "" {
-				t.Errorf("state after unloading the script (-want +got):\n%s", diff)
-			}
-		})
 	}
 }
 

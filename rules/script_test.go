@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"flag"
 	"os"
 	"strings"
 	"testing"
@@ -8,8 +9,27 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// The golden files were reviewed by hand and are loaded with `nft -f` by
-// TestScriptLoads (integration). Regenerate deliberately, never blindly.
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/ (review the diff)")
+
+// checkGolden compares got with the golden file, or rewrites it with -update.
+func checkGolden(t *testing.T, golden, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s (-want +got):\n%s\nIf the change is intended: go test ./rules/ -run '%s' -update", golden, diff, t.Name())
+	}
+}
+
+// The golden files were reviewed by hand; the integration tests check that
+// the script lists as Install's tables do and that its commands work.
 func TestScriptGolden(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -23,17 +43,30 @@ func TestScriptGolden(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			want, err := os.ReadFile(tc.golden)
-			if err != nil {
-				t.Fatal(err)
-			}
 			cfg := DefaultConfig()
 			tc.cfg(&cfg)
-			if diff := cmp.Diff(string(want), Script(cfg)); diff != "" {
-				t.Errorf("Script (-want +got):\n%s", diff)
-			}
+			checkGolden(t, tc.golden, Script(cfg))
 		})
 	}
+}
+
+// commandsUnder returns the command lines ("#   COMMAND") of the section
+// that starts with heading, in text printed by Script or DeploymentRules.
+// A section ends at the next comment line that is not a command or at a
+// line that is not a comment.
+func commandsUnder(text, heading string) []string {
+	var cmds []string
+	on := false
+	for _, line := range strings.Split(text, "\n") {
+		if cmd, ok := strings.CutPrefix(line, "#   "); ok {
+			if on {
+				cmds = append(cmds, cmd)
+			}
+			continue
+		}
+		on = line == heading
+	}
+	return cmds
 }
 
 func TestScriptFollowsConfig(t *testing.T) {
@@ -44,16 +77,18 @@ func TestScriptFollowsConfig(t *testing.T) {
 		notWant []string
 	}{
 		{name: "mark in pinhole, dnat and accept rules", cfg: func(c *Config) { c.Mark = 0x4 },
-			want: []string{"ct mark set ct mark or 0x00000004", "ct mark and 0x00000004 == 0x00000004",
+			want: []string{"ct mark set ct mark | 0x00000004", "ct mark & 0x00000004 == 0x00000004 dnat",
 				"-m connmark --mark 0x00000004/0x00000004"}},
-		{name: "one queue uses queue-num", cfg: func(c *Config) { c.Queue = 7 },
-			want: []string{"-j NFQUEUE --queue-num 7 --queue-bypass"}, notWant: []string{"queue-balance"}},
-		{name: "several queues use queue-balance", cfg: func(c *Config) { c.Queue, c.Queues = 7, 3 },
-			want: []string{"-j NFQUEUE --queue-balance 7:9 --queue-bypass"}, notWant: []string{"queue-num"}},
+		{name: "one queue", cfg: func(c *Config) { c.Queue = 7 },
+			want: []string{"tcp dport @ports queue num 7 bypass", "tcp sport @ports queue num 7 bypass"}, notWant: []string{"7-"}},
+		{name: "several queues are a range", cfg: func(c *Config) { c.Queue, c.Queues = 7, 3 },
+			want: []string{"tcp dport @ports queue num 7-9 bypass"}},
+		{name: "ports", cfg: func(c *Config) { c.Ports = []uint16{21, 990, 2121} },
+			want: []string{"elements = { 21, 990, 2121 }"}},
 		{name: "no ipv6", cfg: func(c *Config) { c.IPv6 = false },
 			notWant: []string{"ip6", "ipv6_addr"}},
 		{name: "table name", cfg: func(c *Config) { c.Table = "t1" },
-			want: []string{"table ip t1 {", "table ip6 t1 {", "delete table ip t1\n"}},
+			want: []string{"table ip t1 {", "table ip6 t1 {", "delete table ip t1\n", "#   nft delete table ip6 t1\n"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,12 +105,61 @@ func TestScriptFollowsConfig(t *testing.T) {
 					t.Errorf("script has %q:\n%s", w, s)
 				}
 			}
-			// Every line that is not a comment is nft syntax; every shell
-			// command is in a comment.
+			// Every shell command is in a comment; the rest is nft syntax.
 			for _, line := range strings.Split(s, "\n") {
 				if strings.Contains(line, "tables ") && !strings.HasPrefix(line, "#") {
 					t.Errorf("iptables command outside a comment: %q", line)
 				}
+			}
+		})
+	}
+}
+
+// TestScriptCommands checks the command lists: one insert per family and
+// chain, and a removal for each that names the same rule without a
+// position (iptables -D takes a rule spec or a number, not both).
+func TestScriptCommands(t *testing.T) {
+	for _, ipv6 := range []bool{true, false} {
+		cfg := DefaultConfig()
+		cfg.IPv6 = ipv6
+		s := Script(cfg)
+		install := commandsUnder(s, scriptInstallHeading)
+		remove := commandsUnder(s, scriptRemoveHeading)
+		var wantInstall, wantRemove []string
+		spec := "-m connmark --mark 0x00100000/0x00100000 -m comment --comment ftpct -j ACCEPT"
+		for _, f := range cfg.families() {
+			wantRemove = append(wantRemove, "nft delete table "+f.nft+" ftpct")
+		}
+		for _, f := range cfg.families() {
+			for _, chain := range []string{"FORWARD", "INPUT"} {
+				wantInstall = append(wantInstall, f.iptables+" -I "+chain+" 1 "+spec)
+				wantRemove = append(wantRemove, f.iptables+" -D "+chain+" "+spec)
+			}
+		}
+		if diff := cmp.Diff(wantInstall, install); diff != "" {
+			t.Errorf("ipv6=%v: install commands (-want +got):\n%s", ipv6, diff)
+		}
+		if diff := cmp.Diff(wantRemove, remove); diff != "" {
+			t.Errorf("ipv6=%v: remove commands (-want +got):\n%s", ipv6, diff)
+		}
+	}
+}
+
+func TestPrioName(t *testing.T) {
+	tests := []struct {
+		name string
+		prio int
+		want string
+	}{
+		{name: "raw", prio: prioRaw, want: "raw"},
+		{name: "mangle", prio: prioMangle, want: "mangle"},
+		{name: "before iptables nat", prio: prioNAT, want: "dstnat - 1"},
+		{name: "other", prio: 5, want: "5"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := prioName(tc.prio); got != tc.want {
+				t.Errorf("prioName(%d) = %q, want %q", tc.prio, got, tc.want)
 			}
 		})
 	}
