@@ -81,9 +81,15 @@
 // A Manager is safe for concurrent use: one lasting netlink connection is
 // shared under a mutex. Shutdown closes it without removing rules.
 //
-// Script renders the operator-facing equivalent (an `nft -f` script with
-// the iptables commands as comments) for `ftpct rules` and for operators
-// who run with --no-install-rules.
+// Script prints what Install puts in place, for `ftpct rules` and for
+// operators who run with --no-install-rules: an `nft -f` script whose tables
+// are those of Install as `nft list table` prints them (the xt NFQUEUE
+// target as nft's queue statement, which is what loading the script
+// creates, on kernels with CONFIG_NFT_QUEUE), and in comments the commands
+// that add the accept rules and that remove everything, each working as
+// printed. The integration tests keep Script and Install agreeing.
+// DeploymentRules prints the operator's own rules of the documented
+// deployments (README.md "Deployments"), which lab/lab.sh installs.
 //
 // On operating systems other than Linux, New returns ErrNotSupported; the
 // Config, Hole and Script code builds and tests everywhere.

@@ -23,7 +23,7 @@ func checkGolden(t *testing.T, golden, got string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
+	if diff := cmp.Diff(strings.Split(string(want), "\n"), strings.Split(got, "\n")); diff != "" {
 		t.Errorf("%s (-want +got):\n%s\nIf the change is intended: go test ./rules/ -run '%s' -update", golden, diff, t.Name())
 	}
 }

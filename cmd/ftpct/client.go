@@ -14,7 +14,6 @@ import (
 	"github.com/ftpct/ftpct/control"
 	"github.com/ftpct/ftpct/counters"
 	"github.com/ftpct/ftpct/expect"
-	"github.com/ftpct/ftpct/rules"
 )
 
 // expectView is one row of `ftpct expect list`.
@@ -163,23 +162,4 @@ func writeJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false) // tuples read "a -> b"
 	return enc.Encode(v)
-}
-
-func cmdRules(args []string, stdout, stderr io.Writer) error {
-	fs, l := settingsFlags("rules", rulesKey)
-	deployment := fs.String("deployment", "", "also print the operator's rules for a deployment: "+strings.Join(rules.DeploymentNames(), ", "))
-	c, err := loadSettings(fs, l, args, stderr)
-	if err != nil {
-		return err
-	}
-	script := rules.Script(c.Rules)
-	if *deployment != "" {
-		d, err := rules.LookupDeployment(*deployment)
-		if err != nil {
-			return fmt.Errorf("%w: --deployment: %v", errUsage, err)
-		}
-		script = rules.DeploymentScript(c.Rules, d)
-	}
-	_, err = io.WriteString(stdout, script)
-	return err
 }
