@@ -118,8 +118,10 @@ func startLab(t *testing.T, prefix string, args ...string) *lab {
 			t.Errorf("lab down %s: %v\n%s", name, err, out)
 		}
 	})
-	up := append([]string{labScript, "up", name}, args...)
-	if out, err := exec.Command("bash", up...).CombinedOutput(); err != nil {
+	up := exec.Command("bash", append([]string{labScript, "up", name}, args...)...)
+	// The lab installs the rules this ftpct prints (ftpct rules --deployment).
+	up.Env = append(os.Environ(), "FTPCT="+ftpctBin)
+	if out, err := up.CombinedOutput(); err != nil {
 		t.Fatalf("lab up %s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	dir, err := exec.Command("bash", labScript, "dir", name).Output()

@@ -3,7 +3,11 @@
 #
 #   client [NAME-c] --- [NAME-g] gateway/firewall --- [NAME-s] server (vsftpd or pure-ftpd, anonymous)
 #
-# Topologies (--topo; README.md "Deployments" has the rules of each):
+# Topologies (--topo). Each is a deployment of README.md "Deployments": on the host ftpct runs on,
+# the lab runs the iptables (and ip6tables) commands that `ftpct rules --deployment TOPO` prints,
+# its placeholders filled with the lab's interfaces and addresses (--set), and with "kernel" the
+# helper line printed as the line ftpct replaces. The ftpct binary is $FTPCT, or one built from
+# this checkout.
 #   masq        (default) client 10.0.1.2, gateway 10.0.1.1/203.0.113.1 masquerades the LAN,
 #               FORWARD DROP; server 203.0.113.2
 #   routed      same addresses (and 2001:db8:1::2 / 2001:db8:1::1, 2001:db8:2::1 / 2001:db8:2::2),
@@ -20,18 +24,17 @@
 # All addresses exist only inside the namespaces this script creates.
 #
 #   lab.sh up NAME [kernel|none] [--topo T] [--server vsftpd|pureftpd] [--ports 21,2121]
-#                                  build the lab; "kernel" adds the kernel helper rule on the host
-#                                  ftpct would run on (the gateway, or the protected host:
-#                                  iptables -t raw -A PREROUTING|OUTPUT -p tcp --dport PORT -j CT --helper ftp)
+#                                  build the lab; "kernel" adds the kernel helper line on the host
+#                                  ftpct would run on (the gateway, or the protected host), "none"
+#                                  does not (ftpct is started separately)
 #   lab.sh down NAME               kill what the lab started (by PID) and delete its namespaces
 #   lab.sh dir NAME                print the lab's working directory (files served, logs, pids)
 #   lab.sh host TOPO               print the host (c, g or s) where ftpct and the kernel helper run
-#
-# The masq gateway's rules are the deployment of README.md ("masquerading gateway"), minus the helper line.
-set -euo pipefail
+set -Eeuo pipefail
 
 LAN_C=10.0.1.2 LAN_G=10.0.1.1 WAN_G=203.0.113.1 WAN_S=203.0.113.2
 PUREFTPD=${PUREFTPD:-/opt/ftpct-lab/pure-ftpd/usr/sbin/pure-ftpd}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 labdir() { echo "/tmp/ftpct-lab-$1"; }
 
@@ -55,15 +58,55 @@ addrs() {
 	esac
 }
 
-# both NS ARGS...: run an iptables command line in NS for IPv4 and IPv6.
-both() { local ns=$1; shift; ip netns exec "$ns" iptables "$@"; ip netns exec "$ns" ip6tables "$@"; }
+# values NAME TOPO: the lab's interfaces and addresses for the placeholders of
+# `ftpct rules --deployment TOPO` (they exist only in the lab's namespaces).
+values() {
+	local ac ag1 ag2 as
+	read -r ac ag1 ag2 as < <(addrs "$2")
+	case $2 in
+	dnat) echo "WAN=$1-gl,PUBLIC=$ag1,SERVER=$as" ;;
+	doublenat) echo "LAN=$1-gl,DMZ=$1-gw,PUBLIC=203.0.113.1,SERVER=$as,LANNET=10.0.1.0/24,SNATADDR=198.51.100.1" ;;
+	*) echo "LAN=$1-gl,WAN=$1-gw" ;;
+	esac
+}
 
-# hostfw NS: the protected host's INPUT (README: server host, client host).
-hostfw() {
-	both "$1" -P INPUT DROP
-	both "$1" -A INPUT -i lo -j ACCEPT
-	both "$1" -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-	ip netns exec "$1" ip6tables -A INPUT -p ipv6-icmp -j ACCEPT
+# ftpctbin DIR: the ftpct whose rules the lab installs: $FTPCT, or one built
+# from this checkout into DIR.
+ftpctbin() {
+	if [[ -n ${FTPCT:-} ]]; then
+		[[ -x $FTPCT ]] || die "FTPCT=$FTPCT is not executable"
+		echo "$FTPCT"
+		return
+	fi
+	command -v go > /dev/null || PATH=$PATH:/usr/local/go/bin
+	(cd "$REPO" && go build -o "$1/ftpct" ./cmd/ftpct) >&2 || die "cannot build ftpct (or set FTPCT to a binary)"
+	echo "$1/ftpct"
+}
+
+# commands REGEX: the commands ("#   COMMAND" lines) of the sections of
+# `ftpct rules --deployment` output on stdin whose heading matches REGEX.
+commands() {
+	awk -v re="$1" '/^# [^ ]/ { on = ($0 ~ re); next } on && sub(/^#   /, "")'
+}
+
+# deployment NAME TOPO HELPER PORTS: on the host ftpct would run on, the
+# operator's iptables (and ip6tables) rules of `ftpct rules --deployment
+# TOPO`, and with HELPER "kernel" the kernel helper line they name.
+deployment() {
+	local name=$1 topo=$2 helper=$3 ports=$4 ftpct out ops helperline
+	local ns=$name-$(helperhost "$topo")
+	ftpct=$(ftpctbin "$(labdir "$name")")
+	# (false, not die: exit would skip the ERR trap that takes the lab down)
+	out=$("$ftpct" rules --deployment "$topo" --ports "$ports" --set "$(values "$name" "$topo")") ||
+		{ echo "lab.sh: $ftpct rules --deployment $topo failed" >&2; false; }
+	ops=$(commands "^# The operator's rules, ip6?tables variant:$" <<< "$out")
+	helperline=$(commands "line ftpct replaces" <<< "$out")
+	[[ -n $ops && -n $helperline ]] ||
+		{ printf 'lab.sh: no operator'"'"'s rules or helper line in ftpct rules --deployment %s:\n%s\n' "$topo" "$out" >&2; false; }
+	ip netns exec "$ns" sh -e <<< "$ops"
+	if [[ $helper == kernel ]]; then
+		ip netns exec "$ns" sh -e <<< "$helperline"
+	fi
 }
 
 up() {
@@ -121,64 +164,16 @@ up() {
 		ip netns exec "$name-$h" sysctl -qw net.netfilter.nf_conntrack_tcp_be_liberal=0 2>/dev/null || true
 	done
 
-	local g="ip netns exec $name-g" p hhost
-	local -a plist
-	IFS=, read -ra plist <<< "$ports"
-	case $topo in
-	masq) # The operator's gateway (README: masquerading gateway).
-		$g iptables -P FORWARD DROP
-		$g iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-		for p in "${plist[@]}"; do
-			$g iptables -A FORWARD -i "$name-gl" -p tcp --dport "$p" -m conntrack --ctstate NEW -j ACCEPT
-		done
-		$g iptables -t nat -A POSTROUTING -o "$name-gw" -j MASQUERADE ;;
-	routed | routed6) # README: routed firewall.
-		both "$name-g" -P FORWARD DROP
-		both "$name-g" -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-		for p in "${plist[@]}"; do
-			both "$name-g" -A FORWARD -i "$name-gl" -p tcp --dport "$p" -m conntrack --ctstate NEW -j ACCEPT
-		done ;;
-	serverhost | serverhost6) # README: server host.
-		hostfw "$name-s"
-		for p in "${plist[@]}"; do both "$name-s" -A INPUT -p tcp --dport "$p" -j ACCEPT; done ;;
-	clienthost) # README: client host.
-		hostfw "$name-c" ;;
-	dnat) # README: server behind a port-forwarding gateway.
-		$g iptables -P FORWARD DROP
-		$g iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-		for p in "${plist[@]}"; do
-			$g iptables -t nat -A PREROUTING -i "$name-gl" -d "$ag1" -p tcp --dport "$p" -j DNAT --to-destination "$as"
-			$g iptables -A FORWARD -i "$name-gl" -d "$as" -p tcp --dport "$p" -m conntrack --ctstate NEW -j ACCEPT
-		done
-		$g iptables -t nat -A POSTROUTING -o "$name-gl" -s 10.0.2.0/24 -j MASQUERADE ;;
-	doublenat) # README: both ends translated.
-		$g iptables -P FORWARD DROP
-		$g iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-		for p in "${plist[@]}"; do
-			$g iptables -t nat -A PREROUTING -i "$name-gl" -d 203.0.113.1 -p tcp --dport "$p" -j DNAT --to-destination "$as"
-			$g iptables -A FORWARD -i "$name-gl" -d "$as" -p tcp --dport "$p" -m conntrack --ctstate NEW -j ACCEPT
-		done
-		$g iptables -t nat -A POSTROUTING -o "$name-gw" -s 10.0.1.0/24 -j SNAT --to-source 198.51.100.1 ;;
-	esac
-	if [[ $helper == kernel ]]; then
-		hhost=$(helperhost "$topo")
-		local chain=PREROUTING
-		[[ $hhost == c ]] && chain=OUTPUT
-		for p in "${plist[@]}"; do
-			if [[ $topo == masq ]]; then
-				ip netns exec "$name-$hhost" iptables -t raw -A $chain -p tcp --dport "$p" -j CT --helper ftp
-			else
-				both "$name-$hhost" -t raw -A $chain -p tcp --dport "$p" -j CT --helper ftp
-			fi
-		done
-	fi
+	deployment "$name" "$topo" "$helper" "$ports"
 
 	# Files to fetch: 1 MiB of random bytes, and a small text.
 	head -c 1048576 /dev/urandom > "$dir/root/big.bin"
 	echo "hello from the ftpct lab" > "$dir/root/hello.txt"
 	chmod 644 "$dir/root/"*
 
-	local v6=NO
+	local -a plist
+	IFS=, read -ra plist <<< "$ports"
+	local p v6=NO
 	[[ $topo == *6 ]] && v6=YES
 	for p in "${plist[@]}"; do
 		case $server in
