@@ -117,6 +117,16 @@ func Script(cfg Config) string {
 	return b.String()
 }
 
+// divertRuleTexts are the rules divertRules (nftobj_linux.go) builds, as
+// `nft list` prints them.
+func (c *Config) divertRuleTexts(skipLoopback bool) []string {
+	var rules []string
+	if skipLoopback {
+		rules = append(rules, `iifname "lo" return`)
+	}
+	return append(rules, "tcp dport @ports "+c.queueStatement(), "tcp sport @ports "+c.queueStatement())
+}
+
 // tableText is ftpct's table of one family as `nft list table` prints it
 // after Install, with comments.
 func (c *Config) tableText(f family) string {
@@ -135,10 +145,6 @@ func (c *Config) tableText(f family) string {
 		}
 		fmt.Fprintf(&b, "\t}\n")
 	}
-	divert := []string{
-		"tcp dport @ports " + c.queueStatement(),
-		"tcp sport @ports " + c.queueStatement(),
-	}
 	pinhole := fmt.Sprintf("ct state new %s @expect delete @expect { %s } ct mark set ct mark | %s", tuple, tuple, mark)
 
 	fmt.Fprintf(&b, "table %s %s {\n", f.nft, c.Table)
@@ -150,9 +156,9 @@ func (c *Config) tableText(f family) string {
 	fmt.Fprintf(&b, "\tmap xlate {\n\t\ttype %s : %s . inet_service\n\t\tflags timeout\n\t}\n", key, f.addrType)
 	fmt.Fprintf(&b, "\n\t# Control packets to NFQUEUE before conntrack (bypass: they flow when ftpct\n")
 	fmt.Fprintf(&b, "\t# does not run); local ones once, in output.\n")
-	chain("divert_pre", "filter", "prerouting", prioRaw, append([]string{`iifname "lo" return`}, divert...)...)
+	chain("divert_pre", "filter", "prerouting", prioRaw, c.divertRuleTexts(true)...)
 	b.WriteString("\n")
-	chain("divert_out", "filter", "output", prioRaw, divert...)
+	chain("divert_out", "filter", "output", prioRaw, c.divertRuleTexts(false)...)
 	fmt.Fprintf(&b, "\n\t# A new connection that matches a hole uses it up and gets ftpct's mark.\n")
 	chain("pinhole_pre", "filter", "prerouting", prioMangle, pinhole)
 	b.WriteString("\n")
