@@ -96,8 +96,9 @@ deployment() {
 	local name=$1 topo=$2 helper=$3 ports=$4 ftpct out ops helperline
 	local ns=$name-$(helperhost "$topo")
 	ftpct=$(ftpctbin "$(labdir "$name")")
-	# (false, not die: exit would skip the ERR trap that takes the lab down)
-	out=$("$ftpct" rules --deployment "$topo" --ports "$ports" --set "$(values "$name" "$topo")") ||
+	# --config /dev/null: never the machine's /etc/ftpct/ftpct.conf. (false,
+	# not die: exit would skip the ERR trap that takes the lab down.)
+	out=$("$ftpct" rules --config /dev/null --deployment "$topo" --ports "$ports" --set "$(values "$name" "$topo")") ||
 		{ echo "lab.sh: $ftpct rules --deployment $topo failed" >&2; false; }
 	ops=$(commands "^# The operator's rules, ip6?tables variant:$" <<< "$out")
 	helperline=$(commands "line ftpct replaces" <<< "$out")
