@@ -9,7 +9,7 @@ import (
 )
 
 // Golden deployment rules, reviewed by hand (README "Deployments" quotes
-// them; cmd/ftpct's TestREADME keeps it so). Regenerate deliberately:
+// them; cmd/ftpct's TestREADMERules keeps it so). Regenerate deliberately:
 // go test ./rules/ -run TestDeploymentRulesGolden -update.
 func TestDeploymentRulesGolden(t *testing.T) {
 	tests := []struct {

@@ -14,7 +14,7 @@ import (
 	"github.com/ftpct/ftpct/metrics"
 )
 
-var update = flag.Bool("update", false, "rewrite README.md's generated counter table")
+var update = flag.Bool("update", false, "rewrite README.md's generated blocks: the counter table, the rules")
 
 const (
 	readmeBegin = "<!-- counters: generated from the definitions by `go test ./cmd/ftpct -run TestREADMECounters -update`; do not edit -->\n"

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"regexp"
 	"strings"
@@ -11,8 +10,6 @@ import (
 	"github.com/ftpct/ftpct/rules"
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite README.md's generated blocks from the commands they name")
 
 func TestRulesCommand(t *testing.T) {
 	tests := []struct {
@@ -67,10 +64,10 @@ func TestRulesCommand(t *testing.T) {
 // its opening marker names.
 var generatedBlock = regexp.MustCompile("(?s)<!-- generated: (ftpct [^\n]*?) -->\n(.*?)<!-- end generated -->")
 
-// TestREADME keeps the README's rule blocks equal to what the commands they
+// TestREADMERules keeps the README's rule blocks equal to what the commands they
 // name print: every deployment's rules and the script of what `ftpct run`
 // installs. -update rewrites the blocks.
-func TestREADME(t *testing.T) {
+func TestREADMERules(t *testing.T) {
 	const path = "../../README.md"
 	readme, err := os.ReadFile(path)
 	if err != nil {
@@ -91,7 +88,7 @@ func TestREADME(t *testing.T) {
 		want := "```\n" + stdout.String() + "```\n"
 		if got != want && !*update {
 			t.Errorf("README.md's block for %q differs from its output (-README +output):\n%s\n"+
-				"Run: go test ./cmd/ftpct -run TestREADME -update", command, cmp.Diff(strings.Split(got, "\n"), strings.Split(want, "\n")))
+				"Run: go test ./cmd/ftpct -run TestREADMERules -update", command, cmp.Diff(strings.Split(got, "\n"), strings.Split(want, "\n")))
 		}
 		b.WriteString(text[last:m[4]])
 		b.WriteString(want)
