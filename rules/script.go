@@ -61,11 +61,15 @@ var acceptChains = []string{"FORWARD", "INPUT"}
 
 // queueStatement is the NFQUEUE target of the divert rules as `nft list`
 // prints it.
-func (c *Config) queueStatement() string {
+func (c *Config) queueStatement(bypass bool) string {
+	s := fmt.Sprintf("queue num %d", c.Queue)
 	if c.Queues > 1 {
-		return fmt.Sprintf("queue num %d-%d bypass", c.Queue, int(c.Queue)+int(c.Queues)-1)
+		s = fmt.Sprintf("queue num %d-%d", c.Queue, int(c.Queue)+int(c.Queues)-1)
 	}
-	return fmt.Sprintf("queue num %d bypass", c.Queue)
+	if bypass {
+		s += " bypass"
+	}
+	return s
 }
 
 // Headings of the command lists in Script's header.
@@ -89,8 +93,8 @@ const (
 func Script(cfg Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/usr/sbin/nft -f\n")
-	fmt.Fprintf(&b, "# What `ftpct run` installs at start and removes at exit, for running it with\n")
-	fmt.Fprintf(&b, "# --no-install-rules. The divert chains need nft's queue statement (kernel\n")
+	fmt.Fprintf(&b, "# What `ftpct run` installs at start (and leaves in place at exit), for running\n")
+	fmt.Fprintf(&b, "# it with --no-install-rules. The divert chains need nft's queue statement (kernel\n")
 	fmt.Fprintf(&b, "# CONFIG_NFT_QUEUE); where it is missing `nft -f` loads nothing, and only\n")
 	fmt.Fprintf(&b, "# `ftpct run` can install these rules (with the xt NFQUEUE target).\n")
 	fmt.Fprintf(&b, "#\n%s\n", scriptInstallHeading)
@@ -119,12 +123,14 @@ func Script(cfg Config) string {
 
 // divertRuleTexts are the rules divertRules (nftobj_linux.go) builds, as
 // `nft list` prints them.
-func (c *Config) divertRuleTexts(skipLoopback bool) []string {
+func (c *Config) divertRuleTexts(f family, skipLoopback bool) []string {
 	var rules []string
 	if skipLoopback {
 		rules = append(rules, `iifname "lo" return`)
 	}
-	return append(rules, "tcp dport @ports "+c.queueStatement(), "tcp sport @ports "+c.queueStatement())
+	return append(rules,
+		fmt.Sprintf("%s saddr . %s daddr . tcp sport . tcp dport @hold %s", f.nft, f.nft, c.queueStatement(false)),
+		"tcp dport @ports "+c.queueStatement(true), "tcp sport @ports "+c.queueStatement(true))
 }
 
 // tableText is ftpct's table of one family as `nft list table` prints it
@@ -154,11 +160,16 @@ func (c *Config) tableText(f family) string {
 	fmt.Fprintf(&b, "\tset expect {\n\t\ttype %s\n\t\tsize %d\n\t\tflags dynamic,timeout\n\t}\n", key, expectSetSize)
 	fmt.Fprintf(&b, "\n\t# Where to DNAT a data connection that used a hole.\n")
 	fmt.Fprintf(&b, "\tmap xlate {\n\t\ttype %s : %s . inet_service\n\t\tflags timeout\n\t}\n", key, f.addrType)
-	fmt.Fprintf(&b, "\n\t# Control packets to NFQUEUE before conntrack (bypass: they flow when ftpct\n")
-	fmt.Fprintf(&b, "\t# does not run); local ones once, in output.\n")
-	chain("divert_pre", "filter", "prerouting", prioRaw, c.divertRuleTexts(true)...)
+	fmt.Fprintf(&b, "\n\t# Control connections whose stream ftpct resized: saddr . daddr . sport . dport.\n")
+	fmt.Fprintf(&b, "\tset hold {\n\t\ttype %s . %s . inet_service . inet_service\n\t}\n", f.addrType, f.addrType)
+	fmt.Fprintf(&b, "\n\t# Never runs: while a rule sets ct labels, new conntrack entries get room\n")
+	fmt.Fprintf(&b, "\t# for labels, where ftpct keeps a resized connection's state.\n")
+	fmt.Fprintf(&b, "\tchain keep_labels {\n\t\tct label set 127\n\t}\n")
+	fmt.Fprintf(&b, "\n\t# Control packets to NFQUEUE before conntrack, local ones once, in output.\n")
+	fmt.Fprintf(&b, "\t# Bypass: they flow when ftpct does not run; held ones wait for it.\n")
+	chain("divert_pre", "filter", "prerouting", prioRaw, c.divertRuleTexts(f, true)...)
 	b.WriteString("\n")
-	chain("divert_out", "filter", "output", prioRaw, c.divertRuleTexts(false)...)
+	chain("divert_out", "filter", "output", prioRaw, c.divertRuleTexts(f, false)...)
 	fmt.Fprintf(&b, "\n\t# A new connection that matches a hole uses it up and gets ftpct's mark.\n")
 	chain("pinhole_pre", "filter", "prerouting", prioMangle, pinhole)
 	b.WriteString("\n")
