@@ -279,19 +279,11 @@ func Call(path, cmd string, v any) error { return CallArgs(path, cmd, nil, v) }
 // CallArgs sends cmd with args (marshalled to a JSON object; nil for none)
 // and decodes the answer into v.
 func CallArgs(path, cmd string, args, v any) error {
-	c, r, err := open(path, cmd, args)
+	c, _, resp, err := open(path, cmd, args, false)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	resp, err := readResponse(path, r)
-	if err != nil {
-		return err
-	}
-	if resp.Stream {
-		return fmt.Errorf("%s: %q is a stream command", path, cmd)
-	}
+	c.Close()
 	return json.Unmarshal(resp.Data, v)
 }
 
@@ -300,19 +292,11 @@ func CallArgs(path, cmd string, args, v any) error {
 // the daemon ends the stream (an error wrapping ErrStreamClosed, or the
 // daemon's error).
 func Stream(ctx context.Context, path, cmd string, args any, fn func(item json.RawMessage) error) error {
-	c, r, err := open(path, cmd, args)
+	c, r, _, err := open(path, cmd, args, true)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	resp, err := readResponse(path, r)
-	if err != nil {
-		return err
-	}
-	if !resp.Stream {
-		return fmt.Errorf("%s: %q is not a stream command", path, cmd)
-	}
 	_ = c.SetDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
@@ -333,30 +317,47 @@ func Stream(ctx context.Context, path, cmd string, args any, fn func(item json.R
 	}
 }
 
-// open connects to the daemon and sends the request.
-func open(path, cmd string, args any) (net.Conn, *bufio.Reader, error) {
+// open connects to the daemon, sends the request and reads the first
+// response, which must say cmd is a stream command when stream is set and
+// a plain one otherwise. The caller closes the connection and reads the
+// rest of a stream from the reader.
+func open(path, cmd string, args any, stream bool) (net.Conn, *bufio.Reader, Response, error) {
 	req := Request{Cmd: cmd}
 	if args != nil {
 		b, err := json.Marshal(args)
 		if err != nil {
-			return nil, nil, fmt.Errorf("encode arguments: %w", err)
+			return nil, nil, Response{}, fmt.Errorf("encode arguments: %w", err)
 		}
 		req.Args = b
 	}
 	line, err := json.Marshal(req)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, Response{}, err
 	}
 	c, err := net.DialTimeout("unix", path, 2*time.Second)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w (%v)", path, ErrNoDaemon, err)
+		return nil, nil, Response{}, fmt.Errorf("%s: %w (%v)", path, ErrNoDaemon, err)
 	}
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Write(append(line, '\n')); err != nil {
 		c.Close()
-		return nil, nil, fmt.Errorf("%s: %w (%v)", path, ErrNoDaemon, err)
+		return nil, nil, Response{}, fmt.Errorf("%s: %w (%v)", path, ErrNoDaemon, err)
 	}
-	return c, bufio.NewReader(c), nil
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second)) // a fresh 5 s for the answer
+	r := bufio.NewReader(c)
+	resp, err := readResponse(path, r)
+	switch {
+	case err != nil:
+	case resp.Stream && !stream:
+		err = fmt.Errorf("%s: %q is a stream command", path, cmd)
+	case !resp.Stream && stream:
+		err = fmt.Errorf("%s: %q is not a stream command", path, cmd)
+	}
+	if err != nil {
+		c.Close()
+		return nil, nil, Response{}, err
+	}
+	return c, r, resp, nil
 }
 
 // readResponse reads one response line; a failed one is an error.

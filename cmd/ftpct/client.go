@@ -103,27 +103,16 @@ func cmdExpectList(args []string, stdout, stderr io.Writer) error {
 	if err := control.CallArgs(*socket, "expect", a, &list); err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(stdout, list)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSESSION\tKIND\tFROM\tTO\tTRANSLATED TO\tSTATE\tEXPIRES IN")
 	now := time.Now()
-	for _, v := range list {
-		to := v.To
-		if to == "" {
-			to = "-"
-		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Session, v.Kind, v.Peer,
-			joinHostPort(v.Addr, v.Port), to, v.State, v.Expires.Sub(now).Round(time.Second))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(stdout, "(no pending expectations)")
-	}
-	return nil
+	return writeList(stdout, *asJSON, list, "ID\tSESSION\tKIND\tFROM\tTO\tTRANSLATED TO\tSTATE\tEXPIRES IN",
+		"(no pending expectations)", func(tw io.Writer, v expectView) {
+			to := v.To
+			if to == "" {
+				to = "-"
+			}
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Session, v.Kind, v.Peer,
+				joinHostPort(v.Addr, v.Port), to, v.State, v.Expires.Sub(now).Round(time.Second))
+		})
 }
 
 func joinHostPort(addr string, port uint16) string {
@@ -155,6 +144,27 @@ func cmdStats(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// writeList shows the answer of a list command: list as JSON with --json,
+// otherwise a table of the tab-separated header and one row per item
+// written by row, then none on a line of its own when the list is empty.
+func writeList[T any](w io.Writer, asJSON bool, list []T, header, none string, row func(tw io.Writer, v T)) error {
+	if asJSON {
+		return writeJSON(w, list)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, v := range list {
+		row(tw, v)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(w, none)
+	}
+	return nil
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/ftpct/ftpct/conntrack"
@@ -57,35 +56,24 @@ func cmdSessions(args []string, stdout, stderr io.Writer) error {
 	if err := control.Call(*socket, "sessions", &list); err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(stdout, list)
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tCLIENT\tSERVER\tNAT\tOFFSET C/S\tEXPECT\tTLS\tIDLE")
 	now := time.Now()
-	for _, v := range list {
-		exp := "-"
-		if len(v.Expectations) > 0 {
-			ids := make([]string, len(v.Expectations))
-			for i, id := range v.Expectations {
-				ids[i] = strconv.FormatUint(id, 10)
+	return writeList(stdout, *asJSON, list, "ID\tSTATE\tCLIENT\tSERVER\tNAT\tOFFSET C/S\tEXPECT\tTLS\tIDLE",
+		"(no tracked control connections)", func(tw io.Writer, v sessionView) {
+			exp := "-"
+			if len(v.Expectations) > 0 {
+				ids := make([]string, len(v.Expectations))
+				for i, id := range v.Expectations {
+					ids[i] = strconv.FormatUint(id, 10)
+				}
+				exp = strings.Join(ids, ",")
 			}
-			exp = strings.Join(ids, ",")
-		}
-		nat := v.NAT
-		if nat == "" {
-			nat = "-"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%+d/%+d\t%s\t%s\t%s\n", v.ID, v.State, v.Client, v.Server, nat,
-			v.Offset.Client, v.Offset.Server, exp, v.TLS, now.Sub(v.LastSeen).Round(time.Second))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(stdout, "(no tracked control connections)")
-	}
-	return nil
+			nat := v.NAT
+			if nat == "" {
+				nat = "-"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%+d/%+d\t%s\t%s\t%s\n", v.ID, v.State, v.Client, v.Server, nat,
+				v.Offset.Client, v.Offset.Server, exp, v.TLS, now.Sub(v.LastSeen).Round(time.Second))
+		})
 }
 
 // dirPair is a value for each direction of a control connection.
