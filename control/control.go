@@ -111,9 +111,6 @@ type Server struct {
 func (s *Server) HandleArgs(cmd string, f ArgsFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.args == nil {
-		s.args = map[string]ArgsFunc{}
-	}
 	s.args[cmd] = f
 }
 
@@ -121,9 +118,6 @@ func (s *Server) HandleArgs(cmd string, f ArgsFunc) {
 func (s *Server) HandleStream(cmd string, f StreamFunc) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.streams == nil {
-		s.streams = map[string]StreamFunc{}
-	}
 	s.streams[cmd] = f
 }
 
@@ -157,7 +151,8 @@ func Listen(path string, handlers map[string]HandlerFunc) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("control socket mode: %w", err)
 	}
-	return &Server{path: path, ln: ln, handlers: handlers, writeTimeout: defaultWriteTimeout}, nil
+	return &Server{path: path, ln: ln, handlers: handlers, writeTimeout: defaultWriteTimeout,
+		args: map[string]ArgsFunc{}, streams: map[string]StreamFunc{}}, nil
 }
 
 // Serve answers requests until ctx is cancelled, then closes the socket.

@@ -59,60 +59,68 @@ func Decode(b []byte, p *Packet) error {
 	if len(b) < 1 {
 		return errEmpty
 	}
+	var err error
 	switch b[0] >> 4 {
 	case 4:
-		if err := decodeIPv4(b, p); err != nil {
-			return err
-		}
+		p.V6 = false
+		p.IPHeaderLen, p.Len, err = decodeIPv4(b)
 	case 6:
-		if err := decodeIPv6(b, p); err != nil {
-			return err
-		}
+		p.V6 = true
+		p.IPHeaderLen, p.Len, err = decodeIPv6(b)
 	default:
 		return errVersion
+	}
+	if err != nil {
+		return err
+	}
+	if p.V6 {
+		p.Src = netip.AddrFrom16([16]byte(b[8:24]))
+		p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
+	} else {
+		p.Src = netip.AddrFrom4([4]byte(b[12:16]))
+		p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
 	}
 	return decodeTCP(b, p)
 }
 
-func decodeIPv4(b []byte, p *Packet) error {
+// decodeIPv4 checks the IPv4 header at the start of b and returns its
+// length and the packet's total length.
+func decodeIPv4(b []byte) (hdrLen, total int, err error) {
 	if len(b) < ipv4MinHeader {
-		return errIPv4Short
+		return 0, 0, errIPv4Short
 	}
 	ihl := int(b[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(b[2:]))
+	total = int(binary.BigEndian.Uint16(b[2:]))
 	switch {
 	case ihl < ipv4MinHeader:
-		return errIPv4HeaderLen
+		return 0, 0, errIPv4HeaderLen
 	case total < ihl:
-		return errIPv4TotalLen
+		return 0, 0, errIPv4TotalLen
 	case total > len(b):
-		return errIPv4Truncated
+		return 0, 0, errIPv4Truncated
 	}
 	if b[9] != protoTCP {
-		return errIPv4NotTCP
+		return 0, 0, errIPv4NotTCP
 	}
 	if frag := binary.BigEndian.Uint16(b[6:]); frag&0x3fff != 0 { // MF bit or fragment offset
-		return errIPv4Fragment
+		return 0, 0, errIPv4Fragment
 	}
-	p.V6 = false
-	p.Src = netip.AddrFrom4([4]byte(b[12:16]))
-	p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
-	p.IPHeaderLen = ihl
-	p.Len = total
-	return nil
+	return ihl, total, nil
 }
 
-func decodeIPv6(b []byte, p *Packet) error {
+// decodeIPv6 checks the IPv6 header and the extension headers before TCP at
+// the start of b and returns their length and the packet's total length.
+func decodeIPv6(b []byte) (hdrLen, total int, err error) {
 	if len(b) < ipv6Header {
-		return errIPv6Short
+		return 0, 0, errIPv6Short
 	}
 	plen := int(binary.BigEndian.Uint16(b[4:]))
 	if plen == 0 {
-		return errIPv6Jumbo
+		return 0, 0, errIPv6Jumbo
 	}
-	total := ipv6Header + plen
+	total = ipv6Header + plen
 	if total > len(b) {
-		return errIPv6Truncated
+		return 0, 0, errIPv6Truncated
 	}
 	next, off := b[6], ipv6Header
 	for i := 0; ; i++ {
@@ -120,35 +128,30 @@ func decodeIPv6(b []byte, p *Packet) error {
 			break
 		}
 		if i == maxExtHeaders {
-			return errIPv6TooManyExt
+			return 0, 0, errIPv6TooManyExt
 		}
 		switch next {
 		case protoHopByHop:
 			if off != ipv6Header {
-				return errIPv6HopByHop
+				return 0, 0, errIPv6HopByHop
 			}
 		case protoRouting, protoDstOpts:
 		case protoFragment:
-			return errIPv6Fragment
+			return 0, 0, errIPv6Fragment
 		default:
-			return errIPv6NotTCP
+			return 0, 0, errIPv6NotTCP
 		}
 		if off+8 > total {
-			return errIPv6ExtShort
+			return 0, 0, errIPv6ExtShort
 		}
 		hlen := (int(b[off+1]) + 1) * 8
 		if off+hlen > total {
-			return errIPv6ExtTruncated
+			return 0, 0, errIPv6ExtTruncated
 		}
 		next = b[off]
 		off += hlen
 	}
-	p.V6 = true
-	p.Src = netip.AddrFrom16([16]byte(b[8:24]))
-	p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
-	p.IPHeaderLen = off
-	p.Len = total
-	return nil
+	return off, total, nil
 }
 
 func decodeTCP(b []byte, p *Packet) error {
