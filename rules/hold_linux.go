@@ -80,7 +80,7 @@ func (m *Manager) Holes() ([]Hole, error) {
 // listHoles reads o's expect set and xlate map; stale are the map
 // elements whose hole is gone (used or deleted).
 func (m *Manager) listHoles(o *tableObjs) (holes []Hole, stale []nftables.SetElement, err error) {
-	n := int(o.fam.addrLen())
+	n := int(o.fam.nl().addrLen)
 	exp, err := m.conn.GetSetElements(o.expect)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list %s %s: %w", o.fam.nft, o.expect.Name, hint(err))
@@ -173,7 +173,7 @@ func (m *Manager) Reconcile(alive func(Flow) bool) (Left, error) {
 			}
 			var gone []nftables.SetElement
 			for _, e := range held {
-				f, ok := parseHoldKey(e.Key, int(o.fam.addrLen()))
+				f, ok := parseHoldKey(e.Key, int(o.fam.nl().addrLen))
 				if !ok || !alive(f) {
 					gone = append(gone, nftables.SetElement{Key: e.Key})
 					continue

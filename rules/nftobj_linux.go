@@ -42,37 +42,29 @@ type tableObjs struct {
 	hold   *nftables.Set
 }
 
-func (f family) tableFamily() nftables.TableFamily {
-	if f == familyIPv6 {
-		return nftables.TableFamilyIPv6
-	}
-	return nftables.TableFamilyIPv4
+// netlinkFamily is what the netlink side needs to know of a family.
+type netlinkFamily struct {
+	table       nftables.TableFamily
+	addrType    nftables.SetDatatype
+	addrLen     uint32 // bytes of an address
+	saddrOffset uint32 // of the source address in the network header; the destination follows
 }
 
-func (f family) addrLen() uint32 {
-	if f == familyIPv6 {
-		return 16
-	}
-	return 4
-}
+var (
+	netlinkIPv4 = netlinkFamily{table: nftables.TableFamilyIPv4, addrType: nftables.TypeIPAddr, addrLen: 4, saddrOffset: ip4SaddrOffset}
+	netlinkIPv6 = netlinkFamily{table: nftables.TableFamilyIPv6, addrType: nftables.TypeIP6Addr, addrLen: 16, saddrOffset: ip6SaddrOffset}
+)
 
-func (f family) setAddrType() nftables.SetDatatype {
+func (f family) nl() netlinkFamily {
 	if f == familyIPv6 {
-		return nftables.TypeIP6Addr
+		return netlinkIPv6
 	}
-	return nftables.TypeIPAddr
-}
-
-func (f family) saddrOffset() uint32 {
-	if f == familyIPv6 {
-		return ip6SaddrOffset
-	}
-	return ip4SaddrOffset
+	return netlinkIPv4
 }
 
 func newTableObjs(name string, f family) *tableObjs {
-	t := &nftables.Table{Name: name, Family: f.tableFamily()}
-	at := f.setAddrType()
+	t := &nftables.Table{Name: name, Family: f.nl().table}
+	at := f.nl().addrType
 	return &tableObjs{
 		fam:   f,
 		table: t,
@@ -172,10 +164,10 @@ func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bo
 // loadTuple loads saddr . daddr . tcp dport into consecutive 32-bit
 // registers starting at NFT_REG32_00.
 func loadTuple(f family) []expr.Any {
-	n := f.addrLen()
+	n, saddr := f.nl().addrLen, f.nl().saddrOffset
 	return []expr.Any{
-		&expr.Payload{DestRegister: nftReg32Base, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOffset(), Len: n},
-		&expr.Payload{DestRegister: nftReg32Base + n/4, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOffset() + n, Len: n},
+		&expr.Payload{DestRegister: nftReg32Base, Base: expr.PayloadBaseNetworkHeader, Offset: saddr, Len: n},
+		&expr.Payload{DestRegister: nftReg32Base + n/4, Base: expr.PayloadBaseNetworkHeader, Offset: saddr + n, Len: n},
 		&expr.Payload{DestRegister: nftReg32Base + 2*n/4, Base: expr.PayloadBaseTransportHeader, Offset: tcpDportOffset, Len: 2},
 	}
 }
@@ -183,11 +175,11 @@ func loadTuple(f family) []expr.Any {
 // loadFlow loads saddr . daddr . tcp sport . tcp dport into consecutive
 // 32-bit registers starting at NFT_REG32_00.
 func loadFlow(f family) []expr.Any {
-	n := f.addrLen()
+	n, saddr := f.nl().addrLen, f.nl().saddrOffset
 	r := nftReg32Base + 2*n/4
 	return []expr.Any{
-		&expr.Payload{DestRegister: nftReg32Base, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOffset(), Len: n},
-		&expr.Payload{DestRegister: nftReg32Base + n/4, Base: expr.PayloadBaseNetworkHeader, Offset: f.saddrOffset() + n, Len: n},
+		&expr.Payload{DestRegister: nftReg32Base, Base: expr.PayloadBaseNetworkHeader, Offset: saddr, Len: n},
+		&expr.Payload{DestRegister: nftReg32Base + n/4, Base: expr.PayloadBaseNetworkHeader, Offset: saddr + n, Len: n},
 		&expr.Payload{DestRegister: r, Base: expr.PayloadBaseTransportHeader, Offset: tcpSportOffset, Len: 2},
 		&expr.Payload{DestRegister: r + 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpDportOffset, Len: 2},
 	}
@@ -247,7 +239,7 @@ func xlateRule(cfg *Config, o *tableObjs) []expr.Any {
 		&expr.Lookup{SourceRegister: nftReg32Base, DestRegister: nftReg32Base, IsDestRegSet: true,
 			SetName: o.xlate.Name, SetID: o.xlate.ID},
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: natFamily,
-			RegAddrMin: nftReg32Base, RegProtoMin: nftReg32Base + o.fam.addrLen()/4, Specified: true},
+			RegAddrMin: nftReg32Base, RegProtoMin: nftReg32Base + o.fam.nl().addrLen/4, Specified: true},
 	)
 	return r
 }

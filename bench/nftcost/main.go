@@ -64,40 +64,29 @@ func run(n int) error {
 		// 203.0.113.2 . 203.0.113.1 . port, each field padded to 4 bytes.
 		return []byte{203, 0, 113, 2, 203, 0, 113, 1, byte(i >> 8), byte(i), 0, 0}
 	}
-	timed := func(op func() error) (time.Duration, error) {
+	// timed applies op to the element of port, with timeout, and flushes.
+	timed := func(op func(*nftables.Set, []nftables.SetElement) error, port int, timeout time.Duration) (time.Duration, error) {
 		t0 := time.Now()
-		err := op()
+		err := op(set, []nftables.SetElement{{Key: key(port), Timeout: timeout}})
+		if err == nil {
+			err = c.Flush()
+		}
 		return time.Since(t0), err
 	}
 	var add, del, missing []time.Duration
 	for i := range n {
 		port := 10000 + i
-		d, err := timed(func() error {
-			if err := c.SetAddElements(set, []nftables.SetElement{{Key: key(port), Timeout: time.Minute}}); err != nil {
-				return err
-			}
-			return c.Flush()
-		})
+		d, err := timed(c.SetAddElements, port, time.Minute)
 		if err != nil {
 			return fmt.Errorf("add: %w", err)
 		}
 		add = append(add, d)
-		d, err = timed(func() error {
-			if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: key(port)}}); err != nil {
-				return err
-			}
-			return c.Flush()
-		})
+		d, err = timed(c.SetDeleteElements, port, 0)
 		if err != nil {
 			return fmt.Errorf("delete: %w", err)
 		}
 		del = append(del, d)
-		d, err = timed(func() error {
-			if err := c.SetDeleteElements(set, []nftables.SetElement{{Key: key(port)}}); err != nil {
-				return err
-			}
-			return c.Flush()
-		})
+		d, err = timed(c.SetDeleteElements, port, 0)
 		if !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("delete of a missing element: got %v, want ENOENT", err)
 		}
