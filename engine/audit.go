@@ -37,18 +37,17 @@ const (
 	EventDeleted
 )
 
+var eventKindNames = [...]string{
+	EventCreated: "created",
+	EventRefused: "refused",
+	EventUsed:    "used",
+	EventExpired: "expired",
+	EventDeleted: "deleted",
+}
+
 func (k EventKind) String() string {
-	switch k {
-	case EventCreated:
-		return "created"
-	case EventRefused:
-		return "refused"
-	case EventUsed:
-		return "used"
-	case EventExpired:
-		return "expired"
-	case EventDeleted:
-		return "deleted"
+	if uint(k) < uint(len(eventKindNames)) && eventKindNames[k] != "" {
+		return eventKindNames[k]
 	}
 	return "EventKind(" + strconv.Itoa(int(k)) + ")"
 }

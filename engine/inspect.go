@@ -29,14 +29,15 @@ const (
 	numSessionStates
 )
 
+var sessionStateNames = [numSessionStates]string{
+	SessionActive:  "active",
+	SessionTLS:     "tls",
+	SessionClosing: "closing",
+}
+
 func (s SessionState) String() string {
-	switch s {
-	case SessionActive:
-		return "active"
-	case SessionTLS:
-		return "tls"
-	case SessionClosing:
-		return "closing"
+	if uint(s) < uint(len(sessionStateNames)) {
+		return sessionStateNames[s]
 	}
 	return "SessionState(" + strconv.Itoa(int(s)) + ")"
 }
@@ -53,14 +54,15 @@ const (
 	TLSOn
 )
 
+var tlsStateNames = [...]string{
+	TLSNone:      "none",
+	TLSRequested: "requested",
+	TLSOn:        "on",
+}
+
 func (s TLSState) String() string {
-	switch s {
-	case TLSNone:
-		return "none"
-	case TLSRequested:
-		return "requested"
-	case TLSOn:
-		return "on"
+	if uint(s) < uint(len(tlsStateNames)) {
+		return tlsStateNames[s]
 	}
 	return "TLSState(" + strconv.Itoa(int(s)) + ")"
 }

@@ -48,7 +48,8 @@ func dialSock(readBuffer int) (*netlinkSock, error) {
 		return nil, fmt.Errorf("open nfnetlink socket: %w", err)
 	}
 	s := &netlinkSock{c: c}
-	s.readFn, s.writeFn = s.doRead, s.doWrite
+	s.readFn = func(fd uintptr) bool { return s.rw(fd, unix.Read) }
+	s.writeFn = func(fd uintptr) bool { return s.rw(fd, unix.Write) }
 	if s.rc, err = c.SyscallConn(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("nfnetlink socket: %w", err)
@@ -89,20 +90,6 @@ func (s *netlinkSock) read(b []byte) (int, error) {
 	return s.n, s.err
 }
 
-func (s *netlinkSock) doRead(fd uintptr) bool {
-	for {
-		n, err := unix.Read(int(fd), s.buf)
-		switch err {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false // wait in the poller
-		}
-		s.n, s.err = n, err
-		return true
-	}
-}
-
 func (s *netlinkSock) write(b []byte) error {
 	s.buf = b
 	if err := s.rc.Write(s.writeFn); err != nil {
@@ -111,16 +98,19 @@ func (s *netlinkSock) write(b []byte) error {
 	return s.err
 }
 
-func (s *netlinkSock) doWrite(fd uintptr) bool {
+// rw is readFn (op unix.Read) and writeFn (op unix.Write): it runs op on
+// s.buf, again after EINTR, and keeps its result; on EAGAIN it returns false
+// to wait in the poller.
+func (s *netlinkSock) rw(fd uintptr, op func(int, []byte) (int, error)) bool {
 	for {
-		_, err := unix.Write(int(fd), s.buf)
+		n, err := op(int(fd), s.buf)
 		switch err {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return false
 		}
-		s.err = err
+		s.n, s.err = n, err
 		return true
 	}
 }

@@ -90,14 +90,15 @@ const (
 	placeholderPrefix                        // an IPv4 prefix
 )
 
+var placeholderKindNames = [...]string{
+	placeholderIface:  "interface",
+	placeholderAddr:   "IPv4 address",
+	placeholderPrefix: "IPv4 prefix",
+}
+
 func (k placeholderKind) String() string {
-	switch k {
-	case placeholderIface:
-		return "interface"
-	case placeholderAddr:
-		return "IPv4 address"
-	case placeholderPrefix:
-		return "IPv4 prefix"
+	if uint(k) < uint(len(placeholderKindNames)) {
+		return placeholderKindNames[k]
 	}
 	return "placeholderKind(" + strconv.Itoa(int(k)) + ")"
 }
