@@ -62,23 +62,17 @@ func Decode(b []byte, p *Packet) error {
 	var err error
 	switch b[0] >> 4 {
 	case 4:
-		p.V6 = false
-		p.IPHeaderLen, p.Len, err = decodeIPv4(b)
+		if p.IPHeaderLen, p.Len, err = decodeIPv4(b); err != nil {
+			return err
+		}
+		p.V6, p.Src, p.Dst = false, netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
 	case 6:
-		p.V6 = true
-		p.IPHeaderLen, p.Len, err = decodeIPv6(b)
+		if p.IPHeaderLen, p.Len, err = decodeIPv6(b); err != nil {
+			return err
+		}
+		p.V6, p.Src, p.Dst = true, netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40]))
 	default:
 		return errVersion
-	}
-	if err != nil {
-		return err
-	}
-	if p.V6 {
-		p.Src = netip.AddrFrom16([16]byte(b[8:24]))
-		p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
-	} else {
-		p.Src = netip.AddrFrom4([4]byte(b[12:16]))
-		p.Dst = netip.AddrFrom4([4]byte(b[16:20]))
 	}
 	return decodeTCP(b, p)
 }
