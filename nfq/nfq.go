@@ -13,11 +13,17 @@ const (
 	Accept Verdict = iota
 	// Drop drops it.
 	Drop
+	// Pending, returned by a Handler, sends no verdict now: the packet
+	// waits in the kernel until Queue.Verdict gives it one by its ID.
+	Pending
 )
 
 func (v Verdict) String() string {
-	if v == Drop {
+	switch v {
+	case Drop:
 		return "drop"
+	case Pending:
+		return "pending"
 	}
 	return "accept"
 }
@@ -33,6 +39,8 @@ type Packet struct {
 }
 
 // Handler decides a packet's verdict. A non-nil payload replaces the packet.
+// With Pending, the verdict is given later with Queue.Verdict; p.Data is
+// valid only until the Handler returns.
 type Handler func(p Packet) (Verdict, []byte)
 
 // Config selects and sizes a queue.
@@ -73,6 +81,9 @@ type Stats struct {
 	Packets  atomic.Uint64
 	Modified atomic.Uint64
 	Dropped  atomic.Uint64
+	// Deferred counts packets whose verdict the Handler left for later
+	// (Pending), given with Queue.Verdict.
+	Deferred atomic.Uint64
 	// VerdictErrors counts verdicts that could not be sent or that the
 	// kernel refused.
 	VerdictErrors atomic.Uint64

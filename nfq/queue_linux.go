@@ -22,6 +22,10 @@ type Queue struct {
 	h     Handler
 	stats Stats
 
+	// wmu serialises writes to s: the reader's verdicts and Verdict's.
+	wmu  sync.Mutex
+	vbuf []byte // one verdict given by Verdict (under wmu)
+
 	// Owned by the reader goroutine.
 	rbuf     []byte // one datagram from the kernel
 	wbuf     []byte // one verdict
@@ -72,6 +76,7 @@ func start(ctx context.Context, s sock, cfg Config, h Handler) (*Queue, error) {
 		h:      h,
 		rbuf:   make([]byte, recvBufLen),
 		wbuf:   make([]byte, 0, 4096),
+		vbuf:   make([]byte, 0, 4096),
 		bound:  make(chan error, 1),
 		cancel: cancel,
 		done:   make(chan struct{}),
@@ -113,8 +118,11 @@ func (q *Queue) run(ctx context.Context) {
 			}
 			q.bound <- err
 		}
+		// Under wmu: no Verdict writes to a closed socket.
+		q.wmu.Lock()
 		q.closeErr = q.s.close()
 		close(q.done)
+		q.wmu.Unlock()
 	}()
 	for {
 		n, err := q.s.read(q.rbuf)
@@ -197,17 +205,59 @@ func (q *Queue) datagram(b []byte) bool {
 func (q *Queue) packet(p Packet) {
 	q.stats.Packets.Add(1)
 	v, out := q.h(p)
+	if v == Pending {
+		q.stats.Deferred.Add(1)
+		return
+	}
+	q.wbuf = q.send(q.wbuf, p.ID, v, out)
+}
+
+// send counts and writes the verdict v (with payload out) for packet id,
+// built in buf, which it returns for reuse.
+func (q *Queue) send(buf []byte, id uint32, v Verdict, out []byte) []byte {
+	buf = appendVerdict(buf[:0], q.cfg.Num, id, v, q.count(v, out))
+	q.wmu.Lock()
+	err := q.s.write(buf)
+	q.wmu.Unlock()
+	if err != nil {
+		q.stats.VerdictErrors.Add(1)
+	}
+	return buf
+}
+
+// count counts verdict v and returns the payload it carries.
+func (q *Queue) count(v Verdict, out []byte) []byte {
 	switch {
 	case v == Drop:
 		q.stats.Dropped.Add(1)
-		out = nil
+		return nil
 	case out != nil:
 		q.stats.Modified.Add(1)
 	}
-	q.wbuf = appendVerdict(q.wbuf[:0], q.cfg.Num, p.ID, v, out)
-	if err := q.s.write(q.wbuf); err != nil {
-		q.stats.VerdictErrors.Add(1)
+	return out
+}
+
+// Verdict gives packet id, left Pending by the Handler, its verdict v (Accept
+// or Drop; a non-nil payload replaces the packet). It is safe to call from
+// any goroutine, and returns ErrClosed once the queue is closed: the kernel
+// then dropped the packet (nfqnl_flush at unbind).
+func (q *Queue) Verdict(id uint32, v Verdict, payload []byte) error {
+	if v == Pending {
+		return fmt.Errorf("%w: a verdict cannot be pending", ErrVerdict)
 	}
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	select {
+	case <-q.done:
+		return ErrClosed
+	default:
+	}
+	q.vbuf = appendVerdict(q.vbuf[:0], q.cfg.Num, id, v, q.count(v, payload))
+	if err := q.s.write(q.vbuf); err != nil {
+		q.stats.VerdictErrors.Add(1)
+		return fmt.Errorf("nfqueue %d: verdict for packet %d: %w", q.cfg.Num, id, err)
+	}
+	return nil
 }
 
 func (q *Queue) malformed(err error) {

@@ -616,3 +616,108 @@ func BenchmarkPacketPath(b *testing.B) {
 		})
 	}
 }
+
+// TestDeferredVerdicts: a Handler leaves packets Pending; the reader goes
+// on with the next packets, and Verdict gives the pending ones theirs
+// later, from another goroutine, by packet id.
+func TestDeferredVerdicts(t *testing.T) {
+	ip := []byte{0x45, 0, 0, 21, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 'x'}
+	mod := append(bytes.Clone(ip), "yz"...)
+	tests := []struct {
+		name string
+		// later are the verdicts given with Verdict for packets 1 and 3
+		// (packet 2 is decided by the Handler at once).
+		later   [2]Verdict
+		payload []byte
+		want    []decodedVerdict
+		wantC   counters
+		wantDef uint64
+	}{
+		{
+			name:  "accept later",
+			later: [2]Verdict{Accept, Accept},
+			want: []decodedVerdict{
+				{ID: 2, Verdict: nfAccept}, {ID: 3, Verdict: nfAccept}, {ID: 1, Verdict: nfAccept},
+			},
+			wantC:   counters{Packets: 3},
+			wantDef: 2,
+		},
+		{
+			name:    "modified and dropped later",
+			later:   [2]Verdict{Accept, Drop},
+			payload: mod,
+			want: []decodedVerdict{
+				{ID: 2, Verdict: nfAccept}, {ID: 3, Verdict: nfDrop}, {ID: 1, Verdict: nfAccept, Payload: mod, HasPload: true},
+			},
+			wantC:   counters{Packets: 3, Modified: 1, Dropped: 1},
+			wantDef: 2,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeSock(t)
+			pending := make(chan uint32, 2)
+			q := startFake(t, context.Background(), f, func(p Packet) (Verdict, []byte) {
+				if p.ID == 2 {
+					return Accept, nil
+				}
+				pending <- p.ID
+				return Pending, nil
+			})
+			for id := uint32(1); id <= 3; id++ {
+				f.in <- fakeRead{b: packetMsg(t, id, 1, ip)}
+			}
+			f.waitWrites(t, 2) // the bind and packet 2's verdict
+			errc := make(chan error, 2)
+			go func() {
+				// The later packet first: verdicts need not follow arrival.
+				a, b := <-pending, <-pending
+				errc <- q.Verdict(b, tc.later[1], nil)
+				errc <- q.Verdict(a, tc.later[0], tc.payload)
+			}()
+			for range 2 {
+				if err := <-errc; err != nil {
+					t.Fatalf("Verdict: %v", err)
+				}
+			}
+			f.waitWrites(t, 2)
+			if err := q.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			for i := range tc.want {
+				w := &tc.want[i]
+				w.Type, w.Flags, w.Seq = typeVerdict, 1, w.ID
+				w.NfGen = []byte{0, 0, 0, 7}
+			}
+			if diff := cmp.Diff(tc.want, f.verdicts(t)); diff != "" {
+				t.Errorf("verdicts sent (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantC, countersOf(q)); diff != "" {
+				t.Errorf("Stats() (-want +got):\n%s", diff)
+			}
+			if got := q.Stats().Deferred.Load(); got != tc.wantDef {
+				t.Errorf("Deferred = %d, want %d", got, tc.wantDef)
+			}
+		})
+	}
+}
+
+// TestVerdictAfterClose: a verdict for a packet the closed queue's kernel
+// side dropped fails with ErrClosed and writes nothing; a Pending verdict
+// is refused.
+func TestVerdictAfterClose(t *testing.T) {
+	f := newFakeSock(t)
+	q := startFake(t, context.Background(), f, accept)
+	if err := q.Verdict(1, Pending, nil); !errors.Is(err, ErrVerdict) {
+		t.Errorf("Verdict(Pending) = %v, want %v", err, ErrVerdict)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := q.Verdict(1, Accept, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Verdict after Close = %v, want %v", err, ErrClosed)
+	}
+	if got := f.verdicts(t); len(got) != 0 {
+		t.Errorf("verdicts written: %v, want none", got)
+	}
+}

@@ -21,3 +21,6 @@ func (q *Queue) Stats() *Stats { return &Stats{} }
 
 // Close does nothing.
 func (q *Queue) Close() error { return nil }
+
+// Verdict returns ErrUnsupported.
+func (q *Queue) Verdict(id uint32, v Verdict, payload []byte) error { return ErrUnsupported }

@@ -1,0 +1,20 @@
+//go:build !linux
+
+package rules
+
+import "context"
+
+// Committer is not supported outside Linux.
+type Committer struct{}
+
+// Committer returns a committer whose Submit returns ErrNotSupported.
+func (m *Manager) Committer() *Committer { return &Committer{} }
+
+// Submit returns ErrNotSupported.
+func (c *Committer) Submit(done func(Result), ops ...Op) error { return ErrNotSupported }
+
+// Run waits for ctx and returns nil.
+func (c *Committer) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
