@@ -12,6 +12,9 @@ const (
 	DecisionModified
 	// DecisionDrop drops the packet; its sender retransmits it.
 	DecisionDrop
+	// DecisionPending: the packet waits for its holes to be committed
+	// (Engine.Defer); its decision is given later to the VerdictFunc.
+	DecisionPending
 )
 
 func (v Decision) String() string {
@@ -22,6 +25,8 @@ func (v Decision) String() string {
 		return "accept-modified"
 	case DecisionDrop:
 		return "drop"
+	case DecisionPending:
+		return "pending"
 	}
 	return "unknown"
 }

@@ -37,6 +37,7 @@ type Engine struct {
 	stats    Stats
 	obs      observer // audit log and watchers (audit.go)
 	persist  *persister
+	async    *deferrer // nil: holes are opened inline (Defer)
 	now      func() time.Time
 }
 

@@ -66,7 +66,10 @@ func (w *Worker) admit(sess *conntrack.Session, dir conntrack.Dir, m ftpparse.Ma
 	w.evict = evicted[:0]
 	for _, old := range evicted {
 		e.stats.ExpectEvicted.Add(1)
-		if err := e.holes.Close(e.hole(old)); err != nil {
+		if e.async != nil {
+			// Deleted in the transaction that opens the new hole.
+			w.ops = append(w.ops, rules.Op{Kind: rules.OpClose, Hole: e.hole(old)})
+		} else if err := e.holes.Close(e.hole(old)); err != nil {
 			e.stats.Errors.Add(1)
 		}
 	}
@@ -79,8 +82,15 @@ func (w *Worker) admit(sess *conntrack.Session, dir conntrack.Dir, m ftpparse.Ma
 	}
 	if !e.persist.fits(sess, dir, w.growth(m, seenAs, x.Port)) {
 		e.exps.Remove(x)
-		_ = e.holes.Close(e.hole(x)) // a refreshed expectation's hole is open
+		e.closeHole(e.hole(x)) // a refreshed expectation's hole is open
 		return g, e.refuse(sess, m, ReasonStateRange, now)
+	}
+	if e.async != nil {
+		// Committed before the packet's verdict (deferred.go), which
+		// counts it created or refuses it.
+		w.ops = append(w.ops, rules.Op{Kind: rules.OpOpen, Hole: e.ownedHole(x, sess)})
+		w.grants = append(w.grants, pending{x: x, created: created, m: m})
+		return grant{x: x, seenAs: seenAs}, true
 	}
 	if err := e.holes.Open(e.ownedHole(x, sess)); err != nil {
 		e.exps.Remove(x)
@@ -144,9 +154,7 @@ func (e *Engine) DataConnection(b conntrack.Binding) {
 	if x.To.IsValid() {
 		h := e.hole(x)
 		h.Used = true
-		if err := e.holes.Close(h); err != nil {
-			e.stats.Errors.Add(1)
-		}
+		e.closeHole(h)
 	}
 	if e.logLim.Allow(e.now()) {
 		e.log.Info("data connection", "session", x.Session, "kind", x.Kind.String(),
@@ -173,7 +181,7 @@ func (e *Engine) forget(session uint64, dst []expect.Expectation) []expect.Expec
 	n := len(dst)
 	dst = e.exps.RemoveSession(session, dst)
 	for _, x := range dst[n:] {
-		_ = e.holes.Close(e.hole(x))
+		e.closeHole(e.hole(x))
 	}
 	return dst
 }

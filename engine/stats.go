@@ -38,6 +38,7 @@ type counterSet[C, G any] struct {
 	Replays             C `json:"replays" help:"rewrites replayed on retransmitted segments"`
 	ResendsCompleted    C `json:"resends_completed" help:"resent segments carrying part of a rewritten argument, completed with its original bytes made again"`
 	OutOfOrder          C `json:"out_of_order" help:"segments dropped because an earlier one of the stream was missing"`
+	Deferred            C `json:"deferred" help:"packets whose verdict waited for a hole commit: announcements until their hole was committed, and later packets of their flow queued behind them"`
 	ExpectCreated       C `json:"expect_created" help:"expectations created (holes opened)"`
 	ExpectUsed          C `json:"expect_used" help:"expectations used by their data connection"`
 	ExpectExpired       C `json:"expect_expired" help:"expectations expired unused after --timeout"`

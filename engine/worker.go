@@ -9,6 +9,7 @@ import (
 	"github.com/ftpct/ftpct/expect"
 	"github.com/ftpct/ftpct/ftpparse"
 	"github.com/ftpct/ftpct/rewrite"
+	"github.com/ftpct/ftpct/rules"
 	"github.com/ftpct/ftpct/seqnum"
 	"github.com/ftpct/ftpct/stream"
 )
@@ -29,6 +30,8 @@ type Worker struct {
 	cut     []byte // the payload of a resent segment completed (complete)
 	whole   []byte // that segment
 	evict   []expect.Expectation
+	ops     []rules.Op     // hole operations of the packet, to commit before its verdict
+	grants  []pending      // the announcements they are for
 	txt     ftpText        // the FTP layer's text of the current session's rewrites
 	text    stream.Text    // &txt, as the normaliser asks for it
 	kept    int            // records of the packet's direction before it
@@ -48,6 +51,8 @@ func (e *Engine) NewWorker() *Worker {
 		cut:     make([]byte, 0, 16384),
 		whole:   make([]byte, 0, 16384),
 		evict:   make([]expect.Expectation, 0, 4),
+		ops:     make([]rules.Op, 0, 8),
+		grants:  make([]pending, 0, 4),
 	}
 	w.text = &w.txt
 	return w
@@ -61,7 +66,12 @@ func (e *Engine) NewWorker() *Worker {
 // completed resends, held bytes, gaps, replays); the FTP layer for the new
 // bytes (lines, announcements), which asks the policy for each announcement;
 // then the one place that sends (send) or drops (drop).
-func (w *Worker) Handle(pkt []byte) (Decision, []byte) {
+func (w *Worker) Handle(pkt []byte) (Decision, []byte) { return w.HandleID(0, pkt) }
+
+// HandleID is Handle for the queued packet id. With hole commits deferred
+// (Engine.Defer) it may return DecisionPending: the packet's decision is
+// given later, with id, to the engine's VerdictFunc (see deferred.go).
+func (w *Worker) HandleID(id uint32, pkt []byte) (Decision, []byte) {
 	e := w.e
 	e.stats.Packets.Add(1)
 	var s segment
@@ -77,6 +87,16 @@ func (w *Worker) Handle(pkt []byte) (Decision, []byte) {
 	}
 	sess.Lock()
 	defer sess.Unlock()
+	if e.async.behind(sess, dir, id, pkt) {
+		e.stats.Deferred.Add(1)
+		return DecisionPending, nil
+	}
+	return w.locked(id, sess, dir, &s, now)
+}
+
+// decide runs the layers on segment s of the locked session sess.
+func (w *Worker) decide(sess *conntrack.Session, dir conntrack.Dir, s *segment, now time.Time) (Decision, []byte) {
+	e := w.e
 	cfg := e.policy()
 	sess.LastSeen = now
 	if s.p.Flags&(rewrite.FlagFIN|rewrite.FlagRST) != 0 {
@@ -90,24 +110,24 @@ func (w *Worker) Handle(pkt []byte) (Decision, []byte) {
 	// guarantees (so a short split command is sent whole with what follows).
 	limit := max(len(s.payload), minMTU-s.p.PayloadOff)
 
-	o := w.normalise(sess, dir, &s, limit, cfg, now)
+	o := w.normalise(sess, dir, s, limit, cfg, now)
 	switch o.act {
 	case actDrop:
 		return w.drop(sess, dir, &s.p, o.why)
 	case actTrim:
-		return w.finish(sess, dir, &s, o.seq, o.head, now)
+		return w.finish(sess, dir, s, o.seq, o.head, now)
 	case actSend:
 		if o.why != "" && e.log.Enabled(context.Background(), slog.LevelDebug) {
 			h := &sess.Stream[dir]
 			e.log.Debug(o.why, "session", sess.ID, "from", dir.String(),
 				"seq", uint32(s.p.Seq), "len", len(s.payload), "next", uint32(h.Next), "replays", len(w.splices))
 		}
-		return w.send(sess, dir, &s, now)
+		return w.send(sess, dir, s, now)
 	}
 	if trimAt := w.read(sess, dir, &s.p, s.payload, o.off, limit, cfg, now); trimAt >= 0 {
-		return w.finish(sess, dir, &s, s.p.Seq, s.payload[:trimAt], now)
+		return w.finish(sess, dir, s, s.p.Seq, s.payload[:trimAt], now)
 	}
-	return w.send(sess, dir, &s, now)
+	return w.send(sess, dir, s, now)
 }
 
 // begin readies the worker for a packet of sess's direction dir.
@@ -170,7 +190,9 @@ func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, s *segment, no
 		return DecisionAccept, nil
 	}
 	w.out = out[:0]
-	e.persist.after(sess, dir, w.before, now) // before the verdict
+	if len(w.ops) == 0 {
+		e.persist.after(sess, dir, w.before, now) // before the verdict
+	} // else once its holes are committed (deferred.go)
 	e.stats.Modified.Add(1)
 	return DecisionModified, out
 }

@@ -1,0 +1,256 @@
+package engine
+
+// Hole commits off the packet path. With Engine.Defer, the policy does not
+// open an announcement's hole inline: the worker submits the packet's hole
+// operations (evicted holes closed, the new one opened) to a Committer,
+// which commits what all workers submitted meanwhile in one nftables
+// transaction, and the packet's decision waits (DecisionPending) until its
+// holes are committed: a data connection never races its hole. The worker
+// goes on with other packets. Later packets of the same flow (session and
+// direction) wait behind it, unread, and are handled in order once it is
+// decided, so a flow is never reordered and the state they meet is final.
+//
+// A failed commit refuses the packet's announcements as an inline failure
+// did (ReasonRules): no hole, its expectations removed, its rewrites
+// forgotten, and the packet passes as the sender sent it (or, if the
+// normaliser had to change it, is dropped for the sender to retransmit).
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ftpct/ftpct/conntrack"
+	"github.com/ftpct/ftpct/expect"
+	"github.com/ftpct/ftpct/ftpparse"
+	"github.com/ftpct/ftpct/rewrite"
+	"github.com/ftpct/ftpct/rules"
+	"github.com/ftpct/ftpct/stream"
+)
+
+// Committer commits hole operations off the packet path (rules.Committer):
+// done is called once ops are committed, or not, from the committer's own
+// goroutine. Submit fails once the committer stopped, without calling done.
+type Committer interface {
+	Submit(done func(rules.Result), ops ...rules.Op) error
+}
+
+// VerdictFunc gives the queued packet id, left DecisionPending by
+// Worker.HandleID, its decision (nfq.Queue.Verdict). out, with
+// DecisionModified, is valid only during the call.
+type VerdictFunc func(id uint32, d Decision, out []byte)
+
+// Defer makes the engine commit holes through c and give the decisions of
+// packets that wait for them through verdict. Call it before the first
+// packet is handled; without it holes are opened inline (Holes).
+func (e *Engine) Defer(c Committer, verdict VerdictFunc) {
+	e.async = &deferrer{c: c, verdict: verdict, flows: map[flowID]*waiting{}}
+	e.async.w = e.NewWorker()
+}
+
+// deferrer is the engine's bookkeeping of waiting flows.
+type deferrer struct {
+	c       Committer
+	verdict VerdictFunc
+	// w handles the packets that waited behind a decided one. Only the
+	// committer's goroutine uses it (its done calls come one at a time).
+	w *Worker
+	n atomic.Int32 // len(flows), read without the lock
+
+	mu    sync.Mutex
+	flows map[flowID]*waiting
+}
+
+type flowID struct {
+	session uint64
+	dir     conntrack.Dir
+}
+
+// waiting is a flow whose oldest packet waits for its holes.
+type waiting struct {
+	queued []queued // later packets, in arrival order
+}
+
+type queued struct {
+	id  uint32
+	pkt []byte
+}
+
+// pending is an announcement admitted while its hole is not committed yet.
+type pending struct {
+	x       expect.Expectation
+	created bool
+	m       ftpparse.Match
+}
+
+// ticket is a packet waiting for its holes.
+type ticket struct {
+	e      *Engine
+	id     uint32
+	sess   *conntrack.Session
+	dir    conntrack.Dir
+	d      Decision
+	out    []byte
+	forced bool
+	added  int // rewrite records the packet added to its direction
+	before stream.Summary
+	grants []pending
+}
+
+// behind queues packet id of sess's direction dir when an earlier packet
+// of that flow waits; the session is locked.
+func (a *deferrer) behind(sess *conntrack.Session, dir conntrack.Dir, id uint32, pkt []byte) bool {
+	if a == nil || a.n.Load() == 0 {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f, ok := a.flows[flowID{sess.ID, dir}]
+	if ok {
+		f.queued = append(f.queued, queued{id: id, pkt: bytes.Clone(pkt)})
+	}
+	return ok
+}
+
+// wait marks the flow waiting (it may be already).
+func (a *deferrer) wait(sess *conntrack.Session, dir conntrack.Dir) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := flowID{sess.ID, dir}
+	if _, ok := a.flows[k]; !ok {
+		a.flows[k] = &waiting{}
+		a.n.Add(1)
+	}
+}
+
+// locked handles segment s of the locked session sess, then, if the policy
+// asked for hole operations, submits them and defers the decision.
+func (w *Worker) locked(id uint32, sess *conntrack.Session, dir conntrack.Dir, s *segment, now time.Time) (Decision, []byte) {
+	w.ops, w.grants = w.ops[:0], w.grants[:0]
+	d, out := w.decide(sess, dir, s, now)
+	if len(w.ops) == 0 {
+		return d, out
+	}
+	e := w.e
+	t := &ticket{e: e, id: id, sess: sess, dir: dir, d: d, forced: s.forced, before: w.before,
+		added: len(sess.Stream[dir].Records()) - w.kept, grants: slices.Clone(w.grants)}
+	if d == DecisionModified {
+		t.out = bytes.Clone(out)
+	}
+	if err := e.async.c.Submit(t.done, w.ops...); err != nil {
+		return t.settle(rules.Result{Err: err}, now) // the committer stopped
+	}
+	e.async.wait(sess, dir)
+	e.stats.Deferred.Add(1)
+	return DecisionPending, nil
+}
+
+// done is called by the committer with the result of t's operations: t's
+// packet gets its decision, then the packets that waited behind it theirs.
+func (t *ticket) done(r rules.Result) {
+	e, a := t.e, t.e.async
+	t.sess.Lock()
+	defer t.sess.Unlock()
+	d, out := t.settle(r, e.now())
+	a.verdict(t.id, d, out)
+	k := flowID{t.sess.ID, t.dir}
+	for {
+		a.mu.Lock()
+		f := a.flows[k]
+		if len(f.queued) == 0 {
+			delete(a.flows, k)
+			a.n.Add(-1)
+			a.mu.Unlock()
+			return
+		}
+		q := f.queued[0]
+		f.queued[0] = queued{}
+		f.queued = f.queued[1:]
+		a.mu.Unlock()
+		d, out := a.w.again(q.id, t.sess, t.dir, q.pkt)
+		if d == DecisionPending {
+			return // it waits in turn, the rest behind it
+		}
+		a.verdict(q.id, d, out)
+	}
+}
+
+// again handles a packet that waited behind another of its flow; the
+// session is locked.
+func (w *Worker) again(id uint32, sess *conntrack.Session, dir conntrack.Dir, pkt []byte) (Decision, []byte) {
+	var s segment
+	if err := rewrite.Decode(pkt, &s.p); err != nil {
+		return DecisionAccept, nil // not reached: it was decoded before
+	}
+	s.in, s.payload = pkt, s.p.Payload(pkt)
+	return w.locked(id, sess, dir, &s, w.e.now())
+}
+
+// settle decides t's packet once its operations are committed (or not).
+// The session is locked.
+func (t *ticket) settle(r rules.Result, now time.Time) (Decision, []byte) {
+	e, sess := t.e, t.sess
+	if r.CloseErr != nil {
+		e.stats.Errors.Add(1)
+	}
+	if r.Err == nil {
+		for _, g := range t.grants {
+			if g.created {
+				e.created(sess, g.x, now)
+			}
+		}
+		if t.d == DecisionModified {
+			e.persist.after(sess, t.dir, t.before, now) // before the verdict
+		}
+		return t.d, t.out
+	}
+	e.stats.Errors.Add(1)
+	if e.logLim.Allow(now) {
+		e.log.Error("open hole", "err", r.Err)
+	}
+	for _, g := range t.grants {
+		e.exps.Remove(g.x)
+		e.refuse(sess, g.m, ReasonRules, now)
+	}
+	// The packet's rewrites were not sent: forget them (none came after:
+	// its flow's later packets wait unread).
+	h := &sess.Stream[t.dir]
+	if n := len(h.Records()) - t.added; n >= 0 {
+		h.Truncate(n)
+	}
+	if t.d != DecisionModified {
+		return t.d, nil
+	}
+	e.stats.Modified.Add(^uint64(0)) // counted by send
+	if t.forced {
+		// The original would not fit the stream as already sent.
+		e.stats.Dropped.Add(1)
+		if e.log.Enabled(context.Background(), slog.LevelDebug) {
+			e.log.Debug("segment dropped", "session", sess.ID, "from", t.dir.String(), "why", "its hole could not be opened")
+		}
+		return DecisionDrop, nil
+	}
+	return DecisionAccept, nil
+}
+
+// closeHole closes h: through the committer when holes are deferred, else
+// inline. Failures are counted.
+func (e *Engine) closeHole(h rules.Hole) {
+	if a := e.async; a != nil {
+		err := a.c.Submit(func(r rules.Result) {
+			if r.CloseErr != nil {
+				e.stats.Errors.Add(1)
+			}
+		}, rules.Op{Kind: rules.OpClose, Hole: h})
+		if err == nil {
+			return
+		}
+	}
+	if err := e.holes.Close(h); err != nil {
+		e.stats.Errors.Add(1)
+	}
+}
