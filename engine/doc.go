@@ -16,7 +16,14 @@
 //     announcement open a hole (address, privileged port, limits), where
 //     does it translate to; opens and closes holes (Holes, implemented by
 //     package rules). Expectations created, refused, used and expired are
-//     each counted and logged in one place there;
+//     each counted and logged in one place there. With Defer, holes are
+//     committed off the packet path (deferred.go): the packet's hole
+//     operations go to a Committer (rules.Committer, one nftables
+//     transaction for what all workers submitted meanwhile) and the packet
+//     waits (DecisionPending) until they are committed; later packets of
+//     its flow wait behind it and are handled in order afterwards, by the
+//     committer's goroutine; a failed commit refuses the announcement and
+//     forgets its rewrite;
 //  6. verdict (send or drop in worker.go): the packet is rewritten with
 //     the splices and the sequence mapping of both directions
 //     (rewrite.Rewrite) and counted once.
@@ -29,6 +36,9 @@
 // several Workers at once; per-session state is locked per packet. Run does
 // the housekeeping (expiry, forgetting sessions the kernel dropped) until
 // its context is cancelled.
+//
+// A packet left DecisionPending gets its decision later through the
+// VerdictFunc given to Defer, by the id given to HandleID.
 //
 // Buffers: the slice Handle returns with DecisionModified belongs to the
 // Worker and is valid until its next call.

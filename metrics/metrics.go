@@ -30,7 +30,7 @@ var (
 	packetDoc = Doc{Metric: "ftpct_packet_handling_seconds", Type: "histogram",
 		Help: "time the engine took to decide one queued packet's verdict (parse, rewrite, and any hole opened inline)"}
 	holeDoc = Doc{Metric: "ftpct_hole_commit_seconds", Type: "histogram", Label: "op",
-		Help: "time one nftables transaction took to open (op=open) or close (op=close) a hole"}
+		Help: "time from an announcement's hole being submitted to its nftables transaction committed, as the announcement's packet waits for it (op=open); closes alone are op=close"}
 	sessionsDoc = Doc{Metric: "ftpct_sessions_by_state", Type: "gauge", Label: "state",
 		Help: "control connections tracked now, by state: active (read and rewritten), tls (switched to TLS), closing (FIN or RST seen)"}
 	expectDoc = Doc{Metric: "ftpct_expectations_by_state", Type: "gauge", Label: "state",
@@ -113,6 +113,33 @@ func (t *timedHoles) Close(h rules.Hole) error {
 	err := t.h.Close(h)
 	t.m.holeClose.Observe(time.Since(start).Seconds())
 	return err
+}
+
+// Committer returns c timed: each Submit is observed in the hole commit
+// histogram when its operations are committed, from the time it was
+// submitted (the wait an announcement's packet sees, the group commit's
+// queueing included). A Submit that opens a hole is op=open.
+func (m *Metrics) Committer(c engine.Committer) engine.Committer { return &timedCommitter{c: c, m: m} }
+
+type timedCommitter struct {
+	c engine.Committer
+	m *Metrics
+}
+
+func (t *timedCommitter) Submit(done func(rules.Result), ops ...rules.Op) error {
+	obs := t.m.holeClose
+	for _, op := range ops {
+		if op.Kind == rules.OpOpen {
+			obs = t.m.holeOpen
+		}
+	}
+	start := time.Now()
+	return t.c.Submit(func(r rules.Result) {
+		obs.Observe(time.Since(start).Seconds())
+		if done != nil {
+			done(r)
+		}
+	}, ops...)
 }
 
 // Handler serves the metrics in Prometheus' exposition formats.

@@ -240,9 +240,9 @@ func TestWatchEndsWhenDaemonStops(t *testing.T) {
 func TestHandlePacketAllocs(t *testing.T) {
 	d, _, _ := testDaemon(t, "127.0.0.1:0")
 	w := d.eng.NewWorker()
-	d.handlePacket(w, clientPacket(t, 1, "PORT 10,0,1,2,156,65\r\n"))
+	d.handlePacket(w, 1, clientPacket(t, 1, "PORT 10,0,1,2,156,65\r\n"))
 	noop := clientPacket(t, 23, "NOOP\r\n")
-	if n := testing.AllocsPerRun(200, func() { d.handlePacket(w, noop) }); n != 0 {
+	if n := testing.AllocsPerRun(200, func() { d.handlePacket(w, 2, noop) }); n != 0 {
 		t.Errorf("%v allocs per packet, want 0", n)
 	}
 }

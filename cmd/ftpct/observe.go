@@ -130,14 +130,24 @@ func (d *daemon) timed(h engine.Holes) engine.Holes {
 	return d.ops.metrics.Holes(h)
 }
 
-// handlePacket is the engine's verdict on one packet, timed when metrics are on.
-func (d *daemon) handlePacket(w *engine.Worker, pkt []byte) (engine.Decision, []byte) {
+// timedCommitter returns c, timed for the hole commit histogram when
+// metrics are on.
+func (d *daemon) timedCommitter(c engine.Committer) engine.Committer {
+	if d.ops.metrics == nil {
+		return c
+	}
+	return d.ops.metrics.Committer(c)
+}
+
+// handlePacket is the engine's verdict on queued packet id, timed when
+// metrics are on (a packet left pending is timed until then).
+func (d *daemon) handlePacket(w *engine.Worker, id uint32, pkt []byte) (engine.Decision, []byte) {
 	m := d.ops.metrics
 	if m == nil {
-		return w.Handle(pkt)
+		return w.HandleID(id, pkt)
 	}
 	start := time.Now()
-	v, out := w.Handle(pkt)
+	v, out := w.HandleID(id, pkt)
 	m.ObservePacket(time.Since(start))
 	return v, out
 }

@@ -69,17 +69,20 @@ type daemon struct {
 	level  *slog.LevelVar
 	log    *slog.Logger
 
-	claims    []interface{ Close() error }
-	srv       *control.Server
-	kernel    *conntrack.Kernel
-	mgr       *rules.Manager
-	installed bool
-	eng       *engine.Engine
-	queue     *nfq.Queue
-	cancel    context.CancelFunc
-	errc      chan error
-	workers   int
-	ops       opsState // metrics, audit, inspection (observe.go)
+	claims []interface{ Close() error }
+	srv    *control.Server
+	kernel *conntrack.Kernel
+	mgr    *rules.Manager
+	commit *rules.Committer
+	// commitDone is closed when the committer's Run returned.
+	commitDone chan struct{}
+	installed  bool
+	eng        *engine.Engine
+	queue      *nfq.Queue
+	cancel     context.CancelFunc
+	errc       chan error
+	workers    int
+	ops        opsState // metrics, audit, inspection (observe.go)
 }
 
 func (d *daemon) start(parent context.Context) error {
@@ -126,29 +129,33 @@ func (d *daemon) start(parent context.Context) error {
 	}
 	d.eng = engine.New(o.Engine, d.kernel, d.timed(d.mgr))
 	d.eng.Persist(d.kernel, d.mgr) // sessions survive a restart (README "Restarts")
+	// Holes are committed off the packet path, many in one transaction;
+	// an announcement's packet waits for its hole (engine/deferred.go).
+	d.commit = d.mgr.Committer()
+	d.eng.Defer(d.timedCommitter(d.commit), d.verdict)
 	d.observe(d.srv, handlers)
 
 	w := d.eng.NewWorker()
 	handle := func(p nfq.Packet) (nfq.Verdict, []byte) {
-		v, out := d.handlePacket(w, p.Data)
+		v, out := d.handlePacket(w, p.ID, p.Data)
 		if d.level.Level() <= slog.LevelDebug {
 			d.log.Debug("packet", "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out))
 		}
-		switch v {
-		case engine.DecisionDrop:
-			return nfq.Drop, nil
-		case engine.DecisionModified:
-			return nfq.Accept, out
-		default:
-			return nfq.Accept, nil
-		}
+		return queueVerdict(v, out)
 	}
 	qcfg := nfq.DefaultConfig()
 	qcfg.Num = o.Rules.Queue
 	qcfg.Logger = d.log
-	if d.queue, err = nfq.Open(ctx, qcfg, handle); err != nil {
+	// The queue outlives ctx: teardown closes it once the committer's
+	// last pass gave the waiting packets their verdicts.
+	if d.queue, err = nfq.Open(context.WithoutCancel(ctx), qcfg, handle); err != nil {
 		return err
 	}
+	d.commitDone = make(chan struct{})
+	d.goRun(func() error {
+		defer close(d.commitDone)
+		return d.commit.Run(ctx)
+	})
 	if o.Install {
 		// Installed last, with the queue already bound: no packet is
 		// diverted before someone reads it.
@@ -171,6 +178,33 @@ func (d *daemon) start(parent context.Context) error {
 		return nil
 	})
 	return nil
+}
+
+// queueVerdict is the queue's verdict for the engine's decision.
+func queueVerdict(v engine.Decision, out []byte) (nfq.Verdict, []byte) {
+	switch v {
+	case engine.DecisionDrop:
+		return nfq.Drop, nil
+	case engine.DecisionModified:
+		return nfq.Accept, out
+	case engine.DecisionPending:
+		return nfq.Pending, nil
+	default:
+		return nfq.Accept, nil
+	}
+}
+
+// verdict gives a packet the engine left pending its decision.
+func (d *daemon) verdict(id uint32, v engine.Decision, out []byte) {
+	nv, payload := queueVerdict(v, out)
+	if err := d.queue.Verdict(id, nv, payload); err != nil && d.level.Level() <= slog.LevelDebug {
+		// Counted by the queue (queue_verdict_errors) unless it is
+		// closed; then the kernel dropped the packet and TCP resends it.
+		d.log.Debug("deferred verdict not given", "id", id, "err", err)
+	}
+	if d.level.Level() <= slog.LevelDebug {
+		d.log.Debug("packet", "id", id, "verdict", v.String(), "out_len", len(out), "deferred", true)
+	}
 }
 
 func (d *daemon) goRun(f func() error) {
@@ -240,6 +274,15 @@ func (d *daemon) teardown() {
 	}
 	if d.cancel != nil {
 		d.cancel()
+	}
+	if d.commitDone != nil {
+		// Its last pass commits what is pending and gives the waiting
+		// packets their verdicts, before the queue closes.
+		select {
+		case <-d.commitDone:
+		case <-time.After(5 * time.Second):
+			d.log.Warn("hole committer did not stop in time; packets still waiting are dropped and retransmitted")
+		}
 	}
 	if d.queue != nil {
 		d.queue.Close()
