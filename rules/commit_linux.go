@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
@@ -21,10 +23,15 @@ type Committer struct {
 	m    *Manager
 	wake chan struct{}
 
+	passes atomic.Uint64
+
 	mu      sync.Mutex
 	pending []request
 	stopped bool
 }
+
+// Passes returns how many passes committed something.
+func (c *Committer) Passes() uint64 { return c.passes.Load() }
 
 type request struct {
 	ops  []Op
@@ -74,6 +81,10 @@ func (c *Committer) Run(ctx context.Context) error {
 		if stop {
 			return nil
 		}
+		// Let the callers just told their result run first: what they
+		// submit next joins the next pass rather than starting a pass
+		// of its own.
+		runtime.Gosched()
 	}
 }
 
@@ -90,6 +101,7 @@ func (c *Committer) commit(reqs []request) {
 	if len(reqs) == 0 {
 		return
 	}
+	c.passes.Add(1)
 	res := make([]Result, len(reqs))
 	ops := make([][]prepared, len(reqs))
 	for i, r := range reqs {
@@ -155,64 +167,87 @@ func (m *Manager) prepare(ops []Op) ([]prepared, Result) {
 	return out, res
 }
 
-// flushOps queues the operations of the live requests (adds, deletes or
-// both) and commits them in one transaction.
+// flushOps commits the operations of the live requests (adds, deletes or
+// both) in one transaction: one message per set and kind, deletes first
+// (an evicted hole goes before the one that replaces it; a hole closed and
+// opened again in one pass stays open).
 func (m *Manager) flushOps(ops [][]prepared, live func(int) bool, adds, deletes bool) error {
-	return m.locked(func() error {
-		n := 0
-		for i, ps := range ops {
-			if !live(i) {
+	type setOp struct {
+		s   *nftables.Set
+		del bool
+	}
+	var order []setOp
+	elems := map[setOp][]nftables.SetElement{}
+	put := func(s *nftables.Set, del bool, e nftables.SetElement) {
+		k := setOp{s, del}
+		if _, ok := elems[k]; !ok {
+			order = append(order, k)
+		}
+		elems[k] = append(elems[k], e)
+	}
+	n := 0
+	for i, ps := range ops {
+		if !live(i) {
+			continue
+		}
+		for _, p := range ps {
+			if (p.kind.adds() && !adds) || (!p.kind.adds() && !deletes) {
 				continue
 			}
-			for _, p := range ps {
-				if (p.kind.adds() && !adds) || (!p.kind.adds() && !deletes) {
-					continue
+			n++
+			o := p.o
+			switch p.kind {
+			case OpOpen:
+				t := p.h.timeoutDuration()
+				if p.h.To.IsValid() {
+					put(o.xlate, false, nftables.SetElement{Key: p.h.expectKey(), Val: p.h.xlateValue(), Timeout: t})
 				}
-				if err := m.queueOp(p); err != nil {
-					return err
+				var owner string
+				if p.h.Owner.Src.IsValid() {
+					owner = p.h.Owner.String()
 				}
-				n++
+				put(o.expect, false, nftables.SetElement{Key: p.h.expectKey(), Timeout: t, Comment: owner})
+			case OpClose:
+				put(o.expect, true, nftables.SetElement{Key: p.h.expectKey()})
+				if p.h.To.IsValid() {
+					put(o.xlate, true, nftables.SetElement{Key: p.h.expectKey()})
+				}
+			case OpHold:
+				put(o.hold, false, nftables.SetElement{Key: p.f.holdKey()})
+			case OpRelease:
+				put(o.hold, true, nftables.SetElement{Key: p.f.holdKey()})
 			}
 		}
-		if n == 0 {
-			return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	slices.SortStableFunc(order, func(a, b setOp) int {
+		switch {
+		case a.del == b.del:
+			return 0
+		case a.del:
+			return -1
+		}
+		return 1
+	})
+	return m.locked(func() error {
+		for _, k := range order {
+			var err error
+			if k.del {
+				err = m.conn.SetDeleteElements(k.s, elems[k])
+			} else {
+				err = m.conn.SetAddElements(k.s, elems[k])
+			}
+			if err != nil {
+				return fmt.Errorf("commit %d operations: %w", n, err)
+			}
 		}
 		if err := m.conn.Flush(); err != nil {
 			return fmt.Errorf("commit %d operations: %w", n, hint(err))
 		}
 		return nil
 	})
-}
-
-// queueOp adds p's messages to the transaction being built. m is locked.
-func (m *Manager) queueOp(p prepared) error {
-	o := p.o
-	switch p.kind {
-	case OpOpen:
-		t := p.h.timeoutDuration()
-		if p.h.To.IsValid() {
-			if err := m.conn.SetAddElements(o.xlate, []nftables.SetElement{{Key: p.h.expectKey(), Val: p.h.xlateValue(), Timeout: t}}); err != nil {
-				return err
-			}
-		}
-		var owner string
-		if p.h.Owner.Src.IsValid() {
-			owner = p.h.Owner.String()
-		}
-		return m.conn.SetAddElements(o.expect, []nftables.SetElement{{Key: p.h.expectKey(), Timeout: t, Comment: owner}})
-	case OpClose:
-		if err := m.conn.SetDeleteElements(o.expect, []nftables.SetElement{{Key: p.h.expectKey()}}); err != nil {
-			return err
-		}
-		if p.h.To.IsValid() {
-			return m.conn.SetDeleteElements(o.xlate, []nftables.SetElement{{Key: p.h.expectKey()}})
-		}
-	case OpHold:
-		return m.conn.SetAddElements(o.hold, []nftables.SetElement{{Key: p.f.holdKey()}})
-	case OpRelease:
-		return m.conn.SetDeleteElements(o.hold, []nftables.SetElement{{Key: p.f.holdKey()}})
-	}
-	return nil
 }
 
 // deleteEach deletes every element the deletes of ops name, each in its own

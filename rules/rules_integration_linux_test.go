@@ -39,7 +39,7 @@ var nsCounter atomic.Int32
 
 // newNS creates a network namespace removed at cleanup and returns its name
 // and path.
-func newNS(t *testing.T) (string, string) {
+func newNS(t testing.TB) (string, string) {
 	t.Helper()
 	name := fmt.Sprintf("ftpct-rules-%d-%d", os.Getpid(), nsCounter.Add(1))
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
@@ -63,7 +63,7 @@ func newNS(t *testing.T) (string, string) {
 	return name, "/run/netns/" + name
 }
 
-func nsExec(t *testing.T, ns string, args ...string) string {
+func nsExec(t testing.TB, ns string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
 	if err != nil {
@@ -80,7 +80,7 @@ func snapshot(t *testing.T, ns string) string {
 		"ip6tables:\n" + nsExec(t, ns, "ip6tables", "-S")
 }
 
-func newManager(t *testing.T, cfg Config) *Manager {
+func newManager(t testing.TB, cfg Config) *Manager {
 	t.Helper()
 	m, err := New(cfg)
 	if err != nil {

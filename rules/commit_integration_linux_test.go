@@ -1,0 +1,219 @@
+//go:build integration
+
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// committed runs c until every submission made before is committed and
+// returns what each done got, in submission order.
+func runPass(t testing.TB, c *Committer, subs [][]Op) []Result {
+	t.Helper()
+	res := make([]Result, len(subs))
+	var wg sync.WaitGroup
+	for i, ops := range subs {
+		wg.Add(1)
+		if err := c.Submit(func(r Result) { res[i] = r; wg.Done() }, ops...); err != nil {
+			t.Fatalf("Submit: %v", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { c.Run(ctx); close(stopped) }()
+	wg.Wait()
+	cancel()
+	<-stopped
+	return res
+}
+
+func TestCommitter(t *testing.T) {
+	requireRoot(t)
+	ns, path := newNS(t)
+	cfg := DefaultConfig()
+	cfg.NetNS = path
+	m := newManager(t, cfg)
+	if err := m.Install(); err != nil {
+		t.Fatalf("Install: %v", err)
+	}
+	t.Cleanup(func() { m.Remove() })
+	peer, addr := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("198.51.100.1")
+	hole := func(port uint16) Hole {
+		return Hole{Peer: peer, Addr: addr, Port: port, To: netip.AddrPortFrom(netip.MustParseAddr("10.1.2.3"), port), Timeout: time.Minute}
+	}
+	open := func(port uint16) Op { return Op{Kind: OpOpen, Hole: hole(port)} }
+	closeOp := func(port uint16) Op { return Op{Kind: OpClose, Hole: hole(port)} }
+	flow := Flow{Src: netip.MustParseAddrPort("10.0.0.1:40000"), Dst: netip.MustParseAddrPort("10.0.0.2:21")}
+	tests := []struct {
+		name string
+		subs [][]Op
+		// wantErr[i]: submission i's adds failed.
+		wantErr   []bool
+		wantHoles []uint16 // ports in the expect set (and xlate map) after the pass
+		wantHeld  bool
+	}{
+		{
+			name:      "opens of several submissions in one pass",
+			subs:      [][]Op{{open(2000)}, {open(2001)}, {open(2002)}},
+			wantErr:   []bool{false, false, false},
+			wantHoles: []uint16{2000, 2001, 2002},
+		},
+		{
+			name:      "evict and open in one submission",
+			subs:      [][]Op{{closeOp(2000), open(2003)}},
+			wantErr:   []bool{false},
+			wantHoles: []uint16{2001, 2002, 2003},
+		},
+		{
+			// The hole is gone (used or expired): its delete fails the
+			// transaction with ENOENT; the opens are committed anyway.
+			name:      "a close of a missing hole fails no one",
+			subs:      [][]Op{{closeOp(2000), open(2004)}, {open(2005)}, {closeOp(2001)}},
+			wantErr:   []bool{false, false, false},
+			wantHoles: []uint16{2002, 2003, 2004, 2005},
+		},
+		{
+			name:      "an invalid hole fails its submission alone",
+			subs:      [][]Op{{open(2006)}, {{Kind: OpOpen, Hole: Hole{Peer: peer, Addr: addr, Port: 2007}}}, {closeOp(2002), closeOp(2003), closeOp(2004), closeOp(2005)}},
+			wantErr:   []bool{false, true, false},
+			wantHoles: []uint16{2006},
+		},
+		{
+			name:      "hold with an open",
+			subs:      [][]Op{{{Kind: OpHold, Flow: flow}, open(2008)}},
+			wantErr:   []bool{false},
+			wantHoles: []uint16{2006, 2008},
+			wantHeld:  true,
+		},
+		{
+			name:      "release, and a release of a flow not held",
+			subs:      [][]Op{{{Kind: OpRelease, Flow: flow}}, {{Kind: OpRelease, Flow: flow}, closeOp(2006), closeOp(2008)}},
+			wantErr:   []bool{false, false},
+			wantHoles: nil,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runPass(t, m.Committer(), tc.subs)
+			var gotErr []bool
+			for i, r := range res {
+				gotErr = append(gotErr, r.Err != nil)
+				if r.CloseErr != nil {
+					t.Errorf("submission %d: CloseErr %v", i, r.CloseErr)
+				}
+			}
+			if diff := cmp.Diff(tc.wantErr, gotErr); diff != "" {
+				t.Errorf("failed submissions (-want +got):\n%s", diff)
+			}
+			set := nsExec(t, ns, "nft", "list", "set", "ip", "ftpct", "expect")
+			xlate := nsExec(t, ns, "nft", "list", "map", "ip", "ftpct", "xlate")
+			for port := uint16(2000); port < 2010; port++ {
+				key := fmt.Sprintf("192.0.2.7 . 198.51.100.1 . %d ", port)
+				want := false
+				for _, p := range tc.wantHoles {
+					want = want || p == port
+				}
+				if got := strings.Contains(set, key); got != want {
+					t.Errorf("hole %d in the expect set: %v, want %v:\n%s", port, got, want, set)
+				}
+				if got := strings.Contains(xlate, key); got != want {
+					t.Errorf("hole %d in the xlate map: %v, want %v:\n%s", port, got, want, xlate)
+				}
+			}
+			held := nsExec(t, ns, "nft", "list", "set", "ip", "ftpct", "hold")
+			if got := strings.Contains(held, "10.0.0.1 . 10.0.0.2 . 40000 . 21"); got != tc.wantHeld {
+				t.Errorf("flow held: %v, want %v:\n%s", got, tc.wantHeld, held)
+			}
+		})
+	}
+
+	t.Run("stopped", func(t *testing.T) {
+		c := m.Committer()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		c.Run(ctx)
+		if err := c.Submit(func(Result) { t.Error("done called") }, open(2009)); !errors.Is(err, ErrClosed) {
+			t.Errorf("Submit after Run = %v, want ErrClosed", err)
+		}
+	})
+}
+
+// BenchmarkCommit: k announcements in flight at once (k sessions), each
+// opening one hole, through the Committer (group commit) and one by one
+// (Manager.Open, one transaction each). ns/op is per hole.
+//
+//	go test -tags integration -run '^$' -bench Commit -benchtime 4000x ./rules/
+func BenchmarkCommit(b *testing.B) {
+	if testing.Short() {
+		b.Skip("needs the kernel")
+	}
+	_, path := newNS(b)
+	cfg := DefaultConfig()
+	cfg.NetNS = path
+	m := newManager(b, cfg)
+	if err := m.Install(); err != nil {
+		b.Fatalf("Install: %v", err)
+	}
+	b.Cleanup(func() { m.Remove() })
+	peer := netip.MustParseAddr("192.0.2.7")
+	hole := func(g, i int) Hole {
+		// Unique per goroutine and iteration (within 60000 ports per
+		// address), translated like a masqueraded PORT.
+		n := g*1_000_003 + i
+		addr := netip.AddrFrom4([4]byte{198, 51, byte(n / 60000 % 256), 1})
+		port := uint16(1024 + n%60000)
+		return Hole{Peer: peer, Addr: addr, Port: port, To: netip.AddrPortFrom(netip.MustParseAddr("10.1.2.3"), port), Timeout: 2 * time.Second}
+	}
+	for _, k := range []int{1, 8, 64} {
+		run := func(b *testing.B, open func(h Hole) error) {
+			var wg sync.WaitGroup
+			errc := make(chan error, k)
+			per := (b.N + k - 1) / k
+			b.ResetTimer()
+			for g := range k {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range per {
+						if err := open(hole(g, i)); err != nil {
+							errc <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			close(errc)
+			for err := range errc {
+				b.Fatal(err)
+			}
+		}
+		b.Run(fmt.Sprintf("one-by-one/in-flight=%d", k), func(b *testing.B) {
+			run(b, m.Open)
+		})
+		b.Run(fmt.Sprintf("committer/in-flight=%d", k), func(b *testing.B) {
+			c := m.Committer()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go c.Run(ctx)
+			defer func() { b.ReportMetric(float64(b.N)/float64(c.Passes()), "holes/pass") }()
+			run(b, func(h Hole) error {
+				done := make(chan error, 1)
+				if err := c.Submit(func(r Result) { done <- r.Err }, Op{Kind: OpOpen, Hole: h}); err != nil {
+					return err
+				}
+				return <-done
+			})
+		})
+	}
+}
