@@ -30,7 +30,7 @@ class Stats:
     def __init__(self):
         self.lock = threading.Lock()
         self.d = {"sessions": 0, "transfers": 0, "bytes_sent": 0, "port_ok": 0, "port_refused": 0,
-                  "pasv": 0, "tls_bytes": 0, "commands": 0, "long_lines": 0, "errors": []}
+                  "pasv": 0, "tls_bytes": 0, "commands": 0, "long_lines": 0, "early_connects": 0, "errors": []}
 
     def add(self, k, n=1):
         with self.lock:
@@ -54,6 +54,7 @@ class Session:
         self.user = None
         self.pasv = None      # listening socket
         self.active = None    # (addr, port)
+        self.early = None     # data connection made on PORT (--connect-on-port)
         self.closed = False
         self.local = fp.strip_scope(conn.getsockname()[0])
         self.peer = fp.strip_scope(conn.getpeername()[0])
@@ -149,10 +150,25 @@ class Session:
             self.pasv.close()
         self.pasv = None
         self.active = None
+        self.early = None
+
+    def connect_active(self):
+        """Connects to the PORT target now (--connect-on-port); None after a 425."""
+        try:
+            d = socket.create_connection(self.active, timeout=self.a.data_timeout)
+        except OSError as e:
+            self.st.err("data connection failed: %s" % e)
+            self.clear_data()
+            self.reply(425, "Failed to establish connection.")
+            return None
+        self.st.add("early_connects")
+        return d
 
     def open_data(self):
         try:
-            if self.pasv:
+            if self.early:
+                d = self.early
+            elif self.pasv:
                 self.pasv.settimeout(self.a.data_timeout)
                 d, _ = self.pasv.accept()
             elif self.active:
@@ -244,6 +260,13 @@ class Session:
         self.clear_data()
         self.active = target
         self.st.add("port_ok")
+        if self.a.connect_on_port:
+            # Connect the instant the PORT is read, before answering it:
+            # a firewall that lets the PORT through before its hole is
+            # open loses this race.
+            self.early = self.connect_active()
+            if self.early is None:
+                return
         self.reply(200, "%s command successful. Consider using PASV." % cmd)
 
     def open_pasv(self):
@@ -436,6 +459,8 @@ def main():
                          "replies with the last line in its own segment")
     ap.add_argument("--pause", type=float, default=0.2, help="seconds between split segments (default 0.2)")
     ap.add_argument("--pasv-address", default=None, help="IPv4 address to announce in 227 (default: own local address)")
+    ap.add_argument("--connect-on-port", action="store_true",
+                    help="active mode: connect to the announced address the instant the PORT/EPRT is read, before replying")
     ap.add_argument("--port20", action="store_true", help="active mode: connect from port 20 if permitted")
     ap.add_argument("--promiscuous", action="store_true",
                     help="accept PORT/EPRT to other addresses and to ports < 1024 (default: refuse, like vsftpd)")

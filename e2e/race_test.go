@@ -1,0 +1,49 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestHoleRace: a data connection never races its hole. Through the
+// masquerading gateway, splitserver connects the instant it reads a PORT or
+// EPRT, before it answers it (active modes), and splitclient connects the
+// instant it reads a 227 or 229 (passive modes). The announcement's packet
+// gets its verdict only once its hole is committed; a connect that met no
+// hole would lose its SYN, wait for the retransmission (1 s) and fail the
+// transfer after the 0.5 s data timeout.
+func TestHoleRace(t *testing.T) {
+	l := newLab(t, "none")
+	l.allowAltPort(false)
+	d := l.startFtpct(debugArgs("--ports", fmt.Sprintf("21,%d", altPort))...)
+	l.startSplitServer("--connect-on-port", "--data-timeout", "0.5")
+	const rounds = 8
+	before := d.stats()
+	for _, mode := range []string{"port", "eprt", "pasv", "epsv"} {
+		t.Run(mode, func(t *testing.T) {
+			for i := range rounds {
+				start := time.Now()
+				res, out, err := runPeer(l, "c", 20*time.Second, "splitclient.py", "--server", serverAddr,
+					"--port", fmt.Sprint(altPort), "--mode", mode, "--file", "hello.txt",
+					"--op-timeout", "1", "--timeout", "10")
+				if err != nil || !res.ok() {
+					t.Errorf("transfer %d (%s) failed after %v: %v\n%s", i, mode, time.Since(start).Round(time.Millisecond), err, out)
+				}
+			}
+		})
+	}
+	dt := delta(before, d.stats())
+	t.Logf("deferred +%d, expect_created +%d, expect_used +%d, expect_refused +%d", dt["deferred"], dt["expect_created"], dt["expect_used"], dt["expect_refused"])
+	if dt["deferred"] < 4*rounds {
+		t.Errorf("deferred +%d, want at least %d: the announcements did not wait for their holes", dt["deferred"], 4*rounds)
+	}
+	if dt["expect_used"] < 4*rounds {
+		t.Errorf("expect_used +%d, want at least %d", dt["expect_used"], 4*rounds)
+	}
+	if dt["expect_refused"] != 0 || dt["errors"] != 0 || dt["dropped"] != 0 {
+		t.Errorf("expect_refused +%d, errors +%d, dropped +%d; want 0", dt["expect_refused"], dt["errors"], dt["dropped"])
+	}
+}
