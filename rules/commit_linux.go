@@ -112,10 +112,11 @@ func (c *Committer) commit(reqs []request) {
 	err := c.m.flushOps(ops, live, true, true)
 	if err != nil {
 		// A delete of an element already used or expired (ENOENT), or
-		// another failure, rejected the whole transaction. Deletes one
-		// by one, ENOENT ignored; then the adds in one transaction, or,
-		// if that fails, each Submit's in its own so only the culprit
-		// is refused.
+		// another failure, rejected the whole transaction (which costs
+		// an RCU grace period, ~15 ms: callers say Hole.Used when they
+		// know). Deletes one by one, ENOENT ignored; then the adds in
+		// one transaction, or, if that fails, each Submit's in its own
+		// so only the culprit is refused.
 		c.m.deleteEach(ops, res)
 		if err := c.m.flushOps(ops, live, true, false); err != nil {
 			for i := range reqs {
@@ -208,7 +209,9 @@ func (m *Manager) flushOps(ops [][]prepared, live func(int) bool, adds, deletes 
 				}
 				put(o.expect, false, nftables.SetElement{Key: p.h.expectKey(), Timeout: t, Comment: owner})
 			case OpClose:
-				put(o.expect, true, nftables.SetElement{Key: p.h.expectKey()})
+				if !p.h.Used {
+					put(o.expect, true, nftables.SetElement{Key: p.h.expectKey()})
+				}
 				if p.h.To.IsValid() {
 					put(o.xlate, true, nftables.SetElement{Key: p.h.expectKey()})
 				}
@@ -262,7 +265,10 @@ func (m *Manager) deleteEach(ops [][]prepared, res []Result) {
 			var key []byte
 			switch p.kind {
 			case OpClose:
-				key, sets = p.h.expectKey(), []*nftables.Set{p.o.expect}
+				key = p.h.expectKey()
+				if !p.h.Used {
+					sets = append(sets, p.o.expect)
+				}
 				if p.h.To.IsValid() {
 					sets = append(sets, p.o.xlate)
 				}
