@@ -468,9 +468,23 @@ func TestHoleClosedNearExpiry(t *testing.T) {
 
 // The steady-state packet path allocates nothing.
 func TestHandleAllocs(t *testing.T) {
+	t.Run("holes inline", func(t *testing.T) { testHandleAllocs(t, false) })
+	t.Run("holes deferred", func(t *testing.T) { testHandleAllocs(t, true) })
+}
+
+func testHandleAllocs(t *testing.T, deferred bool) {
 	e, _ := newTestEngine(masqueradeBinding)
+	c := &fakeCommitter{}
+	if deferred {
+		e.Defer(c, func(uint32, Decision, []byte) {})
+	}
 	w := e.NewWorker()
-	w.Handle(build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n")))
+	if d, _ := w.HandleID(1, build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n"))); (d == DecisionPending) != deferred {
+		t.Fatalf("the PORT's decision is %v", d)
+	}
+	if deferred {
+		c.commit(t, rules.Result{})
+	}
 	tests := []struct {
 		name      string
 		pkt       []byte

@@ -161,3 +161,49 @@ func TestListenTaken(t *testing.T) {
 		t.Errorf("second Listen on %s: %v, want a metrics: error", ln.Addr(), err)
 	}
 }
+
+// laterCommitter keeps each Submit; the test commits them.
+type laterCommitter struct{ done []func(rules.Result) }
+
+func (c *laterCommitter) Submit(done func(rules.Result), ops ...rules.Op) error {
+	c.done = append(c.done, done)
+	return nil
+}
+
+// The committer's histogram measures the wait as the announcement sees it:
+// from Submit to its result, not the transaction alone.
+func TestCommitterHistogram(t *testing.T) {
+	m, err := New(testSource(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &laterCommitter{}
+	tc := m.Committer(c)
+	var got []rules.Result
+	keep := func(r rules.Result) { got = append(got, r) }
+	boom := errors.New("boom")
+	for _, ops := range [][]rules.Op{
+		{{Kind: rules.OpClose}, {Kind: rules.OpOpen}},
+		{{Kind: rules.OpClose}},
+	} {
+		if err := tc.Submit(keep, ops...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Millisecond) // the wait for the next pass
+	c.done[0](rules.Result{Err: boom})
+	c.done[1](rules.Result{})
+	if len(got) != 2 || !errors.Is(got[0].Err, boom) || got[1].Err != nil {
+		t.Errorf("results not passed on: %v", got)
+	}
+	body := scrape(t, m)
+	for _, want := range []string{
+		`ftpct_hole_commit_seconds_count{op="open"} 1`,
+		`ftpct_hole_commit_seconds_count{op="close"} 1`,
+		`ftpct_hole_commit_seconds_bucket{op="open",le="0.00128"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("exposition lacks %q", want)
+		}
+	}
+}
