@@ -890,3 +890,80 @@ func cpuTime(tb testing.TB) int64 {
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
+
+// TestDeferredVerdicts: the Handler leaves every packet Pending and another
+// goroutine gives the verdicts (modified, or dropped) while the reader goes
+// on reading: a write from that goroutine and the reader's read must not
+// disturb each other (they once shared the socket's buffer field, which
+// garbled both). Every kept datagram arrives, modified; no dropped one does.
+func TestDeferredVerdicts(t *testing.T) {
+	const port, num, n = 9999, 120, 2000
+	p := newNSPair(t)
+	p.divert(t, port, num)
+	type later struct {
+		id  uint32
+		out []byte // nil: drop
+	}
+	work := make(chan later, n)
+	var s seen
+	q := p.mustOpen(t, nfq.Config{Num: num}, func(pkt nfq.Packet) (nfq.Verdict, []byte) {
+		s.add(pkt, nil)
+		payload, err := udpPayload(pkt.Data)
+		if err != nil {
+			t.Error(err)
+			return nfq.Accept, nil
+		}
+		l := later{id: pkt.ID}
+		if !bytes.HasPrefix(payload, []byte("drop")) {
+			if l.out, err = rewriteUDP(pkt.Data, append([]byte("late "), payload...)); err != nil {
+				t.Error(err)
+			}
+		}
+		work <- l
+		return nfq.Pending, nil
+	})
+	go func() {
+		for l := range work {
+			v := nfq.Accept
+			if l.out == nil {
+				v = nfq.Drop
+			}
+			if err := q.Verdict(l.id, v, l.out); err != nil {
+				t.Errorf("Verdict(%d): %v", l.id, err)
+			}
+		}
+	}()
+	defer close(work)
+	rx := p.listen(t, port)
+	tx := p.dial(t, port)
+	// In bursts that B's socket buffer holds.
+	const burst = 100
+	for b := 0; b < n; b += burst {
+		want := map[string]bool{}
+		for i := b; i < b+burst; i++ {
+			msg := fmt.Sprintf("keep %d", i)
+			if i%3 == 0 {
+				msg = fmt.Sprintf("drop %d", i)
+			} else {
+				want["late "+msg] = true
+			}
+			send(t, tx, msg)
+		}
+		got := map[string]bool{}
+		for len(got) < len(want) {
+			m, err := recv(rx, arrival)
+			if err != nil {
+				t.Fatalf("burst at %d: %d of %d kept datagrams received: %v", b, len(got), len(want), err)
+			}
+			if !want[m] {
+				t.Errorf("unexpected datagram %q", m)
+			}
+			got[m] = true
+		}
+	}
+	mustNotRecv(t, rx)
+	st := q.Stats()
+	if m, e, d := st.Malformed.Load(), st.VerdictErrors.Load(), st.Deferred.Load(); m != 0 || e != 0 || d != n {
+		t.Errorf("Malformed %d, VerdictErrors %d, Deferred %d; want 0, 0, %d", m, e, d, n)
+	}
+}

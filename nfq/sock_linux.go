@@ -12,8 +12,9 @@ import (
 )
 
 // sock is what a Queue needs of its netlink socket. The reader is its only
-// user once Open returns, so implementations need not lock; interrupt alone
-// is called from another goroutine.
+// reader once Open returns; writes are serialised by the Queue (wmu) but may
+// come from another goroutine than the reader's, while it reads: a read and
+// a write must not share state. interrupt is called from another goroutine.
 type sock interface {
 	// read reads one datagram into b.
 	read(b []byte) (int, error)
@@ -33,13 +34,20 @@ type netlinkSock struct {
 	c  *netlink.Conn
 	rc syscall.RawConn
 
-	// State of the call in progress; readFn and writeFn are bound once so
-	// that a read or a write allocates nothing.
-	buf     []byte
-	n       int
-	err     error
+	// The read and the write in progress (one of each at a time, possibly
+	// at once: a verdict given from another goroutine while the reader
+	// reads); readFn and writeFn are bound once so that a read or a write
+	// allocates nothing.
+	rd, wr  sockCall
 	readFn  func(fd uintptr) bool
 	writeFn func(fd uintptr) bool
+}
+
+// sockCall is the state of one read or write.
+type sockCall struct {
+	buf []byte
+	n   int
+	err error
 }
 
 func dialSock(readBuffer int) (*netlinkSock, error) {
@@ -48,8 +56,8 @@ func dialSock(readBuffer int) (*netlinkSock, error) {
 		return nil, fmt.Errorf("open nfnetlink socket: %w", err)
 	}
 	s := &netlinkSock{c: c}
-	s.readFn = func(fd uintptr) bool { return s.rw(fd, unix.Read) }
-	s.writeFn = func(fd uintptr) bool { return s.rw(fd, unix.Write) }
+	s.readFn = func(fd uintptr) bool { return s.rd.rw(fd, unix.Read) }
+	s.writeFn = func(fd uintptr) bool { return s.wr.rw(fd, unix.Write) }
 	if s.rc, err = c.SyscallConn(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("nfnetlink socket: %w", err)
@@ -83,34 +91,34 @@ func firstErr(a, b error) error {
 }
 
 func (s *netlinkSock) read(b []byte) (int, error) {
-	s.buf = b
+	s.rd.buf = b
 	if err := s.rc.Read(s.readFn); err != nil {
 		return 0, err
 	}
-	return s.n, s.err
+	return s.rd.n, s.rd.err
 }
 
 func (s *netlinkSock) write(b []byte) error {
-	s.buf = b
+	s.wr.buf = b
 	if err := s.rc.Write(s.writeFn); err != nil {
 		return err
 	}
-	return s.err
+	return s.wr.err
 }
 
-// rw is readFn (op unix.Read) and writeFn (op unix.Write): it runs op on
-// s.buf, again after EINTR, and keeps its result; on EAGAIN it returns false
-// to wait in the poller.
-func (s *netlinkSock) rw(fd uintptr, op func(int, []byte) (int, error)) bool {
+// rw is readFn's (op unix.Read, on s.rd) and writeFn's (op unix.Write, on
+// s.wr): it runs op on c.buf, again after EINTR, and keeps its result; on
+// EAGAIN it returns false to wait in the poller.
+func (c *sockCall) rw(fd uintptr, op func(int, []byte) (int, error)) bool {
 	for {
-		n, err := op(int(fd), s.buf)
+		n, err := op(int(fd), c.buf)
 		switch err {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return false
 		}
-		s.n, s.err = n, err
+		c.n, c.err = n, err
 		return true
 	}
 }
