@@ -20,4 +20,11 @@
 // returns must stay valid until it returns (it is copied into the verdict
 // before the next packet is read). A Handler must not call Close: Close waits
 // for the reader, which is running the Handler.
+//
+// Deferred verdicts: a Handler may return Pending; the packet then waits in
+// the kernel (the reader goes on with the next ones) until Queue.Verdict
+// gives it its verdict by packet id, from any goroutine. Verdict's writes and
+// the reader's are serialised; the reader never shares buffers with them.
+// Packets still pending when the queue closes are dropped by the kernel
+// (their senders retransmit).
 package nfq
