@@ -160,10 +160,12 @@ func (t *ticket) done(r rules.Result) {
 	k := flowID{t.sess.ID, t.dir}
 	for {
 		a.mu.Lock()
-		f := a.flows[k]
-		if len(f.queued) == 0 {
-			delete(a.flows, k)
-			a.n.Add(-1)
+		f, ok := a.flows[k]
+		if !ok || len(f.queued) == 0 {
+			if ok {
+				delete(a.flows, k)
+				a.n.Add(-1)
+			}
 			a.mu.Unlock()
 			return
 		}
