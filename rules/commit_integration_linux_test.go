@@ -151,11 +151,23 @@ func TestCommitter(t *testing.T) {
 		})
 	}
 
+	// Cancelled: what was submitted is committed in a last pass and told
+	// before Run returns; later Submits are refused.
 	t.Run("stopped", func(t *testing.T) {
 		c := m.Committer()
+		var told []Result
+		if err := c.Submit(func(r Result) { told = append(told, r) }, open(2009)); err != nil {
+			t.Fatalf("Submit: %v", err)
+		}
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		c.Run(ctx)
+		if diff := cmp.Diff([]Result{{}}, told, cmp.Comparer(func(a, b error) bool { return (a == nil) == (b == nil) })); diff != "" {
+			t.Errorf("results of the last pass (-want +got):\n%s", diff)
+		}
+		if set := nsExec(t, ns, "nft", "list", "set", "ip", "ftpct", "expect"); !strings.Contains(set, ". 2009 ") {
+			t.Errorf("the last pass did not open its hole:\n%s", set)
+		}
 		if err := c.Submit(func(Result) { t.Error("done called") }, open(2009)); !errors.Is(err, ErrClosed) {
 			t.Errorf("Submit after Run = %v, want ErrClosed", err)
 		}
