@@ -106,8 +106,22 @@ func TestCommitter(t *testing.T) {
 			wantHeld:  true,
 		},
 		{
+			// Each announcement of a burst evicts the one before it:
+			// netted, the pass adds and deletes them again in one
+			// transaction that cannot miss, and only the last stays.
+			name: "a burst evicting itself in one pass",
+			subs: [][]Op{
+				{open(2010), closeOp(2010), open(2011)},
+				{closeOp(2011), open(2012)},
+				{closeOp(2012), open(2013)},
+			},
+			wantErr:   []bool{false, false, false},
+			wantHoles: []uint16{2006, 2008, 2013},
+			wantHeld:  true,
+		},
+		{
 			name:      "release, and a release of a flow not held",
-			subs:      [][]Op{{{Kind: OpRelease, Flow: flow}}, {{Kind: OpRelease, Flow: flow}, closeOp(2006), closeOp(2008)}},
+			subs:      [][]Op{{{Kind: OpRelease, Flow: flow}}, {{Kind: OpRelease, Flow: flow}, closeOp(2006), closeOp(2008), closeOp(2013)}},
 			wantErr:   []bool{false, false},
 			wantHoles: nil,
 		},
@@ -127,7 +141,7 @@ func TestCommitter(t *testing.T) {
 			}
 			set := nsExec(t, ns, "nft", "list", "set", "ip", "ftpct", "expect")
 			xlate := nsExec(t, ns, "nft", "list", "map", "ip", "ftpct", "xlate")
-			for port := uint16(2000); port < 2010; port++ {
+			for port := uint16(2000); port < 2015; port++ {
 				key := fmt.Sprintf("192.0.2.7 . 198.51.100.1 . %d ", port)
 				want := false
 				for _, p := range tc.wantHoles {
@@ -156,7 +170,7 @@ func TestCommitter(t *testing.T) {
 	t.Run("stopped", func(t *testing.T) {
 		c := m.Committer()
 		var told []Result
-		if err := c.Submit(func(r Result) { told = append(told, r) }, open(2009)); err != nil {
+		if err := c.Submit(func(r Result) { told = append(told, r) }, open(2014)); err != nil {
 			t.Fatalf("Submit: %v", err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -165,7 +179,7 @@ func TestCommitter(t *testing.T) {
 		if diff := cmp.Diff([]Result{{}}, told, cmp.Comparer(func(a, b error) bool { return (a == nil) == (b == nil) })); diff != "" {
 			t.Errorf("results of the last pass (-want +got):\n%s", diff)
 		}
-		if set := nsExec(t, ns, "nft", "list", "set", "ip", "ftpct", "expect"); !strings.Contains(set, ". 2009 ") {
+		if set := nsExec(t, ns, "nft", "list", "set", "ip", "ftpct", "expect"); !strings.Contains(set, ". 2014 ") {
 			t.Errorf("the last pass did not open its hole:\n%s", set)
 		}
 		if err := c.Submit(func(Result) { t.Error("done called") }, open(2009)); !errors.Is(err, ErrClosed) {

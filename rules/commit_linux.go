@@ -108,27 +108,29 @@ func (c *Committer) commit(reqs []request) {
 		ops[i], res[i] = c.m.prepare(r.ops)
 	}
 	live := func(i int) bool { return res[i].Err == nil }
-	// One transaction: deletes and adds in submission order.
-	err := c.m.flushOps(ops, live, true, true)
-	if err != nil {
+	p := plan(ops, live)
+	if err := c.m.flush(p.pre, p.add, p.opdel, p.pure); err != nil {
 		// A delete of an element already used or expired (ENOENT), or
 		// another failure, rejected the whole transaction (which costs
 		// an RCU grace period, ~15 ms: callers say Hole.Used when they
-		// know). Deletes one by one, ENOENT ignored; then the adds in
-		// one transaction, or, if that fails, each Submit's in its own
-		// so only the culprit is refused.
-		c.m.deleteEach(ops, res)
-		if err := c.m.flushOps(ops, live, true, false); err != nil {
+		// know). The deletes that may find nothing one by one, ENOENT
+		// ignored; the adds (with the deletes that follow them, which
+		// cannot miss) in one transaction, or, if that fails, each
+		// Submit's in its own so only the culprit is refused.
+		c.m.deleteEach(p.pre, res)
+		if err := c.m.flush(setElems{}, p.add, p.opdel, setElems{}); err != nil {
 			for i := range reqs {
 				switch {
 				case !live(i):
 				case len(reqs) == 1:
 					res[i].Err = err
 				default:
-					res[i].Err = c.m.flushOps(ops[i:i+1], func(int) bool { return true }, true, false)
+					one := plan(ops[i:i+1], func(int) bool { return true })
+					res[i].Err = c.m.flush(setElems{}, one.add, one.opdel, setElems{})
 				}
 			}
 		}
+		c.m.deleteEach(p.pure, res)
 	}
 	for i, r := range reqs {
 		if r.done != nil {
@@ -168,123 +170,159 @@ func (m *Manager) prepare(ops []Op) ([]prepared, Result) {
 	return out, res
 }
 
-// flushOps commits the operations of the live requests (adds, deletes or
-// both) in one transaction: one message per set and kind, deletes first
-// (an evicted hole goes before the one that replaces it; a hole closed and
-// opened again in one pass stays open).
-func (m *Manager) flushOps(ops [][]prepared, live func(int) bool, adds, deletes bool) error {
-	type setOp struct {
-		s   *nftables.Set
+// setElems are elements of several sets, each set's in order.
+type setElems struct {
+	sets  []*nftables.Set
+	elems map[*nftables.Set][]nftables.SetElement
+	reqs  map[*nftables.Set][]int // the request each element is for
+}
+
+func (e *setElems) put(s *nftables.Set, el nftables.SetElement, req int) {
+	if e.elems == nil {
+		e.elems, e.reqs = map[*nftables.Set][]nftables.SetElement{}, map[*nftables.Set][]int{}
+	}
+	if _, ok := e.elems[s]; !ok {
+		e.sets = append(e.sets, s)
+	}
+	e.elems[s] = append(e.elems[s], el)
+	e.reqs[s] = append(e.reqs[s], req)
+}
+
+// passPlan is a pass's operations netted per element: what one
+// announcement opens and the next one of its session evicts in the same
+// pass is added and deleted again; an element closed and then opened again
+// is deleted first.
+type passPlan struct {
+	pre   setElems // deletes of elements opened again afterwards
+	add   setElems // adds
+	opdel setElems // deletes of elements added in this pass (cannot miss)
+	pure  setElems // deletes of elements not added in this pass (may miss)
+}
+
+// plan nets the operations of the live requests, element by element.
+func plan(ops [][]prepared, live func(int) bool) passPlan {
+	type action struct {
 		del bool
+		el  nftables.SetElement
+		req int
 	}
-	var order []setOp
-	elems := map[setOp][]nftables.SetElement{}
-	put := func(s *nftables.Set, del bool, e nftables.SetElement) {
-		k := setOp{s, del}
-		if _, ok := elems[k]; !ok {
-			order = append(order, k)
+	type seq struct {
+		s           *nftables.Set
+		first, last action
+		add         *action // the last add
+	}
+	byKey := map[string]*seq{}
+	var order []*seq
+	act := func(s *nftables.Set, a action) {
+		k := s.Name + "\x00" + fmt.Sprint(s.Table.Family) + "\x00" + string(a.el.Key)
+		q, ok := byKey[k]
+		if !ok {
+			q = &seq{s: s, first: a}
+			byKey[k] = q
+			order = append(order, q)
 		}
-		elems[k] = append(elems[k], e)
+		q.last = a
+		if !a.del {
+			q.add = &a
+		}
 	}
-	n := 0
 	for i, ps := range ops {
 		if !live(i) {
 			continue
 		}
 		for _, p := range ps {
-			if (p.kind.adds() && !adds) || (!p.kind.adds() && !deletes) {
-				continue
-			}
-			n++
 			o := p.o
 			switch p.kind {
 			case OpOpen:
 				t := p.h.timeoutDuration()
 				if p.h.To.IsValid() {
-					put(o.xlate, false, nftables.SetElement{Key: p.h.expectKey(), Val: p.h.xlateValue(), Timeout: t})
+					act(o.xlate, action{el: nftables.SetElement{Key: p.h.expectKey(), Val: p.h.xlateValue(), Timeout: t}, req: i})
 				}
 				var owner string
 				if p.h.Owner.Src.IsValid() {
 					owner = p.h.Owner.String()
 				}
-				put(o.expect, false, nftables.SetElement{Key: p.h.expectKey(), Timeout: t, Comment: owner})
+				act(o.expect, action{el: nftables.SetElement{Key: p.h.expectKey(), Timeout: t, Comment: owner}, req: i})
 			case OpClose:
 				if !p.h.Used {
-					put(o.expect, true, nftables.SetElement{Key: p.h.expectKey()})
+					act(o.expect, action{del: true, el: nftables.SetElement{Key: p.h.expectKey()}, req: i})
 				}
 				if p.h.To.IsValid() {
-					put(o.xlate, true, nftables.SetElement{Key: p.h.expectKey()})
+					act(o.xlate, action{del: true, el: nftables.SetElement{Key: p.h.expectKey()}, req: i})
 				}
 			case OpHold:
-				put(o.hold, false, nftables.SetElement{Key: p.f.holdKey()})
+				act(o.hold, action{el: nftables.SetElement{Key: p.f.holdKey()}, req: i})
 			case OpRelease:
-				put(o.hold, true, nftables.SetElement{Key: p.f.holdKey()})
+				act(o.hold, action{del: true, el: nftables.SetElement{Key: p.f.holdKey()}, req: i})
 			}
+		}
+	}
+	var pl passPlan
+	for _, q := range order {
+		key := nftables.SetElement{Key: q.last.el.Key}
+		switch {
+		case !q.last.del:
+			if q.first.del {
+				pl.pre.put(q.s, key, q.first.req)
+			}
+			pl.add.put(q.s, q.add.el, q.add.req)
+		case q.add != nil:
+			pl.add.put(q.s, q.add.el, q.add.req)
+			pl.opdel.put(q.s, key, q.last.req)
+		default:
+			pl.pure.put(q.s, key, q.last.req)
+		}
+	}
+	return pl
+}
+
+// flush commits pre's deletes, add's adds, opdel's and pure's deletes, in
+// that order, in one transaction.
+func (m *Manager) flush(pre, add, opdel, pure setElems) error {
+	n := 0
+	for _, e := range []setElems{pre, add, opdel, pure} {
+		for _, s := range e.sets {
+			n += len(e.elems[s])
 		}
 	}
 	if n == 0 {
 		return nil
 	}
-	slices.SortStableFunc(order, func(a, b setOp) int {
-		switch {
-		case a.del == b.del:
-			return 0
-		case a.del:
-			return -1
-		}
-		return 1
-	})
 	return m.locked(func() error {
-		for _, k := range order {
-			var err error
-			if k.del {
-				err = m.conn.SetDeleteElements(k.s, elems[k])
-			} else {
-				err = m.conn.SetAddElements(k.s, elems[k])
-			}
-			if err != nil {
-				return fmt.Errorf("commit %d operations: %w", n, err)
+		for i, e := range []setElems{pre, add, opdel, pure} {
+			for _, s := range e.sets {
+				var err error
+				if i == 1 {
+					err = m.conn.SetAddElements(s, e.elems[s])
+				} else {
+					err = m.conn.SetDeleteElements(s, e.elems[s])
+				}
+				if err != nil {
+					return fmt.Errorf("commit %d elements: %w", n, err)
+				}
 			}
 		}
 		if err := m.conn.Flush(); err != nil {
-			return fmt.Errorf("commit %d operations: %w", n, hint(err))
+			return fmt.Errorf("commit %d elements: %w", n, hint(err))
 		}
 		return nil
 	})
 }
 
-// deleteEach deletes every element the deletes of ops name, each in its own
-// transaction, ENOENT ignored; other failures go to the request's CloseErr.
-func (m *Manager) deleteEach(ops [][]prepared, res []Result) {
-	for i, ps := range ops {
-		for _, p := range ps {
-			if p.kind.adds() {
-				continue
-			}
-			var sets []*nftables.Set
-			var key []byte
-			switch p.kind {
-			case OpClose:
-				key = p.h.expectKey()
-				if !p.h.Used {
-					sets = append(sets, p.o.expect)
+// deleteEach deletes the elements of e, each in its own transaction,
+// ENOENT ignored; other failures go to their request's CloseErr.
+func (m *Manager) deleteEach(e setElems, res []Result) {
+	for _, s := range e.sets {
+		for j, el := range e.elems[s] {
+			err := m.locked(func() error {
+				if err := m.conn.SetDeleteElements(s, []nftables.SetElement{el}); err != nil {
+					return err
 				}
-				if p.h.To.IsValid() {
-					sets = append(sets, p.o.xlate)
-				}
-			case OpRelease:
-				key, sets = p.f.holdKey(), []*nftables.Set{p.o.hold}
-			}
-			for _, s := range sets {
-				err := m.locked(func() error {
-					if err := m.conn.SetDeleteElements(s, []nftables.SetElement{{Key: key}}); err != nil {
-						return err
-					}
-					return m.conn.Flush()
-				})
-				if err != nil && !errors.Is(err, unix.ENOENT) {
-					res[i].CloseErr = errors.Join(res[i].CloseErr, fmt.Errorf("%s %s: %w", p.kind, s.Name, hint(err)))
-				}
+				return m.conn.Flush()
+			})
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				i := e.reqs[s][j]
+				res[i].CloseErr = errors.Join(res[i].CloseErr, fmt.Errorf("delete from %s: %w", s.Name, hint(err)))
 			}
 		}
 	}
