@@ -1,5 +1,7 @@
 package rules
 
+import "strconv"
+
 // OpKind is one kind of change a Committer makes to the kernel's sets.
 type OpKind uint8
 
@@ -14,18 +16,13 @@ const (
 	OpRelease
 )
 
+var opKindNames = [...]string{OpOpen: "open", OpClose: "close", OpHold: "hold", OpRelease: "release"}
+
 func (k OpKind) String() string {
-	switch k {
-	case OpOpen:
-		return "open"
-	case OpClose:
-		return "close"
-	case OpHold:
-		return "hold"
-	case OpRelease:
-		return "release"
+	if uint(k) < uint(len(opKindNames)) && opKindNames[k] != "" {
+		return opKindNames[k]
 	}
-	return "unknown"
+	return "OpKind(" + strconv.Itoa(int(k)) + ")"
 }
 
 // adds reports whether the operation adds elements (its failure is the
