@@ -14,6 +14,8 @@ package engine
 // did (ReasonRules): no hole, its expectations removed, its rewrites
 // forgotten, and the packet passes as the sender sent it (or, if the
 // normaliser had to change it, is dropped for the sender to retransmit).
+// Once the committer stopped (ftpct is stopping), such a packet is dropped
+// too, so that a restarted ftpct sees it again.
 
 import (
 	"bytes"
@@ -142,7 +144,14 @@ func (w *Worker) locked(id uint32, sess *conntrack.Session, dir conntrack.Dir, s
 		t.out = bytes.Clone(out)
 	}
 	if err := e.async.c.Submit(t.done, w.ops...); err != nil {
-		return t.settle(rules.Result{Err: err}, now) // the committer stopped
+		// The committer stopped: ftpct is stopping. The announcement is
+		// refused and its packet dropped: its sender retransmits it, to a
+		// restarted ftpct that can still open its hole. Passed on
+		// unrewritten, its data connection would fail for sure.
+		if d, _ := t.settle(rules.Result{Err: err}, now); d != DecisionDrop {
+			e.stats.Dropped.Add(1)
+		}
+		return DecisionDrop, nil
 	}
 	e.async.wait(sess, dir)
 	e.stats.Deferred.Add(1)

@@ -170,10 +170,12 @@ func TestDeferredVerdicts(t *testing.T) {
 			wantRefs: 1,
 		},
 		{
-			name:     "committer stopped: refused at once",
+			// ftpct is stopping: dropped for its sender to retransmit
+			// to the next daemon.
+			name:     "committer stopped: refused and dropped at once",
 			stopped:  true,
-			packets:  []packet{{id: 1, in: masqC2S(1016, 5008, port1), want: got{Verdict: "accept", Seq: 1016, Ack: 5008, Payload: port1}}},
-			want:     map[string]uint64{"expect_created": 0, "expect_refused": 1, "deferred": 0},
+			packets:  []packet{{id: 1, in: masqC2S(1016, 5008, port1), want: got{Verdict: "drop"}}},
+			want:     map[string]uint64{"expect_created": 0, "expect_refused": 1, "deferred": 0, "dropped": 1, "modified": 0},
 			wantRefs: 0,
 		},
 	}

@@ -23,7 +23,8 @@
 //     waits (DecisionPending) until they are committed; later packets of
 //     its flow wait behind it and are handled in order afterwards, by the
 //     committer's goroutine; a failed commit refuses the announcement and
-//     forgets its rewrite;
+//     forgets its rewrite (once the committer stopped, the packet is also
+//     dropped, for a restarted ftpct to see it again);
 //  6. verdict (send or drop in worker.go): the packet is rewritten with
 //     the splices and the sequence mapping of both directions
 //     (rewrite.Rewrite) and counted once.
