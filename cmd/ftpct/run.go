@@ -69,20 +69,22 @@ type daemon struct {
 	level  *slog.LevelVar
 	log    *slog.Logger
 
-	claims []interface{ Close() error }
-	srv    *control.Server
-	kernel *conntrack.Kernel
-	mgr    *rules.Manager
-	commit *rules.Committer
-	// commitDone is closed when the committer's Run returned.
+	claims    []interface{ Close() error }
+	srv       *control.Server
+	kernel    *conntrack.Kernel
+	mgr       *rules.Manager
+	installed bool
+	eng       *engine.Engine
+	queue     *nfq.Queue
+	cancel    context.CancelFunc
+	errc      chan error
+	workers   int
+	ops       opsState // metrics, audit, inspection (observe.go)
+
+	// commit commits holes off the packet path; commitDone is closed when
+	// its Run returned.
+	commit     *rules.Committer
 	commitDone chan struct{}
-	installed  bool
-	eng        *engine.Engine
-	queue      *nfq.Queue
-	cancel     context.CancelFunc
-	errc       chan error
-	workers    int
-	ops        opsState // metrics, audit, inspection (observe.go)
 }
 
 func (d *daemon) start(parent context.Context) error {
