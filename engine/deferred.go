@@ -41,10 +41,11 @@ type Committer interface {
 	Submit(done func(rules.Result), ops ...rules.Op) error
 }
 
-// VerdictFunc gives the queued packet id, left DecisionPending by
-// Worker.HandleID, its decision (nfq.Queue.Verdict). out, with
-// DecisionModified, is valid only during the call.
-type VerdictFunc func(id uint32, d Decision, out []byte)
+// VerdictFunc gives the queued packet tag, left DecisionPending by
+// Worker.HandleID, its decision (nfq.Queue.Verdict). tag is the caller's,
+// as given to HandleID (a packet id, with its queue's number where there
+// are several). out, with DecisionModified, is valid only during the call.
+type VerdictFunc func(tag uint64, d Decision, out []byte)
 
 // Defer makes the engine commit holes through c and give the decisions of
 // packets that wait for them through verdict. Call it before the first
@@ -78,7 +79,7 @@ type waiting struct {
 }
 
 type queued struct {
-	id  uint32
+	tag uint64
 	pkt []byte
 }
 
@@ -92,7 +93,7 @@ type pending struct {
 // ticket is a packet waiting for its holes.
 type ticket struct {
 	e      *Engine
-	id     uint32
+	tag    uint64
 	sess   *conntrack.Session
 	dir    conntrack.Dir
 	d      Decision
@@ -103,9 +104,9 @@ type ticket struct {
 	grants []pending
 }
 
-// behind queues packet id of sess's direction dir when an earlier packet
+// behind queues packet tag of sess's direction dir when an earlier packet
 // of that flow waits; the session is locked.
-func (a *deferrer) behind(sess *conntrack.Session, dir conntrack.Dir, id uint32, pkt []byte) bool {
+func (a *deferrer) behind(sess *conntrack.Session, dir conntrack.Dir, tag uint64, pkt []byte) bool {
 	if a == nil || a.n.Load() == 0 {
 		return false
 	}
@@ -113,7 +114,7 @@ func (a *deferrer) behind(sess *conntrack.Session, dir conntrack.Dir, id uint32,
 	defer a.mu.Unlock()
 	f, ok := a.flows[flowID{sess.ID, dir}]
 	if ok {
-		f.queued = append(f.queued, queued{id: id, pkt: bytes.Clone(pkt)})
+		f.queued = append(f.queued, queued{tag: tag, pkt: bytes.Clone(pkt)})
 	}
 	return ok
 }
@@ -131,14 +132,14 @@ func (a *deferrer) wait(sess *conntrack.Session, dir conntrack.Dir) {
 
 // locked handles segment s of the locked session sess, then, if the policy
 // asked for hole operations, submits them and defers the decision.
-func (w *Worker) locked(id uint32, sess *conntrack.Session, dir conntrack.Dir, s *segment, now time.Time) (Decision, []byte) {
+func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, s *segment, now time.Time) (Decision, []byte) {
 	w.ops, w.grants = w.ops[:0], w.grants[:0]
 	d, out := w.decide(sess, dir, s, now)
 	if len(w.ops) == 0 {
 		return d, out
 	}
 	e := w.e
-	t := &ticket{e: e, id: id, sess: sess, dir: dir, d: d, forced: s.forced, before: w.before,
+	t := &ticket{e: e, tag: tag, sess: sess, dir: dir, d: d, forced: s.forced, before: w.before,
 		added: len(sess.Stream[dir].Records()) - w.kept, grants: slices.Clone(w.grants)}
 	if d == DecisionModified {
 		t.out = bytes.Clone(out)
@@ -165,7 +166,7 @@ func (t *ticket) done(r rules.Result) {
 	t.sess.Lock()
 	defer t.sess.Unlock()
 	d, out := t.settle(r, e.now())
-	a.verdict(t.id, d, out)
+	a.verdict(t.tag, d, out)
 	k := flowID{t.sess.ID, t.dir}
 	for {
 		a.mu.Lock()
@@ -182,23 +183,23 @@ func (t *ticket) done(r rules.Result) {
 		f.queued[0] = queued{}
 		f.queued = f.queued[1:]
 		a.mu.Unlock()
-		d, out := a.w.again(q.id, t.sess, t.dir, q.pkt)
+		d, out := a.w.again(q.tag, t.sess, t.dir, q.pkt)
 		if d == DecisionPending {
 			return // it waits in turn, the rest behind it
 		}
-		a.verdict(q.id, d, out)
+		a.verdict(q.tag, d, out)
 	}
 }
 
 // again handles a packet that waited behind another of its flow; the
 // session is locked.
-func (w *Worker) again(id uint32, sess *conntrack.Session, dir conntrack.Dir, pkt []byte) (Decision, []byte) {
+func (w *Worker) again(tag uint64, sess *conntrack.Session, dir conntrack.Dir, pkt []byte) (Decision, []byte) {
 	var s segment
 	if err := rewrite.Decode(pkt, &s.p); err != nil {
 		return DecisionAccept, nil // not reached: it was decoded before
 	}
 	s.in, s.payload = pkt, s.p.Payload(pkt)
-	return w.locked(id, sess, dir, &s, w.e.now())
+	return w.locked(tag, sess, dir, &s, w.e.now())
 }
 
 // settle decides t's packet once its operations are committed (or not).

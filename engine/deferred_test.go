@@ -43,7 +43,7 @@ func (c *fakeCommitter) commit(t *testing.T, r rules.Result) {
 
 // given is a decision given later, to the VerdictFunc.
 type given struct {
-	ID  uint32
+	ID  uint64
 	Got got
 }
 
@@ -51,15 +51,15 @@ type deferredRig struct {
 	e     *Engine
 	w     *Worker
 	c     *fakeCommitter
-	in    map[uint32][]byte
+	in    map[uint64][]byte
 	given []given
 }
 
 func newDeferredRig(t *testing.T, cfg Config) *deferredRig {
-	r := &deferredRig{c: &fakeCommitter{}, in: map[uint32][]byte{}}
+	r := &deferredRig{c: &fakeCommitter{}, in: map[uint64][]byte{}}
 	r.e, _ = newTestEngine(masqueradeBinding)
 	r.e.Reload(cfg)
-	r.e.Defer(r.c, func(id uint32, d Decision, out []byte) {
+	r.e.Defer(r.c, func(id uint64, d Decision, out []byte) {
 		r.given = append(r.given, given{ID: id, Got: inspect(t, d, r.in[id], bytes.Clone(out))})
 	})
 	r.w = r.e.NewWorker()
@@ -67,7 +67,7 @@ func newDeferredRig(t *testing.T, cfg Config) *deferredRig {
 }
 
 // handle hands packet id to the worker; pending reports DecisionPending.
-func (r *deferredRig) handle(t *testing.T, id uint32, s seg) (g got, pending bool) {
+func (r *deferredRig) handle(t *testing.T, id uint64, s seg) (g got, pending bool) {
 	t.Helper()
 	r.in[id] = build(t, s)
 	d, out := r.w.HandleID(id, r.in[id])
@@ -83,7 +83,7 @@ func TestDeferredVerdicts(t *testing.T) {
 	port2 := "PORT 10,0,1,2,156,65\r\n"     // 22 bytes
 	port2w := "PORT 203,0,113,1,156,65\r\n" // 25 bytes: +3
 	type packet struct {
-		id      uint32
+		id      uint64
 		in      seg
 		pending bool // decided later
 		want    got  // when decided at once

@@ -39,7 +39,7 @@
 // its context is cancelled.
 //
 // A packet left DecisionPending gets its decision later through the
-// VerdictFunc given to Defer, by the id given to HandleID.
+// VerdictFunc given to Defer, by the tag given to HandleID.
 //
 // Buffers: the slice Handle returns with DecisionModified belongs to the
 // Worker and is valid until its next call.

@@ -476,7 +476,7 @@ func testHandleAllocs(t *testing.T, deferred bool) {
 	e, _ := newTestEngine(masqueradeBinding)
 	c := &fakeCommitter{}
 	if deferred {
-		e.Defer(c, func(uint32, Decision, []byte) {})
+		e.Defer(c, func(uint64, Decision, []byte) {})
 	}
 	w := e.NewWorker()
 	if d, _ := w.HandleID(1, build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n"))); (d == DecisionPending) != deferred {

@@ -68,10 +68,11 @@ func (e *Engine) NewWorker() *Worker {
 // then the one place that sends (send) or drops (drop).
 func (w *Worker) Handle(pkt []byte) (Decision, []byte) { return w.HandleID(0, pkt) }
 
-// HandleID is Handle for the queued packet id. With hole commits deferred
-// (Engine.Defer) it may return DecisionPending: the packet's decision is
-// given later, with id, to the engine's VerdictFunc (see deferred.go).
-func (w *Worker) HandleID(id uint32, pkt []byte) (Decision, []byte) {
+// HandleID is Handle for a queued packet the caller names with tag (its
+// packet id, and queue). With hole commits deferred (Engine.Defer) it may
+// return DecisionPending: the packet's decision is given later, with tag, to
+// the engine's VerdictFunc (see deferred.go).
+func (w *Worker) HandleID(tag uint64, pkt []byte) (Decision, []byte) {
 	e := w.e
 	e.stats.Packets.Add(1)
 	var s segment
@@ -87,11 +88,11 @@ func (w *Worker) HandleID(id uint32, pkt []byte) (Decision, []byte) {
 	}
 	sess.Lock()
 	defer sess.Unlock()
-	if e.async.behind(sess, dir, id, pkt) {
+	if e.async.behind(sess, dir, tag, pkt) {
 		e.stats.Deferred.Add(1)
 		return DecisionPending, nil
 	}
-	return w.locked(id, sess, dir, &s, now)
+	return w.locked(tag, sess, dir, &s, now)
 }
 
 // decide runs the layers on segment s of the locked session sess.

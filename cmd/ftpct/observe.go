@@ -139,15 +139,16 @@ func (d *daemon) timedCommitter(c engine.Committer) engine.Committer {
 	return d.ops.metrics.Committer(c)
 }
 
-// handlePacket is the engine's verdict on queued packet id, timed when
-// metrics are on (a packet left pending is timed until then).
-func (d *daemon) handlePacket(w *engine.Worker, id uint32, pkt []byte) (engine.Decision, []byte) {
+// handlePacket is the engine's verdict on the queued packet tag names (see
+// verdict), timed when metrics are on (a packet left pending is timed until
+// then).
+func (d *daemon) handlePacket(w *engine.Worker, tag uint64, pkt []byte) (engine.Decision, []byte) {
 	m := d.ops.metrics
 	if m == nil {
-		return w.HandleID(id, pkt)
+		return w.HandleID(tag, pkt)
 	}
 	start := time.Now()
-	v, out := w.HandleID(id, pkt)
+	v, out := w.HandleID(tag, pkt)
 	m.ObservePacket(time.Since(start))
 	return v, out
 }

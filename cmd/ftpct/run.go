@@ -139,7 +139,7 @@ func (d *daemon) start(parent context.Context) error {
 
 	w := d.eng.NewWorker()
 	handle := func(p nfq.Packet) (nfq.Verdict, []byte) {
-		v, out := d.handlePacket(w, p.ID, p.Data)
+		v, out := d.handlePacket(w, uint64(p.ID), p.Data)
 		if d.level.Level() <= slog.LevelDebug {
 			d.log.Debug("packet", "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out))
 		}
@@ -196,8 +196,11 @@ func queueVerdict(v engine.Decision, out []byte) (nfq.Verdict, []byte) {
 	}
 }
 
-// verdict gives a packet the engine left pending its decision.
-func (d *daemon) verdict(id uint32, v engine.Decision, out []byte) {
+// verdict gives a packet the engine left pending its decision. The tag is
+// the packet's id (with several queues, the queue would go in its upper
+// 32 bits).
+func (d *daemon) verdict(tag uint64, v engine.Decision, out []byte) {
+	id := uint32(tag)
 	nv, payload := queueVerdict(v, out)
 	if err := d.queue.Verdict(id, nv, payload); err != nil && d.level.Level() <= slog.LevelDebug {
 		// Counted by the queue (queue_verdict_errors) unless it is
