@@ -1,22 +1,5 @@
 package engine
 
-// Hole commits off the packet path. With Engine.Defer, the policy does not
-// open an announcement's hole inline: the worker submits the packet's hole
-// operations (evicted holes closed, the new one opened) to a Committer,
-// which commits what all workers submitted meanwhile in one nftables
-// transaction, and the packet's decision waits (DecisionPending) until its
-// holes are committed: a data connection never races its hole. The worker
-// goes on with other packets. Later packets of the same flow (session and
-// direction) wait behind it, unread, and are handled in order once it is
-// decided, so a flow is never reordered and the state they meet is final.
-//
-// A failed commit refuses the packet's announcements as an inline failure
-// did (ReasonRules): no hole, its expectations removed, its rewrites
-// forgotten, and the packet passes as the sender sent it (or, if the
-// normaliser had to change it, is dropped for the sender to retransmit).
-// Once the committer stopped (ftpct is stopping), such a packet is dropped
-// too, so that a restarted ftpct sees it again.
-
 import (
 	"bytes"
 	"context"
@@ -33,6 +16,23 @@ import (
 	"github.com/ftpct/ftpct/rules"
 	"github.com/ftpct/ftpct/stream"
 )
+
+// Hole commits off the packet path. With Engine.Defer, the policy does not
+// open an announcement's hole inline: the worker submits the packet's hole
+// operations (evicted holes closed, the new one opened) to a Committer,
+// which commits what all workers submitted meanwhile in one nftables
+// transaction, and the packet's decision waits (DecisionPending) until its
+// holes are committed: a data connection never races its hole. The worker
+// goes on with other packets. Later packets of the same flow (session and
+// direction) wait behind it, unread, and are handled in order once it is
+// decided, so a flow is never reordered and the state they meet is final.
+//
+// A failed commit refuses the packet's announcements as an inline failure
+// did (ReasonRules): no hole, its expectations removed, its rewrites
+// forgotten, and the packet passes as the sender sent it (or, if the
+// normaliser had to change it, is dropped for the sender to retransmit).
+// Once the committer stopped (ftpct is stopping), such a packet is dropped
+// too, so that a restarted ftpct sees it again.
 
 // Committer commits hole operations off the packet path (rules.Committer):
 // done is called once ops are committed, or not, from the committer's own
