@@ -768,7 +768,7 @@ func TestCarriedLinesResentAfterPatience(t *testing.T) {
 	send(len(s1), len(s1)+len(s2))
 	sess := e.Sessions()[0]
 	d := &sess.Stream[conntrack.DirOrig]
-	if len(d.Held) == 0 {
+	if len(d.Held()) == 0 {
 		t.Fatal("nothing carried")
 	}
 	hs := int(d.HoldStart().Diff(isn))

@@ -88,7 +88,7 @@ func (w *Worker) giveUp(sess *conntrack.Session, dir conntrack.Dir, payload []by
 	e.stats.HoldAbandoned.Add(1)
 	if e.logLim.Allow(now) {
 		e.log.Warn("split line not completed before the sender retransmitted it; passed unparsed",
-			"session", sess.ID, "from", dir.String(), "held_for", now.Sub(sess.Stream[dir].HeldSince).String())
+			"session", sess.ID, "from", dir.String(), "held_for", now.Sub(sess.Stream[dir].HeldSince()).String())
 	}
 	sess.Lines.MidLine[dir] = true // pass the rest of this line unparsed
 	return true

@@ -117,7 +117,7 @@ func (e *Engine) SessionInfos() []SessionInfo {
 		in.LastSeen = s.LastSeen
 		for d := range s.Stream {
 			ds := &s.Stream[d]
-			di := DirInfo{Base: ds.Base(), Kept: len(ds.Records()), Held: len(ds.Held)}
+			di := DirInfo{Base: ds.Base(), Kept: len(ds.Records()), Held: len(ds.Held())}
 			di.Offset = di.Base
 			for _, r := range ds.Records() {
 				di.Offset += int32(r.Delta)

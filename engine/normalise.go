@@ -96,7 +96,7 @@ func (w *Worker) normalise(sess *conntrack.Session, dir conntrack.Dir, s *segmen
 			s.set(j, q)
 		}
 	}
-	if len(h.Held) == 0 {
+	if len(h.Held()) == 0 {
 		return w.advance(h, s)
 	}
 	hs := h.HoldStart()
@@ -130,7 +130,7 @@ func (w *Worker) normalise(sess *conntrack.Session, dir conntrack.Dir, s *segmen
 		return outcome{act: actTrim, seq: s.p.Seq, head: s.payload[:min(int(hs.Diff(s.p.Seq)), len(s.payload))]}
 	case stream.JoinPrepend:
 		var q rewrite.Packet
-		j, err := rewrite.Resegment(w.join[:0], s.in, &s.p, hs, h.Held[:s.p.Seq.Diff(hs)], s.payload, &q)
+		j, err := rewrite.Resegment(w.join[:0], s.in, &s.p, hs, h.Held()[:s.p.Seq.Diff(hs)], s.payload, &q)
 		if err != nil {
 			w.e.stats.Errors.Add(1)
 			return outcome{act: actDrop, why: err.Error()}

@@ -206,7 +206,7 @@ func (w *Worker) drop(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 	if e.log.Enabled(context.Background(), slog.LevelDebug) {
 		h := &sess.Stream[dir]
 		e.log.Debug("segment dropped", "session", sess.ID, "from", dir.String(), "why", why,
-			"seq", uint32(p.Seq), "len", p.Len-p.PayloadOff, "next", uint32(h.Next), "held", len(h.Held), "acked", uint32(h.Acked))
+			"seq", uint32(p.Seq), "len", p.Len-p.PayloadOff, "next", uint32(h.Next), "held", len(h.Held()), "acked", uint32(h.Acked))
 	}
 	return DecisionDrop, nil
 }

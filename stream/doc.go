@@ -24,7 +24,14 @@
 // Comparing Snapshot before and after a packet tells cheaply whether the
 // newest length change changed.
 //
+// Memory: an idle direction owns no heap memory. A Half keeps up to two
+// records in itself; a burst of more spills them to a block of MaxRecords
+// taken from a pool (one allocation when the pool is empty) and given back
+// once acknowledgements leave two or fewer. Held bytes live in a pooled
+// buffer taken by Hold and given back by Release.
+//
 // Concurrency: a Half is plain data, not safe for concurrent use; its owner
-// (the session) serialises access. Nothing allocates except Hold growing
-// its buffer and Records (for tests and debugging).
+// (the session) serialises access. Nothing allocates except a spill block
+// or held-bytes buffer the pool does not have, and Records' callers
+// appending to it.
 package stream

@@ -72,6 +72,9 @@ func check(t *testing.T, h *Half, start seqnum.Value) {
 	if len(recs) > MaxRecords {
 		t.Fatalf("%d records", len(recs))
 	}
+	if spilled := h.spill != nil; spilled != (len(recs) > inlineRecords) {
+		t.Fatalf("%d records kept with a spill block %v: a burst's block is taken past %d and given back at it", len(recs), spilled, inlineRecords)
+	}
 	for i := 1; i < len(recs); i++ {
 		if recs[i].Pos.Before(recs[i-1].Range().End) {
 			t.Fatalf("records %d and %d overlap or are unsorted: %+v %+v", i-1, i, recs[i-1], recs[i])

@@ -1,7 +1,7 @@
 package stream
 
 import (
-	"time"
+	"sync"
 
 	"github.com/ftpct/ftpct/seqnum"
 )
@@ -39,37 +39,61 @@ type Text interface {
 	AppendOrig(dst []byte, tag uint64) ([]byte, bool)
 }
 
+// inlineRecords is how many records a Half keeps in itself. An idle
+// control connection keeps none and an ordinary one one at a time (an
+// announcement until the peer acknowledges it); a burst of pipelined
+// announcements spills to a block of MaxRecords taken from a pool and given
+// back once acknowledgements bring the records down to inlineRecords.
+const inlineRecords = 2
+
+// block is the storage of a Half's records during a burst.
+type block [MaxRecords]Record
+
+// blocks are the spill blocks not in use. Get allocates one only when the
+// pool is empty (the first bursts, or after a collection emptied it).
+var blocks = sync.Pool{New: func() any { return new(block) }}
+
 // Half is the state of one direction of a connection. The zero value is a
 // direction that has sent nothing and whose stream is not adjusted.
+//
+// A Half may own pooled storage (its records during a burst, held bytes):
+// it must not be copied once used, except to compare or inspect the copy.
+// Dropping a Half without Reset is safe: its storage is then collected
+// instead of reused.
 type Half struct {
 	// Next is the original sequence number following the highest byte seen.
 	Next seqnum.Value
-	// Started reports whether Next is valid (a payload byte was seen).
-	Started bool
-	// Held is the beginning of a unit the layer above waits to see whole:
-	// the last len(Held) bytes before Next, taken out of the segments that
-	// carried them, to be sent on with the rest.
-	Held []byte
-	// HeldSince is when the held bytes began to be held.
-	HeldSince time.Time
 	// Acked is the highest original sequence number the peer acknowledged
 	// (valid once AckSeen).
-	Acked   seqnum.Value
-	AckSeen bool
-
+	Acked seqnum.Value
 	// base is the summed length change of the records folded out.
 	base int32
-	// recs[:n] are the rewrites not yet acknowledged, in stream order.
-	n    uint8
-	recs [MaxRecords]Record
+	// Started reports whether Next is valid (a payload byte was seen).
+	Started bool
+	AckSeen bool
+	// n is how many records are kept: in inline, or in spill when it is
+	// set (exactly when n > inlineRecords). Records past n are zero.
+	n      uint8
+	held   *held
+	spill  *block
+	inline [inlineRecords]Record
 }
 
-// Records returns the kept rewrites, oldest first. The slice aliases h.
+// recs returns the storage of the records (the kept ones are recs()[:h.n]).
+func (h *Half) recs() []Record {
+	if h.spill != nil {
+		return h.spill[:]
+	}
+	return h.inline[:]
+}
+
+// Records returns the kept rewrites, oldest first. The slice aliases h
+// until its next Add, Acknowledge, Truncate or Restore.
 func (h *Half) Records() []Record {
 	if h == nil {
 		return nil
 	}
-	return h.recs[:h.n]
+	return h.recs()[:h.n]
 }
 
 // Base returns the summed length change of the rewrites folded out.
@@ -90,9 +114,13 @@ func (h *Half) Full() bool { return h.n == MaxRecords }
 // gets its length and tag; with another Delta it returns ErrConflict. A
 // position before the newest that is not kept returns ErrOutOfOrder, a new
 // one when MaxRecords are kept ErrFull. On error h is unchanged.
+//
+// The record past inlineRecords moves the records to a pooled block: the
+// one allocation a burst may cost, when the pool is empty.
 func (h *Half) Add(r Record) error {
+	recs := h.recs()
 	for i := int(h.n) - 1; i >= 0; i-- {
-		k := &h.recs[i]
+		k := &recs[i]
 		if k.Pos == r.Pos {
 			if k.Delta != r.Delta {
 				return ErrConflict
@@ -106,32 +134,53 @@ func (h *Half) Add(r Record) error {
 			break
 		}
 	}
-	if h.n > 0 && !h.recs[h.n-1].Pos.Before(r.Pos) {
+	if h.n > 0 && !recs[h.n-1].Pos.Before(r.Pos) {
 		return ErrOutOfOrder
 	}
 	if h.Full() {
 		return ErrFull
 	}
-	h.recs[h.n] = r
+	if h.spill == nil && int(h.n) == inlineRecords {
+		h.spill = blocks.Get().(*block)
+		copy(h.spill[:], h.inline[:])
+		clear(h.inline[:])
+		recs = h.spill[:]
+	}
+	recs[h.n] = r
 	h.n++
 	return nil
+}
+
+// shrink gives the spill block back once the records fit inline again.
+func (h *Half) shrink() {
+	if h.spill == nil || int(h.n) > inlineRecords {
+		return
+	}
+	b := h.spill
+	copy(h.inline[:], b[:h.n])
+	clear(b[:h.n])
+	h.spill = nil
+	blocks.Put(b)
 }
 
 // Truncate forgets the records added after the first n (a packet whose
 // rewrites could not be sent).
 func (h *Half) Truncate(n int) {
 	if n < int(h.n) {
-		clear(h.recs[n:h.n])
+		clear(h.recs()[n:h.n])
 		h.n = uint8(n)
+		h.shrink()
 	}
 }
 
 // Overlapping returns the kept records that share a byte with seg, oldest
-// first (they follow each other: records never overlap). The slice aliases h.
+// first (they follow each other: records never overlap). The slice aliases h
+// as Records does.
 func (h *Half) Overlapping(seg seqnum.Range) []Record {
+	recs := h.Records()
 	first, end := 0, 0
-	for i := range h.recs[:h.n] {
-		r := &h.recs[i]
+	for i := range recs {
+		r := &recs[i]
 		if !r.Pos.Before(seg.End) {
 			break
 		}
@@ -143,7 +192,7 @@ func (h *Half) Overlapping(seg seqnum.Range) []Record {
 	if first >= end {
 		return nil
 	}
-	return h.recs[first:end]
+	return recs[first:end]
 }
 
 // Acknowledge notes that the peer acknowledged this direction up to original
@@ -163,9 +212,10 @@ func (h *Half) Acknowledge(ack seqnum.Value) int {
 		return 0
 	}
 	h.Acked, h.AckSeen = ack, true
+	recs := h.recs()
 	k := 0
 	for ; k < int(h.n); k++ {
-		r := &h.recs[k]
+		r := &recs[k]
 		end := r.Range().End
 		if r.OrigLen == 0 {
 			end = r.Pos.Add(1) // restored: its length is unknown
@@ -176,9 +226,18 @@ func (h *Half) Acknowledge(ack seqnum.Value) int {
 		h.base += int32(r.Delta)
 	}
 	if k > 0 {
-		copy(h.recs[:], h.recs[k:h.n])
+		copy(recs, recs[k:h.n])
 		h.n -= uint8(k)
-		clear(h.recs[h.n:])
+		clear(recs[h.n : int(h.n)+k])
+		h.shrink()
 	}
 	return k
+}
+
+// Reset gives h's pooled storage back and makes it the zero value. Call it
+// only when nothing else can reach h any more.
+func (h *Half) Reset() {
+	h.Truncate(0)
+	h.dropHeld()
+	*h = Half{}
 }

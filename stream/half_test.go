@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/ftpct/ftpct/seqnum"
 )
@@ -90,5 +91,88 @@ func TestAddLikeRemember(t *testing.T) {
 	}
 	if len(d.Records()) != MaxRecords {
 		t.Errorf("%d kept, want %d", len(d.Records()), MaxRecords)
+	}
+}
+
+// A burst spills the records to a pooled block and acknowledgements bring
+// them back inline; nothing about the records changes on the way.
+func TestHalfSpill(t *testing.T) {
+	tests := []struct {
+		name      string
+		records   int          // 8-byte rewrites at 1000, 1100, ...
+		ack       seqnum.Value // then acknowledged up to
+		truncate  int          // or truncated to (when >= 0)
+		wantKept  int
+		wantSpill bool
+	}{
+		{name: "inline", records: inlineRecords, truncate: -1, wantKept: inlineRecords},
+		{name: "one past inline spills", records: inlineRecords + 1, truncate: -1, wantKept: inlineRecords + 1, wantSpill: true},
+		{name: "full", records: MaxRecords, truncate: -1, wantKept: MaxRecords, wantSpill: true},
+		{name: "acknowledged down to inline", records: MaxRecords, ack: seqnum.Value(1000 + 100*(MaxRecords-inlineRecords)), truncate: -1, wantKept: inlineRecords},
+		{name: "acknowledged, still past inline", records: MaxRecords, ack: 1100, truncate: -1, wantKept: MaxRecords - 1, wantSpill: true},
+		{name: "all acknowledged", records: MaxRecords, ack: 1 << 20, truncate: -1, wantKept: 0},
+		{name: "truncated back inline", records: 10, truncate: 1, wantKept: 1},
+		{name: "truncated, still past inline", records: 10, truncate: inlineRecords + 1, wantKept: inlineRecords + 1, wantSpill: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := Half{Started: true, Next: seqnum.Value(1000 + 100*tt.records)}
+			var all []Record
+			for i := range tt.records {
+				r := Record{Pos: seqnum.Value(1000 + 100*i), OrigLen: 8, Delta: int16(i%5 - 2), Tag: uint64(i)}
+				if err := h.Add(r); err != nil {
+					t.Fatal(err)
+				}
+				all = append(all, r)
+			}
+			if tt.ack != 0 {
+				h.Acknowledge(tt.ack)
+			}
+			if tt.truncate >= 0 {
+				h.Truncate(tt.truncate)
+			}
+			want := all[len(all)-tt.wantKept:]
+			if tt.truncate >= 0 {
+				want = all[:tt.wantKept]
+			}
+			if diff := cmp.Diff(want, h.Records(), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("records (-want +got):\n%s", diff)
+			}
+			if (h.spill != nil) != tt.wantSpill {
+				t.Errorf("spilled %v, want %v", h.spill != nil, tt.wantSpill)
+			}
+			for i, r := range h.recs()[h.n:] {
+				if r != (Record{}) {
+					t.Fatalf("storage past the kept records not zero at %d: %+v", int(h.n)+i, r)
+				}
+			}
+			if h.spill == nil {
+				return
+			}
+			// Given back, the block is zero (the next burst starts clean).
+			h.Reset()
+			if h.spill != nil || h.n != 0 {
+				t.Errorf("after Reset: spill %v, %d records", h.spill != nil, h.n)
+			}
+		})
+	}
+}
+
+// A burst taken and given back costs no allocation once the pool has a
+// block; an ordinary direction (records inline) none at all.
+func TestHalfSpillAllocs(t *testing.T) {
+	burst := func(n int) {
+		var h Half
+		h.Started, h.Next = true, seqnum.Value(1000+100*n)
+		for i := range n {
+			_ = h.Add(Record{Pos: seqnum.Value(1000 + 100*i), OrigLen: 8, Delta: 1})
+		}
+		h.Acknowledge(h.Next)
+	}
+	burst(MaxRecords) // fills the pool
+	for _, n := range []int{1, inlineRecords, MaxRecords} {
+		if a := testing.AllocsPerRun(100, func() { burst(n) }); a != 0 {
+			t.Errorf("%d records added and acknowledged: %v allocations, want 0", n, a)
+		}
 	}
 }

@@ -1,28 +1,80 @@
 package stream
 
 import (
+	"sync"
 	"time"
 
 	"github.com/ftpct/ftpct/seqnum"
 )
 
+// held is the held bytes of a direction and when they began to be held.
+type held struct {
+	since time.Time
+	b     []byte
+}
+
+// helds are the held-bytes buffers not in use. A direction takes one when
+// it holds bytes and gives it back when it releases them: an idle
+// connection owns none.
+var helds = sync.Pool{New: func() any { return &held{b: make([]byte, 0, 256)} }}
+
+// Held returns the beginning of a unit the layer above waits to see whole:
+// the last len(Held()) bytes before Next, taken out of the segments that
+// carried them, to be sent on with the rest. The slice aliases h until the
+// next Hold, Release or Restore.
+func (h *Half) Held() []byte {
+	if h.held == nil {
+		return nil
+	}
+	return h.held.b
+}
+
+// HeldSince returns when the held bytes began to be held (the zero time
+// when none are).
+func (h *Half) HeldSince() time.Time {
+	if h.held == nil {
+		return time.Time{}
+	}
+	return h.held.since
+}
+
 // HoldStart returns the sequence number of the first held byte.
-func (h *Half) HoldStart() seqnum.Value { return h.Next.Add(-int32(len(h.Held))) }
+func (h *Half) HoldStart() seqnum.Value { return h.Next.Add(-int32(len(h.Held()))) }
 
 // Hold keeps b, the last len(b) bytes before Next, back from the receiver
 // until the rest of their unit arrives (or, for whole units carried to the
 // next segment so that a joined segment stays within the sender's size,
-// until that segment). Their age starts now.
+// until that segment). Their age starts now. Holding nothing releases
+// nothing: it is Hold of no bytes. The buffer comes from a pool and
+// returns to it on Release.
 func (h *Half) Hold(b []byte, now time.Time) {
-	h.HeldSince = now
-	h.Held = append(h.Held[:0], b...)
+	if len(b) == 0 {
+		h.dropHeld()
+		return
+	}
+	if h.held == nil {
+		h.held = helds.Get().(*held)
+	}
+	h.held.since = now
+	h.held.b = append(h.held.b[:0], b...)
 }
 
 // Release makes the held bytes new again: the segment being handled carries
 // them from HoldStart on.
 func (h *Half) Release() {
 	h.Next = h.HoldStart()
-	h.Held = h.Held[:0]
+	h.dropHeld()
+}
+
+// dropHeld gives the held-bytes buffer back to the pool.
+func (h *Half) dropHeld() {
+	if h.held == nil {
+		return
+	}
+	hb := h.held
+	h.held = nil
+	hb.b, hb.since = hb.b[:0], time.Time{}
+	helds.Put(hb)
 }
 
 // Join says how a segment meets held bytes.
@@ -85,7 +137,7 @@ func (h *Half) Join(seg seqnum.Range, now time.Time, patience time.Duration) Joi
 	default:
 		return JoinPrepend
 	}
-	if !seg.Start.After(hs) && now.Sub(h.HeldSince) >= patience {
+	if !seg.Start.After(hs) && now.Sub(h.HeldSince()) >= patience {
 		return JoinGiveUp
 	}
 	return j

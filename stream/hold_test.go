@@ -46,11 +46,35 @@ func TestHoldRelease(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	h := Half{Started: true, Next: 110}
 	h.Hold([]byte("PORT 10,0,"), t0)
-	if !h.HeldSince.Equal(t0) || h.HoldStart() != 100 {
-		t.Errorf("held: since %v start %d, want %v 100", h.HeldSince, h.HoldStart(), t0)
+	if !h.HeldSince().Equal(t0) || h.HoldStart() != 100 {
+		t.Errorf("held: since %v start %d, want %v 100", h.HeldSince(), h.HoldStart(), t0)
 	}
 	h.Release()
-	if len(h.Held) != 0 || h.Next != 100 {
-		t.Errorf("after Release: held %q next %d, want none and 100", h.Held, h.Next)
+	if len(h.Held()) != 0 || h.Next != 100 {
+		t.Errorf("after Release: held %q next %d, want none and 100", h.Held(), h.Next)
+	}
+}
+
+// Held bytes live in a pooled buffer only while held: a released direction
+// owns none, and holding again reuses one without allocating.
+func TestHoldPooled(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	h := Half{Started: true, Next: 110}
+	line := []byte("PORT 10,0,")
+	h.Hold(line, t0)
+	h.Release()
+	if h.held != nil || h.Held() != nil || !h.HeldSince().IsZero() {
+		t.Errorf("after Release: buffer %v, held %q since %v; want none", h.held != nil, h.Held(), h.HeldSince())
+	}
+	h.Hold(nil, t0)
+	if h.held != nil {
+		t.Error("holding nothing took a buffer")
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		h.Next = 110
+		h.Hold(line, t0)
+		h.Release()
+	}); n != 0 {
+		t.Errorf("Hold and Release: %v allocations, want 0", n)
 	}
 }

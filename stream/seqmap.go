@@ -10,8 +10,8 @@ func (h *Half) IsZero() bool {
 	if h.base != 0 {
 		return false
 	}
-	for i := range h.recs[:h.n] {
-		if h.recs[i].Delta != 0 {
+	for _, r := range h.Records() {
+		if r.Delta != 0 {
 			return false
 		}
 	}
@@ -27,8 +27,9 @@ func (h *Half) Offset(s seqnum.Value) int32 {
 		return 0
 	}
 	off := h.base
-	for i := range h.recs[:h.n] {
-		r := &h.recs[i]
+	recs := h.Records()
+	for i := range recs {
+		r := &recs[i]
 		if !r.Pos.Before(s) {
 			break
 		}
@@ -50,8 +51,9 @@ func (h *Half) UnmapAck(w seqnum.Value) seqnum.Value {
 	}
 	before := h.base // length change before record i
 	cum := h.base    // length change up to the newest record that applies
-	for i := range h.recs[:h.n] {
-		r := &h.recs[i]
+	recs := h.Records()
+	for i := range recs {
+		r := &recs[i]
 		if !r.Pos.Add(before).Before(w) {
 			break
 		}
@@ -74,8 +76,9 @@ type Summary struct {
 // differs after a packet means the newest length change changed.
 func (h *Half) Snapshot() Summary {
 	s := Summary{Before: h.base}
-	for i := range h.recs[:h.n] {
-		r := &h.recs[i]
+	recs := h.Records()
+	for i := range recs {
+		r := &recs[i]
 		if r.Delta == 0 {
 			continue
 		}
@@ -90,9 +93,10 @@ func (h *Half) Snapshot() Summary {
 // until the rewrite is made again (Add fills it in). Stream position, held
 // bytes and acknowledgements start afresh, as for a connection first seen.
 func (h *Half) Restore(s Summary) {
-	*h = Half{Held: h.Held[:0], base: s.Before}
+	h.Reset()
+	h.base = s.Before
 	if s.Delta != 0 {
-		h.recs[0] = Record{Pos: s.Pos, Delta: s.Delta}
+		h.inline[0] = Record{Pos: s.Pos, Delta: s.Delta}
 		h.n = 1
 	}
 }
