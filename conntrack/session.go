@@ -55,6 +55,10 @@ type Session struct {
 	LastSeen time.Time
 	// Closing: a FIN or RST was seen.
 	Closing bool
+
+	// slot is the session's index in its Table's list (guarded by the
+	// Table's lock).
+	slot uint32
 }
 
 // Lock locks the session's mutable state.
@@ -75,87 +79,162 @@ func (s *Session) Tuple(d Dir) Tuple {
 	return s.Binding.Reply
 }
 
-type entry struct {
-	s   *Session
-	dir Dir
-}
+// ref is a packet key's entry in a Table: the index of its session in the
+// list, shifted left by one, or'ed with the key's direction. Pointer-free,
+// so the maps cost the collector nothing to scan.
+type ref uint32
+
+func refOf(slot uint32, d Dir) ref { return ref(slot<<1 | uint32(d)) }
+
+func (r ref) slot() uint32 { return uint32(r >> 1) }
+func (r ref) dir() Dir     { return Dir(r & 1) }
+
+// maxSessions is the most sessions a Table can index (a ref's slot bits).
+const maxSessions = 1 << 31
 
 // Table holds the control connections, reachable by the packet tuple of either
 // direction as it appears before NAT.
+//
+// Memory: a session costs its Session, one list entry (a pointer) and two
+// map entries. Keys of IPv4 connections are packed into 12 bytes, in a map of
+// their own; an IPv6 connection's take a FlowKey.
 type Table struct {
 	mu     sync.RWMutex
-	byKey  map[FlowKey]entry
-	byID   map[uint64]*Session
+	v4     map[key4]ref
+	v6     map[FlowKey]ref
+	list   []*Session // by slot; a removed session's place is taken by the last
 	max    int
 	nextID uint64
 }
 
+// key4 is a FlowKey of an IPv4 flow, packed.
+type key4 struct {
+	src, dst     [4]byte
+	sport, dport uint16
+}
+
+// v4Prefix is the start of an IPv4-mapped IPv6 address (RFC 4291 2.5.5.2).
+var v4Prefix = [12]byte{10: 0xff, 11: 0xff}
+
+// pack returns k as a key4, and false when k is not an IPv4 flow.
+func (k *FlowKey) pack() (key4, bool) {
+	if [12]byte(k.Src[:12]) != v4Prefix || [12]byte(k.Dst[:12]) != v4Prefix {
+		return key4{}, false
+	}
+	return key4{src: [4]byte(k.Src[12:]), dst: [4]byte(k.Dst[12:]), sport: k.SrcPort, dport: k.DstPort}, true
+}
+
 // NewTable returns a table holding at most max sessions.
 func NewTable(max int) *Table {
-	return &Table{byKey: make(map[FlowKey]entry), byID: make(map[uint64]*Session), max: max}
+	return &Table{v4: make(map[key4]ref), v6: make(map[FlowKey]ref), max: min(max, maxSessions)}
 }
 
 // SetMax changes how many sessions the table holds. Lowering it below Len
 // forgets none: new ones are refused until enough have gone.
 func (t *Table) SetMax(max int) {
 	t.mu.Lock()
-	t.max = max
+	t.max = min(max, maxSessions)
 	t.mu.Unlock()
+}
+
+// get finds key k's entry. Call with t.mu held.
+func (t *Table) get(k FlowKey) (ref, bool) {
+	if k4, ok := k.pack(); ok {
+		r, ok := t.v4[k4]
+		return r, ok
+	}
+	r, ok := t.v6[k]
+	return r, ok
+}
+
+// put sets key k's entry. Call with t.mu held for writing.
+func (t *Table) put(k FlowKey, r ref) {
+	if k4, ok := k.pack(); ok {
+		t.v4[k4] = r
+		return
+	}
+	t.v6[k] = r
+}
+
+// del deletes key k's entry. Call with t.mu held for writing.
+func (t *Table) del(k FlowKey) {
+	if k4, ok := k.pack(); ok {
+		delete(t.v4, k4)
+		return
+	}
+	delete(t.v6, k)
 }
 
 // Lookup finds the session a packet with key k belongs to, and its direction.
 func (t *Table) Lookup(k FlowKey) (*Session, Dir, bool) {
 	t.mu.RLock()
-	e, ok := t.byKey[k]
-	t.mu.RUnlock()
-	return e.s, e.dir, ok
+	defer t.mu.RUnlock()
+	r, ok := t.get(k)
+	if !ok {
+		return nil, 0, false
+	}
+	return t.list[r.slot()], r.dir(), true
 }
 
 // Add creates a session for binding b (or returns the existing one) and
 // registers both directions' keys.
 func (t *Table) Add(b Binding, now time.Time) (*Session, error) {
-	ko, kr := b.Orig.Key(), b.Reply.Key()
+	ko := b.Orig.Key()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e, ok := t.byKey[ko]; ok {
-		return e.s, nil
+	if r, ok := t.get(ko); ok {
+		return t.list[r.slot()], nil
 	}
-	if len(t.byID) >= t.max {
+	if len(t.list) >= t.max {
 		return nil, ErrTableFull
 	}
 	t.nextID++
-	s := &Session{ID: t.nextID, Binding: b, Created: now, LastSeen: now}
-	t.byKey[ko] = entry{s, DirOrig}
-	t.byKey[kr] = entry{s, DirReply}
-	t.byID[s.ID] = s
+	s := &Session{ID: t.nextID, Binding: b, Created: now, LastSeen: now, slot: uint32(len(t.list))}
+	t.list = append(t.list, s)
+	t.index(s)
 	return s, nil
+}
+
+// index registers both keys of s at its slot. Call with t.mu held for writing.
+func (t *Table) index(s *Session) {
+	t.put(s.Binding.Orig.Key(), refOf(s.slot, DirOrig))
+	t.put(s.Binding.Reply.Key(), refOf(s.slot, DirReply))
 }
 
 // Remove deletes a session.
 func (t *Table) Remove(s *Session) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.byID[s.ID] != s {
+	i := s.slot
+	if int(i) >= len(t.list) || t.list[i] != s {
 		return
 	}
-	delete(t.byID, s.ID)
-	delete(t.byKey, s.Binding.Orig.Key())
-	delete(t.byKey, s.Binding.Reply.Key())
+	t.del(s.Binding.Orig.Key())
+	t.del(s.Binding.Reply.Key())
+	last := len(t.list) - 1
+	if int(i) != last {
+		moved := t.list[last]
+		moved.slot = i
+		t.list[i] = moved
+		t.index(moved)
+	}
+	t.list[last] = nil
+	t.list = t.list[:last]
+	if cap(t.list) > 1024 && len(t.list) < cap(t.list)/4 {
+		t.list = append([]*Session(nil), t.list...) // give back most of a list that shrank
+	}
 }
 
 // Len returns the number of sessions.
 func (t *Table) Len() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return len(t.byID)
+	return len(t.list)
 }
 
 // Sessions appends all sessions to dst.
 func (t *Table) Sessions(dst []*Session) []*Session {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	for _, s := range t.byID {
-		dst = append(dst, s)
-	}
-	return dst
+	return append(dst, t.list...)
 }

@@ -68,9 +68,12 @@ func heapPerSession(t *testing.T, cfg Config, k int, open func(t *testing.T, w *
 
 // TestIdleSessionHeap measures what an idle tracked session costs on the
 // heap: the session, its table entries, and what its traffic left behind.
-// The session cost must stay within a budget that leaves room for the Go
-// collector's headroom under the 1 KiB of resident memory a session may
-// cost (issue 10).
+// A session must stay within half the 1 KiB of resident memory it may cost
+// (issue 10): the collector lets the heap grow to twice what is live
+// (GOGC=100) before it collects. It was 2927 bytes with 64 records in line
+// per direction and a map entry per key with a pointer; 421 bytes now.
+// A pending expectation adds about 540 bytes (package expect and the audit
+// log's control connection of it) until it is used or expires.
 func TestIdleSessionHeap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of thousands of sessions")
@@ -91,7 +94,7 @@ func TestIdleSessionHeap(t *testing.T) {
 				w.Handle(build(t, seg{src: b.Orig.Src, dst: server, sport: cport, dport: 21, seq: 1, ack: 1, payload: "NOOP\r\n"}))
 				w.Handle(build(t, seg{src: server, dst: gwPublic, sport: 21, dport: cport, seq: 1, ack: 7, payload: "200 ok\r\n"}))
 			},
-			max: 1 << 20,
+			max: 512,
 		},
 		{
 			name: "one PORT rewritten and acknowledged",
@@ -103,7 +106,7 @@ func TestIdleSessionHeap(t *testing.T) {
 				w.Handle(build(t, seg{src: b.Orig.Src, dst: server, sport: cport, dport: 21, seq: 1, ack: 1, payload: port}))
 				w.Handle(build(t, seg{src: server, dst: gwPublic, sport: 21, dport: cport, seq: 1, ack: uint32(1 + len(wire)), payload: "200 ok\r\n"}))
 			},
-			max:      1 << 20,
+			max:      1152,
 			rewrites: k,
 			expects:  k,
 		},
