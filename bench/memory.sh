@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# ftpct's memory under load, as root on Debian (needs what lab/deps.sh
+# installs, and bench/ftpload, the load generator of bench/sidebyside.sh).
+# One masquerading-gateway lab (lab/lab.sh up NAME none), ftpct on the gateway
+# as e2e/harness_test.go starts it.
+#
+#   bench/memory.sh [--sessions N] [--storm SECONDS] [--out FILE]
+#        defaults: 100000 sessions, a 180 s storm; 0 skips either phase
+#
+# sessions  N concurrent NATed control connections, each logged in with one
+#           PORT answered 200 (rewritten to the gateway's address), against
+#           ftpload's own responder (one goroutine per connection; vsftpd
+#           would need processes). Several client addresses (one has ~64,000
+#           source ports) and several server addresses (the masquerade has
+#           ~64,000 public ports per server address and port), one ftpload
+#           process per server address. ftpct's resident memory (VmRSS) is
+#           read before, once all are open (their expectations pending), and
+#           after the expectations expired (--timeout 20s): idle sessions.
+#           Then every session sends NOOP and must get its 200.
+# storm     a fresh ftpct; 8 control connections each sending PORT and waiting
+#           for the 200, for SECONDS; ftpct's VmRSS every 10 s: min, max, and
+#           the spread from the first sample taken 30 s in (warm-up).
+#
+# Limits raised for the run: the open-file limit of this shell (its children
+# hold N sockets on each side) and, when below 2N, net.netfilter.nf_conntrack_max
+# (global: a network namespace reads the host's and cannot set its own; put
+# back on exit). Prints "metric value" lines; exits 1 when a check failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
+
+N=100000 STORM=180 OUT=
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--sessions) N=$2; shift 2 ;;
+	--storm) STORM=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	*) echo "usage: $0 [--sessions N] [--storm SECONDS] [--out FILE]" >&2; exit 2 ;;
+	esac
+done
+[[ $N =~ ^[0-9]+$ && $N -le 200000 ]] || { echo "--sessions: 0 to 200000" >&2; exit 2; }
+[[ $STORM =~ ^[0-9]+$ && $STORM -le 3600 ]] || { echo "--storm: 0 to 3600 seconds" >&2; exit 2; }
+[[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespaces, netfilter)" >&2; exit 1; }
+[[ -d bench/ftpload ]] || { echo "$0: needs bench/ftpload (the load generator of bench/sidebyside.sh)" >&2; exit 1; }
+
+NAME=m$(($$ % 100000))
+WORK=$(mktemp -d /tmp/ftpct-mem.XXXXXX)
+LAB=lab/lab.sh
+PIDS=()
+FAILED=0
+FTPCT_PID=
+FTPCT_ARGS=()
+CT_MAX_WAS=
+
+cleanup() {
+	local pid
+	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	if [[ -n $FTPCT_PID ]]; then
+		timeout 30 "${G[@]}" "$FTPCT" uninstall --socket "$DIR/ftpct.sock" "${FTPCT_ARGS[@]}" >/dev/null 2>&1 || true
+	fi
+	bash "$LAB" down "$NAME" >/dev/null 2>&1 || true
+	[[ -z $CT_MAX_WAS ]] || sysctl -qw net.netfilter.nf_conntrack_max="$CT_MAX_WAS" || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+fail() { log "FAILED: $*"; FAILED=$((FAILED + 1)); }
+metric() { echo "$1 $2" | tee -a "$WORK/results.txt"; }
+
+# Each side holds N sockets.
+ulimit -Hn $((2 * N + 20000)) && ulimit -Sn $((2 * N + 20000))
+
+log "building ftpct and bench/ftpload"
+go build -o "$WORK/ftpct" ./cmd/ftpct
+go build -o "$WORK/ftpload" ./bench/ftpload
+FTPCT=$WORK/ftpct LOAD=$WORK/ftpload
+
+bash "$LAB" up "$NAME" none >&2
+DIR=$(bash "$LAB" dir "$NAME")
+G=(ip netns exec "$NAME-g")
+C=(ip netns exec "$NAME-c")
+S=(ip netns exec "$NAME-s")
+
+ctmax=$("${G[@]}" sysctl -n net.netfilter.nf_conntrack_max)
+if ((ctmax < 2 * N)); then
+	CT_MAX_WAS=$ctmax
+	sysctl -qw net.netfilter.nf_conntrack_max=$((2 * N))
+	log "nf_conntrack_max $ctmax -> $((2 * N)) for the run"
+fi
+metric nf_conntrack_max "$("${G[@]}" sysctl -n net.netfilter.nf_conntrack_max)"
+
+# rss PID: resident memory in KiB.
+rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+ftpct_stat() { "${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', 0))"; }
+
+# start_ftpct ARGS...: ftpct on the gateway; waits until `ftpct stats` answers.
+start_ftpct() {
+	FTPCT_ARGS=("$@")
+	"${G[@]}" "$FTPCT" run --socket "$DIR/ftpct.sock" "$@" > "$WORK/ftpct.log" 2>&1 &
+	FTPCT_PID=$!
+	PIDS+=("$FTPCT_PID")
+	for _ in $(seq 100); do
+		if "${G[@]}" "$FTPCT" stats --socket "$DIR/ftpct.sock" >/dev/null 2>&1; then return 0; fi
+		kill -0 "$FTPCT_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$WORK/ftpct.log" >&2
+	fail "ftpct did not start"
+	exit 1
+}
+
+# stop_ftpct: SIGTERM, then ftpct uninstall (ftpct leaves its rules for the
+# next run).
+stop_ftpct() {
+	log "  ftpct stats: $("${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | tr -d '\n ')"
+	kill -TERM "$FTPCT_PID" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$FTPCT_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -0 "$FTPCT_PID" 2>/dev/null && { kill -KILL "$FTPCT_PID"; fail "ftpct did not stop within 10 s of SIGTERM"; }
+	local rc=0
+	wait "$FTPCT_PID" || rc=$?
+	((rc == 0)) || { tail -20 "$WORK/ftpct.log" >&2; fail "ftpct exited with status $rc"; }
+	timeout 30 "${G[@]}" "$FTPCT" uninstall --socket "$DIR/ftpct.sock" "${FTPCT_ARGS[@]}" > "$WORK/uninstall.log" 2>&1 ||
+		{ cat "$WORK/uninstall.log" >&2; fail "ftpct uninstall failed"; }
+	FTPCT_PID=
+	"${G[@]}" conntrack -F >/dev/null 2>&1 || true
+}
+
+# Server addresses 203.0.113.3 on: port 21 goes to ftpload's responder on
+# 2121 (vsftpd holds the wildcard address's 21). One per 50,000 sessions.
+nsrv=$((N / 50000 + 1))
+for ((i = 0; i < nsrv; i++)); do
+	a=203.0.113.$((3 + i))
+	"${S[@]}" ip addr add "$a/24" dev "$NAME-sw"
+	"${S[@]}" iptables -t nat -A PREROUTING -d "$a" -p tcp --dport 21 -j DNAT --to-destination "$a:2121"
+	"${S[@]}" "$LOAD" serve -listen "$a:2121" > "$WORK/serve$i.log" 2>&1 &
+	PIDS+=($!)
+done
+for ((i = 0; i < nsrv; i++)); do
+	for _ in $(seq 50); do
+		"${S[@]}" ss -Hltn "src 203.0.113.$((3 + i)) and sport = :2121" | grep -q LISTEN && break
+		sleep 0.1
+	done
+	"${S[@]}" ss -Hltn "src 203.0.113.$((3 + i)) and sport = :2121" | grep -q LISTEN ||
+		{ cat "$WORK/serve$i.log" >&2; fail "ftpload serve did not start"; exit 1; }
+done
+# Client addresses: one per 20,000 sessions and one more, each with the
+# source ports 1024-65000.
+"${C[@]}" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
+ncli=$((N / 20000 + 1)) srcs=
+for ((a = 0; a < ncli; a++)); do
+	"${C[@]}" ip addr add "10.0.1.$((10 + a))/24" dev "$NAME-cl"
+	srcs+="${srcs:+,}10.0.1.$((10 + a))"
+done
+
+if ((N > 0)); then
+	log "sessions: $N through ftpct from $ncli client addresses to $nsrv server addresses"
+	start_ftpct --max-sessions $((N + 1000)) --max-expect $((N + 1000)) --timeout 20s
+	sleep 1
+	base=$(rss "$FTPCT_PID")
+	t0=$(date +%s)
+	idle=()
+	per=$((N / nsrv))
+	for ((i = 0; i < nsrv; i++)); do
+		n=$per
+		((i < nsrv - 1)) || n=$((N - per * (nsrv - 1)))
+		"${C[@]}" "$LOAD" idle -addr "203.0.113.$((3 + i)):21" -n "$n" -src "$srcs" -par 32 -hold 15m \
+			> "$WORK/idle$i.out" 2> "$WORK/idle$i.err" &
+		idle+=($!)
+		PIDS+=($!)
+	done
+	for ((i = 0; i < nsrv; i++)); do
+		until grep -q '^ready' "$WORK/idle$i.out"; do
+			kill -0 "${idle[i]}" 2>/dev/null || break
+			(($(date +%s) - t0 < 900)) || break
+			sleep 1
+		done
+	done
+	ready=1
+	for ((i = 0; i < nsrv; i++)); do grep -q '^ready' "$WORK/idle$i.out" || ready=0; done
+	if ((ready)); then
+		metric sessions_open_s $(($(date +%s) - t0))
+		sleep 2
+		metric sessions_tracked "$(ftpct_stat sessions_open)"
+		loaded=$(rss "$FTPCT_PID")
+		metric rss_base_kib "$base"
+		metric rss_open_kib "$loaded"
+		metric rss_open_per_session_bytes $(((loaded - base) * 1024 / N))
+		sleep 25 # the expectations (--timeout 20s) expire: idle sessions
+		metric expectations_pending "$(ftpct_stat expect_pending)"
+		idle_rss=$(rss "$FTPCT_PID")
+		metric rss_idle_kib "$idle_rss"
+		metric rss_idle_per_session_bytes $(((idle_rss - base) * 1024 / N))
+		log "  ftpct RSS ${base} KiB -> ${loaded} KiB open -> ${idle_rss} KiB idle with $N sessions"
+		for pid in "${idle[@]}"; do kill -USR1 "$pid"; done
+	else
+		fail "sessions: not all opened within 900 s"
+		for pid in "${idle[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	fi
+	usable=0
+	for ((i = 0; i < nsrv; i++)); do
+		rc=0
+		wait "${idle[i]}" || rc=$?
+		cat "$WORK/idle$i.out" >&2
+		((rc == 0)) || fail "ftpload idle $i: $(tail -3 "$WORK/idle$i.err")"
+		usable=$((usable + $(awk '$1 == "idle_usable" { print $2 }' "$WORK/idle$i.out")))
+	done
+	metric sessions_usable "$usable"
+	((usable == N)) || fail "$usable of $N sessions answered NOOP"
+	stop_ftpct
+fi
+
+if ((STORM > 0)); then
+	log "storm: 8 connections sending PORT for $STORM s, ftpct's RSS every 10 s"
+	start_ftpct
+	"${C[@]}" "$LOAD" storm -addr 203.0.113.3:21 -conns 8 -dur "${STORM}s" -want ok > "$WORK/storm.out" 2> "$WORK/storm.err" &
+	storm=$!
+	PIDS+=($storm)
+	samples=()
+	for ((s = 10; s <= STORM; s += 10)); do
+		sleep 10
+		kill -0 "$storm" 2>/dev/null || break
+		r=$(rss "$FTPCT_PID")
+		samples+=("$r")
+		log "  ${s} s: RSS $r KiB"
+	done
+	rc=0
+	wait "$storm" || rc=$?
+	cat "$WORK/storm.out" >&2
+	((rc == 0)) || fail "ftpload storm: $(tail -3 "$WORK/storm.err")"
+	metric storm_port_per_s "$(awk '$1 == "storm_port_per_s" { printf "%.0f", $2 }' "$WORK/storm.out")"
+	metric storm_rss_samples_kib "$(
+		IFS=,
+		echo "${samples[*]}"
+	)"
+	# Flat: after 30 s of warm-up every sample within 5% of the median.
+	printf '%s\n' "${samples[@]:2}" | sort -n > "$WORK/warm"
+	if [[ -s $WORK/warm ]]; then
+		min=$(head -1 "$WORK/warm") max=$(tail -1 "$WORK/warm") med=$(awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }' "$WORK/warm")
+		metric storm_rss_min_kib "$min"
+		metric storm_rss_max_kib "$max"
+		metric storm_rss_spread_pct "$(awk -v a="$min" -v b="$max" -v m="$med" 'BEGIN { printf "%.1f", 100 * (b - a) / m }')"
+		awk -v a="$min" -v b="$max" -v m="$med" 'BEGIN { exit !(a >= 0.95 * m && b <= 1.05 * m) }' ||
+			fail "storm: RSS not within 5% of its median ($min..$max KiB, median $med)"
+	fi
+	stop_ftpct
+fi
+
+[[ -z $OUT ]] || cp "$WORK/results.txt" "$OUT"
+if ((FAILED)); then
+	log "$FAILED check(s) failed"
+	exit 1
+fi
+log "done"
