@@ -21,10 +21,11 @@
 #           for the 200, for SECONDS; ftpct's VmRSS every 10 s: min, max, and
 #           the spread from the first sample taken 30 s in (warm-up).
 #
-# Limits raised for the run: the open-file limit of this shell (its children
-# hold N sockets on each side) and, when below 2N, net.netfilter.nf_conntrack_max
-# (global: a network namespace reads the host's and cannot set its own; put
-# back on exit). Prints "metric value" lines; exits 1 when a check failed.
+# Limits: each side holds N sockets, spread over processes that stay within
+# the open-file limit (raised to its hard limit; a container may not raise
+# that, even for root). net.netfilter.nf_conntrack_max is raised when below
+# 2N (global: a network namespace reads the host's and cannot set its own;
+# put back on exit). Prints "metric value" lines; exits 1 when a check failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
@@ -73,8 +74,12 @@ log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 fail() { log "FAILED: $*"; FAILED=$((FAILED + 1)); }
 metric() { echo "$1 $2" | tee -a "$WORK/results.txt"; }
 
-# Each side holds N sockets.
-ulimit -Hn $((2 * N + 20000)) && ulimit -Sn $((2 * N + 20000))
+# Each side holds N sockets, at most PER_PROC in one process: the open-file
+# limit (a container may not raise its hard limit, even for root).
+ulimit -Sn "$(ulimit -Hn)"
+PER_PROC=$(($(ulimit -Hn) - 1000))
+((PER_PROC > 1000)) || { echo "$0: open-file limit $(ulimit -Hn) too low" >&2; exit 1; }
+PER_PROC=$((PER_PROC < 50000 ? PER_PROC : 50000)) # and ~64,000 masqueraded ports per server address
 
 log "building ftpct and bench/ftpload"
 go build -o "$WORK/ftpct" ./cmd/ftpct
@@ -133,8 +138,10 @@ stop_ftpct() {
 }
 
 # Server addresses 203.0.113.3 on: port 21 goes to ftpload's responder on
-# 2121 (vsftpd holds the wildcard address's 21). One per 50,000 sessions.
-nsrv=$((N / 50000 + 1))
+# 2121 (vsftpd holds the wildcard address's 21). One per PER_PROC sessions,
+# each with its own responder process and its own client process.
+nsrv=$(((N + PER_PROC - 1) / PER_PROC))
+((nsrv > 0)) || nsrv=1
 for ((i = 0; i < nsrv; i++)); do
 	a=203.0.113.$((3 + i))
 	"${S[@]}" ip addr add "$a/24" dev "$NAME-sw"
@@ -176,14 +183,14 @@ if ((N > 0)); then
 		PIDS+=($!)
 	done
 	for ((i = 0; i < nsrv; i++)); do
-		until grep -q '^ready' "$WORK/idle$i.out"; do
+		until grep -qs '^ready' "$WORK/idle$i.out"; do
 			kill -0 "${idle[i]}" 2>/dev/null || break
 			(($(date +%s) - t0 < 900)) || break
 			sleep 1
 		done
 	done
 	ready=1
-	for ((i = 0; i < nsrv; i++)); do grep -q '^ready' "$WORK/idle$i.out" || ready=0; done
+	for ((i = 0; i < nsrv; i++)); do grep -qs '^ready' "$WORK/idle$i.out" || ready=0; done
 	if ((ready)); then
 		metric sessions_open_s $(($(date +%s) - t0))
 		sleep 2
@@ -223,9 +230,8 @@ if ((STORM > 0)); then
 	storm=$!
 	PIDS+=($storm)
 	samples=()
-	for ((s = 10; s <= STORM; s += 10)); do
+	for ((s = 10; s < STORM; s += 10)); do
 		sleep 10
-		kill -0 "$storm" 2>/dev/null || break
 		r=$(rss "$FTPCT_PID")
 		samples+=("$r")
 		log "  ${s} s: RSS $r KiB"
@@ -240,8 +246,10 @@ if ((STORM > 0)); then
 		echo "${samples[*]}"
 	)"
 	# Flat: after 30 s of warm-up every sample within 5% of the median.
-	printf '%s\n' "${samples[@]:2}" | sort -n > "$WORK/warm"
-	if [[ -s $WORK/warm ]]; then
+	if ((${#samples[@]} < 3)); then
+		fail "storm: ${#samples[@]} RSS samples, too few to judge after the warm-up (--storm 40 or more)"
+	else
+		printf '%s\n' "${samples[@]:2}" | sort -n > "$WORK/warm"
 		min=$(head -1 "$WORK/warm") max=$(tail -1 "$WORK/warm") med=$(awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }' "$WORK/warm")
 		metric storm_rss_min_kib "$min"
 		metric storm_rss_max_kib "$max"

@@ -133,6 +133,7 @@ type observer struct {
 	// created and not yet used, expired or deleted: used, expired and
 	// deleted events carry it too.
 	ctl      map[uint64]conntrack.Binding
+	ctlPeak  int // the most entries in ctl since it was made (see forgetCtl)
 	watchers map[*Watcher]struct{}
 }
 
@@ -214,7 +215,23 @@ func (o *observer) prune(e *Engine) {
 			keep[x.ID] = b
 		}
 	}
-	o.ctl = keep
+	o.ctl, o.ctlPeak = keep, len(keep)
+}
+
+// forgetCtl deletes expectation id's control connection. Once at most a
+// quarter of the most ever kept are left, the map is made again: Go maps
+// keep their room when emptied, and a burst of expectations would keep it.
+// Call with o.mu held.
+func (o *observer) forgetCtl(id uint64) {
+	delete(o.ctl, id)
+	if o.ctlPeak < 1024 || len(o.ctl) > o.ctlPeak/4 {
+		return
+	}
+	keep := make(map[uint64]conntrack.Binding, len(o.ctl))
+	for k, b := range o.ctl {
+		keep[k] = b
+	}
+	o.ctl, o.ctlPeak = keep, len(keep)
 }
 
 func expectEvent(k EventKind, x expect.Expectation, now time.Time) Event {
@@ -236,9 +253,10 @@ func (o *observer) emit(e *Engine, ev Event) {
 			o.ctl = make(map[uint64]conntrack.Binding)
 		}
 		o.ctl[ev.ID] = ev.Ctl
+		o.ctlPeak = max(o.ctlPeak, len(o.ctl))
 	case EventUsed, EventExpired, EventDeleted:
 		ev.Ctl = o.ctl[ev.ID]
-		delete(o.ctl, ev.ID)
+		o.forgetCtl(ev.ID)
 	}
 	for w := range o.watchers {
 		select {

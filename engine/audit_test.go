@@ -212,3 +212,26 @@ func TestWatchers(t *testing.T) {
 		t.Errorf("a closed watcher still gets events")
 	}
 }
+
+// The control connections kept for pending expectations' events give back
+// their room after a burst (Go maps keep it when emptied).
+func TestAuditCtlShrinks(t *testing.T) {
+	e, _ := newTestEngine()
+	o := &e.obs
+	now := e.now()
+	const burst = 4096
+	for id := range uint64(burst) {
+		o.emit(e, Event{Kind: EventCreated, ID: id + 1, Time: now, Ctl: masqueradeBinding})
+	}
+	for id := range uint64(burst - 100) {
+		o.emit(e, Event{Kind: EventExpired, ID: id + 1, Time: now})
+	}
+	if len(o.ctl) != 100 || o.ctlPeak > burst/4 {
+		t.Errorf("%d control connections kept, peak %d; want 100 and at most %d", len(o.ctl), o.ctlPeak, burst/4)
+	}
+	for id := uint64(burst - 99); id <= burst; id++ {
+		if o.ctl[id] != masqueradeBinding {
+			t.Fatalf("expectation %d: control connection %+v lost", id, o.ctl[id])
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/rules"
@@ -21,11 +22,15 @@ func (k mapKernel) Lookup(t conntrack.Tuple) (conntrack.Binding, error) {
 	return conntrack.Binding{}, conntrack.ErrNoEntry
 }
 
-// nopHoles opens and closes holes without keeping them.
+// nopHoles opens and closes holes without keeping them; as StateStore and
+// FlowHolder it stores and holds nothing.
 type nopHoles struct{}
 
-func (nopHoles) Open(rules.Hole) error  { return nil }
-func (nopHoles) Close(rules.Hole) error { return nil }
+func (nopHoles) Open(rules.Hole) error                                       { return nil }
+func (nopHoles) Close(rules.Hole) error                                      { return nil }
+func (nopHoles) SetLabels(conntrack.Tuple, [conntrack.LabelsSize]byte) error { return nil }
+func (nopHoles) Hold(...rules.Flow) error                                    { return nil }
+func (nopHoles) Release(...rules.Flow) error                                 { return nil }
 
 // idleBinding is the masqueraded control connection number i: clients
 // 10.1.x.y, each with its own source port.
@@ -41,7 +46,10 @@ func idleBinding(i int) conntrack.Binding {
 // heapPerSession opens k masqueraded sessions through a worker, each with
 // what open does to it, and returns the heap bytes they hold once idle
 // (after a full collection), per session.
-func heapPerSession(t *testing.T, cfg Config, k int, open func(t *testing.T, w *Worker, b conntrack.Binding)) (float64, *Engine) {
+//
+// With persist, the engine persists state as the daemon does; settle, when
+// set, runs after the sessions were opened (to expire expectations, say).
+func heapPerSession(t *testing.T, cfg Config, k int, persist bool, open func(t *testing.T, w *Worker, b conntrack.Binding), settle func(e *Engine)) (float64, *Engine) {
 	t.Helper()
 	kern := make(mapKernel, 2*k)
 	for i := range k {
@@ -49,12 +57,19 @@ func heapPerSession(t *testing.T, cfg Config, k int, open func(t *testing.T, w *
 		kern[b.Orig], kern[b.Reply] = b, b
 	}
 	e := New(cfg, kern, nopHoles{})
+	e.now = func() time.Time { return time.Unix(1_700_000_000, 0) }
+	if persist {
+		e.Persist(nopHoles{}, nopHoles{})
+	}
 	w := e.NewWorker()
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	for i := range k {
 		open(t, w, idleBinding(i))
+	}
+	if settle != nil {
+		settle(e)
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -80,40 +95,37 @@ func TestIdleSessionHeap(t *testing.T) {
 	}
 	const k = 20000
 	cfg := Config{MaxSessions: 2 * k, MaxExpect: 2 * k}
+	noop := func(t *testing.T, w *Worker, b conntrack.Binding) {
+		cport := b.Orig.SrcPort
+		w.Handle(build(t, seg{src: b.Orig.Src, dst: server, sport: cport, dport: 21, seq: 1, ack: 1, payload: "NOOP\r\n"}))
+		w.Handle(build(t, seg{src: server, dst: gwPublic, sport: 21, dport: cport, seq: 1, ack: 7, payload: "200 ok\r\n"}))
+	}
+	port := func(t *testing.T, w *Worker, b conntrack.Binding) {
+		cport := b.Orig.SrcPort
+		data := 10000 + cport - 20000 // a port of its own
+		port := portCommand(b.Orig.Src.As4(), data)
+		wire := portCommand(gwPublic.As4(), data)
+		w.Handle(build(t, seg{src: b.Orig.Src, dst: server, sport: cport, dport: 21, seq: 1, ack: 1, payload: port}))
+		w.Handle(build(t, seg{src: server, dst: gwPublic, sport: 21, dport: cport, seq: 1, ack: uint32(1 + len(wire)), payload: "200 ok\r\n"}))
+	}
+	expired := func(e *Engine) { e.expire(e.now().Add(e.policy().Timeout), nil) }
 	tests := []struct {
-		name string
-		open func(t *testing.T, w *Worker, b conntrack.Binding)
-		max  float64 // bytes per session
+		name    string
+		open    func(t *testing.T, w *Worker, b conntrack.Binding)
+		persist bool
+		settle  func(e *Engine)
+		max     float64 // bytes per session
 		// what the sessions' traffic must have done
 		rewrites, expects int
 	}{
-		{
-			name: "a command and its reply",
-			open: func(t *testing.T, w *Worker, b conntrack.Binding) {
-				cport := b.Orig.SrcPort
-				w.Handle(build(t, seg{src: b.Orig.Src, dst: server, sport: cport, dport: 21, seq: 1, ack: 1, payload: "NOOP\r\n"}))
-				w.Handle(build(t, seg{src: server, dst: gwPublic, sport: 21, dport: cport, seq: 1, ack: 7, payload: "200 ok\r\n"}))
-			},
-			max: 512,
-		},
-		{
-			name: "one PORT rewritten and acknowledged",
-			open: func(t *testing.T, w *Worker, b conntrack.Binding) {
-				cport := b.Orig.SrcPort
-				data := 10000 + cport - 20000 // a port of its own
-				port := portCommand(b.Orig.Src.As4(), data)
-				wire := portCommand(gwPublic.As4(), data)
-				w.Handle(build(t, seg{src: b.Orig.Src, dst: server, sport: cport, dport: 21, seq: 1, ack: 1, payload: port}))
-				w.Handle(build(t, seg{src: server, dst: gwPublic, sport: 21, dport: cport, seq: 1, ack: uint32(1 + len(wire)), payload: "200 ok\r\n"}))
-			},
-			max:      1152,
-			rewrites: k,
-			expects:  k,
-		},
+		{name: "a command and its reply", open: noop, max: 512},
+		{name: "one PORT rewritten and acknowledged", open: port, max: 1152, rewrites: k, expects: k},
+		{name: "one PORT, expectation expired", open: port, settle: expired, max: 512, rewrites: k},
+		{name: "one PORT, persisted, expectation expired", open: port, persist: true, settle: expired, max: 512, rewrites: k},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			per, e := heapPerSession(t, cfg, k, tt.open)
+			per, e := heapPerSession(t, cfg, k, tt.persist, tt.open, tt.settle)
 			if st := e.Stats(); int(st.Rewrites) != tt.rewrites || e.exps.Len() != tt.expects {
 				t.Fatalf("%d rewrites and %d expectations, want %d and %d", st.Rewrites, e.exps.Len(), tt.rewrites, tt.expects)
 			}

@@ -20,5 +20,6 @@ func (t *Table) Adopt(r Request, now, expires time.Time) (Expectation, error) {
 	e := Expectation{ID: t.nextID, Request: r, Created: now, Expires: expires}
 	t.byKey[k] = e
 	t.bySession[r.Session] = append(t.bySession[r.Session], k)
+	t.peak = max(t.peak, len(t.byKey))
 	return e, nil
 }

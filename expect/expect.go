@@ -84,6 +84,10 @@ type Table struct {
 	byKey     map[Key]Expectation
 	bySession map[uint64][]Key // oldest first
 	nextID    uint64
+	// peak is the most expectations pending since the maps were made: Go
+	// maps keep their room when emptied, so after a burst they are made
+	// again (shrinkLocked).
+	peak int
 }
 
 // NewTable returns an empty table with the given limits.
@@ -156,6 +160,7 @@ func (t *Table) Add(r Request, now time.Time, evicted []Expectation) (Expectatio
 	e := Expectation{ID: t.nextID, Request: r, Created: now, Expires: now.Add(t.lim.Timeout)}
 	t.byKey[k] = e
 	t.bySession[r.Session] = append(keys, k)
+	t.peak = max(t.peak, len(t.byKey))
 	return e, true, evicted, nil
 }
 
@@ -215,11 +220,34 @@ func (t *Table) removeLocked(k Key) (Expectation, bool) {
 	return e, true
 }
 
+// shrinkMin is the fewest expectations a table's maps are made again from:
+// below it, what they keep is not worth the copy.
+const shrinkMin = 1024
+
+// shrinkLocked makes the maps again when at most a quarter of their peak is
+// left, giving back the room a burst of expectations took (Go maps never
+// shrink). Each expectation is copied at most once per three removed.
+func (t *Table) shrinkLocked() {
+	if t.peak < shrinkMin || len(t.byKey) > t.peak/4 {
+		return
+	}
+	byKey := make(map[Key]Expectation, len(t.byKey))
+	for k, e := range t.byKey {
+		byKey[k] = e
+	}
+	bySession := make(map[uint64][]Key, len(t.bySession))
+	for id, keys := range t.bySession {
+		bySession[id] = keys
+	}
+	t.byKey, t.bySession, t.peak = byKey, bySession, len(byKey)
+}
+
 // Take removes and returns the expectation a new data connection with key k
 // fulfilled.
 func (t *Table) Take(k Key) (Expectation, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer t.shrinkLocked()
 	return t.removeLocked(k)
 }
 
@@ -232,6 +260,7 @@ func (t *Table) Remove(e Expectation) bool {
 		return false
 	}
 	t.removeLocked(k)
+	t.shrinkLocked()
 	return true
 }
 
@@ -245,6 +274,7 @@ func (t *Table) Expire(now time.Time, dst []Expectation) []Expectation {
 			dst = append(dst, e)
 		}
 	}
+	t.shrinkLocked()
 	return dst
 }
 
@@ -257,6 +287,7 @@ func (t *Table) RemoveSession(id uint64, dst []Expectation) []Expectation {
 			dst = append(dst, e)
 		}
 	}
+	t.shrinkLocked()
 	return dst
 }
 

@@ -150,3 +150,55 @@ func TestExpectLifecycle(t *testing.T) {
 		t.Error("Remove of the current expectation failed")
 	}
 }
+
+// After a burst, the maps are made again once a quarter of the peak is
+// left; what is left stays reachable by key and by session.
+func TestShrinkAfterBurst(t *testing.T) {
+	const burst = 4 * shrinkMin
+	peer, addr := natReq(0, cli1, 0).Peer, natReq(0, cli1, 0).Addr
+	tests := []struct {
+		name     string
+		remove   func(tab *Table, n int) // removes all but the last n
+		keep     int
+		wantPeak int
+	}{
+		{name: "expired", keep: burst / 8, wantPeak: burst / 8, remove: func(tab *Table, n int) {
+			tab.Expire(t0.Add(time.Minute), nil)
+		}},
+		// One at a time: made again when a quarter was left, not since.
+		{name: "sessions gone", keep: burst / 8, wantPeak: burst / 4, remove: func(tab *Table, n int) {
+			for s := range burst - n {
+				tab.RemoveSession(uint64(s+1), nil)
+			}
+		}},
+		{name: "taken, half left: kept", keep: burst / 2, wantPeak: burst, remove: func(tab *Table, n int) {
+			for s := range burst - n {
+				tab.Take(MakeKey(peer, addr, uint16(2000+s)))
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tab := NewTable(Limits{PerSession: 1, Total: burst, Timeout: time.Minute})
+			for s := range burst {
+				now := t0 // the last keep ones later: they expire later
+				if s >= burst-tt.keep {
+					now = t0.Add(time.Hour)
+				}
+				if _, _, _, err := tab.Add(natReq(uint64(s+1), cli1, uint16(2000+s)), now, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tt.remove(tab, tt.keep)
+			if tab.Len() != tt.keep || tab.peak != tt.wantPeak {
+				t.Errorf("%d left with peak %d, want %d and %d", tab.Len(), tab.peak, tt.keep, tt.wantPeak)
+			}
+			for s := burst - tt.keep; s < burst; s++ {
+				got := tab.RemoveSession(uint64(s+1), nil)
+				if len(got) != 1 || got[0].Port != uint16(2000+s) {
+					t.Fatalf("session %d: removed %+v, want its expectation of port %d", s+1, got, 2000+s)
+				}
+			}
+		})
+	}
+}
