@@ -103,6 +103,10 @@ metric nf_conntrack_max "$("${G[@]}" sysctl -n net.netfilter.nf_conntrack_max)"
 # rss PID: resident memory in KiB.
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
+# heap NAME: ftpct's Go heap figure go_memstats_NAME_bytes (--metrics), in KiB.
+heap() { "${G[@]}" curl -s "http://$METRICS/metrics" | awk -v m="go_memstats_$1_bytes" '$1 == m { printf "%d", $2 / 1024 }'; }
+METRICS=127.0.0.1:9464
+
 ftpct_stat() { "${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', 0))"; }
 
 # start_ftpct ARGS...: ftpct on the gateway; waits until `ftpct stats` answers.
@@ -168,9 +172,9 @@ done
 
 if ((N > 0)); then
 	log "sessions: $N through ftpct from $ncli client addresses to $nsrv server addresses"
-	start_ftpct --max-sessions $((N + 1000)) --max-expect $((N + 1000)) --timeout 20s
+	start_ftpct --max-sessions $((N + 1000)) --max-expect $((N + 1000)) --timeout 20s --metrics "$METRICS"
 	sleep 1
-	base=$(rss "$FTPCT_PID")
+	base=$(rss "$FTPCT_PID") base_heap=$(heap heap_alloc)
 	t0=$(date +%s)
 	idle=()
 	per=$((N / nsrv))
@@ -204,6 +208,13 @@ if ((N > 0)); then
 		idle_rss=$(rss "$FTPCT_PID")
 		metric rss_idle_kib "$idle_rss"
 		metric rss_idle_per_session_bytes $(((idle_rss - base) * 1024 / N))
+		# What the Go heap holds (live objects and garbage not yet
+		# collected), what it spans, and the next collection's goal.
+		metric heap_alloc_kib "$(heap heap_alloc)"
+		metric heap_inuse_kib "$(heap heap_inuse)"
+		metric heap_released_kib "$(heap heap_released)"
+		metric heap_next_gc_kib "$(($("${G[@]}" curl -s "http://$METRICS/metrics" | awk '$1 == "go_memstats_next_gc_bytes" { printf "%d", $2 }') / 1024))"
+		metric heap_alloc_per_session_bytes $((($(heap heap_alloc) - base_heap) * 1024 / N))
 		log "  ftpct RSS ${base} KiB -> ${loaded} KiB open -> ${idle_rss} KiB idle with $N sessions"
 		for pid in "${idle[@]}"; do kill -USR1 "$pid"; done
 	else
