@@ -4,8 +4,9 @@
 # One masquerading-gateway lab (lab/lab.sh up NAME none), ftpct on the gateway
 # as e2e/harness_test.go starts it.
 #
-#   bench/memory.sh [--sessions N] [--storm SECONDS] [--out FILE]
-#        defaults: 100000 sessions, a 180 s storm; 0 skips either phase
+#   bench/memory.sh [--sessions N] [--storm SECONDS] [--settle SECONDS] [--out FILE]
+#        defaults: 100000 sessions, a 180 s storm, 130 s settling; 0 skips
+#        either phase
 #
 # sessions  N concurrent NATed control connections, each logged in with one
 #           PORT answered 200 (rewritten to the gateway's address), against
@@ -15,8 +16,11 @@
 #           ~64,000 public ports per server address and port), one ftpload
 #           process per server address. ftpct's resident memory (VmRSS) is
 #           read before, once all are open (their expectations pending), and
-#           after the expectations expired (--timeout 20s): idle sessions.
-#           Then every session sends NOOP and must get its 200.
+#           after the expectations expired (--timeout 20s): idle sessions;
+#           and again --settle seconds later (the runtime collects at least
+#           every 2 minutes, and gives back what the ramp's garbage took).
+#           With it, the Go heap's figures (ftpct --metrics). Then every
+#           session sends NOOP and must get its 200.
 # storm     a fresh ftpct; 8 control connections each sending PORT and waiting
 #           for the 200, for SECONDS; ftpct's VmRSS every 10 s: min, max, and
 #           the spread from the first sample taken 30 s in (warm-up).
@@ -30,17 +34,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
-N=100000 STORM=180 OUT=
+N=100000 STORM=180 OUT= SETTLE=130
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--sessions) N=$2; shift 2 ;;
 	--storm) STORM=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	*) echo "usage: $0 [--sessions N] [--storm SECONDS] [--out FILE]" >&2; exit 2 ;;
+	--settle) SETTLE=$2; shift 2 ;;
+	*) echo "usage: $0 [--sessions N] [--storm SECONDS] [--settle SECONDS] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 [[ $N =~ ^[0-9]+$ && $N -le 200000 ]] || { echo "--sessions: 0 to 200000" >&2; exit 2; }
 [[ $STORM =~ ^[0-9]+$ && $STORM -le 3600 ]] || { echo "--storm: 0 to 3600 seconds" >&2; exit 2; }
+[[ $SETTLE =~ ^[0-9]+$ && $SETTLE -le 600 ]] || { echo "--settle: 0 to 600 seconds" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespaces, netfilter)" >&2; exit 1; }
 [[ -d bench/ftpload ]] || { echo "$0: needs bench/ftpload (the load generator of bench/sidebyside.sh)" >&2; exit 1; }
 
@@ -208,14 +214,20 @@ if ((N > 0)); then
 		idle_rss=$(rss "$FTPCT_PID")
 		metric rss_idle_kib "$idle_rss"
 		metric rss_idle_per_session_bytes $(((idle_rss - base) * 1024 / N))
+		# Idle for longer: the runtime collects at least every 2 minutes and
+		# its scavenger gives back to the system the heap pages the ramp's
+		# garbage took beyond the next collection's goal.
+		sleep "$SETTLE"
+		late_rss=$(rss "$FTPCT_PID")
+		metric rss_settled_kib "$late_rss"
+		metric rss_settled_per_session_bytes $(((late_rss - base) * 1024 / N))
 		# What the Go heap holds (live objects and garbage not yet
 		# collected), what it spans, and the next collection's goal.
-		metric heap_alloc_kib "$(heap heap_alloc)"
-		metric heap_inuse_kib "$(heap heap_inuse)"
-		metric heap_released_kib "$(heap heap_released)"
-		metric heap_next_gc_kib "$(($("${G[@]}" curl -s "http://$METRICS/metrics" | awk '$1 == "go_memstats_next_gc_bytes" { printf "%d", $2 }') / 1024))"
+		for m in heap_alloc heap_inuse heap_idle heap_released heap_sys stack_inuse sys next_gc; do
+			metric "go_${m}_kib" "$(heap "$m")"
+		done
 		metric heap_alloc_per_session_bytes $((($(heap heap_alloc) - base_heap) * 1024 / N))
-		log "  ftpct RSS ${base} KiB -> ${loaded} KiB open -> ${idle_rss} KiB idle with $N sessions"
+		log "  ftpct RSS ${base} KiB -> ${loaded} KiB open -> ${idle_rss} KiB idle -> ${late_rss} KiB ${SETTLE} s later with $N sessions"
 		for pid in "${idle[@]}"; do kill -USR1 "$pid"; done
 	else
 		fail "sessions: not all opened within 900 s"
