@@ -86,7 +86,7 @@ func heapPerSession(t *testing.T, cfg Config, k int, persist bool, open func(t *
 // A session must stay within half the 1 KiB of resident memory it may cost
 // (issue 10): the collector lets the heap grow to twice what is live
 // (GOGC=100) before it collects. It was 2927 bytes with 64 records in line
-// per direction and a map entry per key with a pointer; 421 bytes now.
+// per direction and a map entry per key with a pointer; 389 bytes now.
 // A pending expectation adds about 540 bytes (package expect and the audit
 // log's control connection of it) until it is used or expires.
 func TestIdleSessionHeap(t *testing.T) {
@@ -118,7 +118,7 @@ func TestIdleSessionHeap(t *testing.T) {
 		// what the sessions' traffic must have done
 		rewrites, expects int
 	}{
-		{name: "a command and its reply", open: noop, max: 512},
+		{name: "a command and its reply", open: noop, max: 448},
 		{name: "one PORT rewritten and acknowledged", open: port, max: 1152, rewrites: k, expects: k},
 		{name: "one PORT, expectation expired", open: port, settle: expired, max: 512, rewrites: k},
 		{name: "one PORT, persisted, expectation expired", open: port, persist: true, settle: expired, max: 512, rewrites: k},

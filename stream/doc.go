@@ -24,10 +24,10 @@
 // Comparing Snapshot before and after a packet tells cheaply whether the
 // newest length change changed.
 //
-// Memory: an idle direction owns no heap memory. A Half keeps up to two
-// records in itself; a burst of more spills them to a block of MaxRecords
-// taken from a pool (one allocation when the pool is empty) and given back
-// once acknowledgements leave two or fewer. Held bytes live in a pooled
+// Memory: an idle direction owns no heap memory. A Half keeps one record
+// in itself; a burst of more spills them to a block of MaxRecords taken from
+// a pool (one allocation when the pool is empty) and given back once
+// acknowledgements leave one or none. Held bytes live in a pooled
 // buffer taken by Hold and given back by Release.
 //
 // Concurrency: a Half is plain data, not safe for concurrent use; its owner

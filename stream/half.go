@@ -41,10 +41,12 @@ type Text interface {
 
 // inlineRecords is how many records a Half keeps in itself. An idle
 // control connection keeps none and an ordinary one one at a time (an
-// announcement until the peer acknowledges it); a burst of pipelined
-// announcements spills to a block of MaxRecords taken from a pool and given
-// back once acknowledgements bring the records down to inlineRecords.
-const inlineRecords = 2
+// announcement until the peer acknowledges it, which its reply does); two
+// or more unacknowledged (pipelined announcements) spill to a block of
+// MaxRecords taken from a pool and given back once acknowledgements bring
+// the records down to inlineRecords. One in line keeps a Session within the
+// allocator's 320-byte class.
+const inlineRecords = 1
 
 // block is the storage of a Half's records during a burst.
 type block [MaxRecords]Record
