@@ -135,8 +135,9 @@ const labelRule = "add chain ip t keep; add rule ip t keep ct label set 127"
 
 // TestLabels checks the kernel facts ftpct's persistence relies on: an entry
 // gets room for labels only if a rule setting labels existed when it was
-// created, SetLabels replaces all 128 bits, and Lookup returns them by either
-// direction's tuple.
+// created, SetResized replaces all 128 bits, and Lookup returns them by either
+// direction's tuple; SetResized makes the entry liberal, also when it has no
+// room for labels (the kernel applies CTA_PROTOINFO before CTA_LABELS).
 func TestLabels(t *testing.T) {
 	requireRoot(t)
 	ns, path := newNS(t)
@@ -149,11 +150,19 @@ func TestLabels(t *testing.T) {
 	for i := range labels {
 		labels[i] = byte(0xa0 + i)
 	}
-	if err := k.SetLabels(before, labels); !errors.Is(err, ErrNoLabels) {
-		t.Errorf("SetLabels on an entry created before the label rule: %v, want ErrNoLabels", err)
+	for _, tu := range []Tuple{before, after} {
+		if b, err := k.Lookup(tu); err != nil || b.Liberal {
+			t.Fatalf("Lookup(%v) before SetResized: liberal %v, err %v; want strict", tu, b.Liberal, err)
+		}
 	}
-	if err := k.SetLabels(after, labels); err != nil {
-		t.Fatalf("SetLabels: %v", err)
+	if err := k.SetResized(before, labels); !errors.Is(err, ErrNoLabels) {
+		t.Errorf("SetResized on an entry created before the label rule: %v, want ErrNoLabels", err)
+	}
+	if b, err := k.Lookup(before); err != nil || !b.Liberal {
+		t.Errorf("Lookup(%v) after SetResized without room for labels: liberal %v, err %v; want liberal", before, b.Liberal, err)
+	}
+	if err := k.SetResized(after, labels); err != nil {
+		t.Fatalf("SetResized: %v", err)
 	}
 	for _, tu := range []Tuple{after, after.Reverse()} {
 		b, err := k.Lookup(tu)
@@ -163,26 +172,29 @@ func TestLabels(t *testing.T) {
 		if diff := cmp.Diff(labels, b.Labels); diff != "" {
 			t.Errorf("Lookup(%v) labels (-want +got):\n%s", tu, diff)
 		}
+		if !b.Liberal {
+			t.Errorf("Lookup(%v): not liberal after SetResized", tu)
+		}
 	}
 	// All bits are replaced, not or-ed.
 	var other [LabelsSize]byte
 	other[0] = 0x10
-	if err := k.SetLabels(after.Reverse(), other); err != nil {
-		t.Fatalf("SetLabels by the reply tuple: %v", err)
+	if err := k.SetResized(after.Reverse(), other); err != nil {
+		t.Fatalf("SetResized by the reply tuple: %v", err)
 	}
 	if b, err := k.Lookup(after); err != nil || b.Labels != other {
 		t.Errorf("after replace: labels %x, err %v; want %x", b.Labels, err, other)
 	}
 	// Zero labels: the kernel omits CTA_LABELS; Lookup gives zero.
-	if err := k.SetLabels(after, [LabelsSize]byte{}); err != nil {
-		t.Fatalf("SetLabels zero: %v", err)
+	if err := k.SetResized(after, [LabelsSize]byte{}); err != nil {
+		t.Fatalf("SetResized zero: %v", err)
 	}
 	if b, err := k.Lookup(after); err != nil || b.Labels != [LabelsSize]byte{} {
 		t.Errorf("after clearing: labels %x, err %v; want zero", b.Labels, err)
 	}
 	gone := Tuple{Src: netip.MustParseAddr("127.0.0.1"), Dst: netip.MustParseAddr("127.0.0.1"), SrcPort: 1, DstPort: 1}
-	if err := k.SetLabels(gone, labels); !errors.Is(err, ErrNoEntry) {
-		t.Errorf("SetLabels on an untracked tuple: %v, want ErrNoEntry", err)
+	if err := k.SetResized(gone, labels); !errors.Is(err, ErrNoEntry) {
+		t.Errorf("SetResized on an untracked tuple: %v, want ErrNoEntry", err)
 	}
 }
 
@@ -235,9 +247,9 @@ func TestCloseInterruptsRequest(t *testing.T) {
 	}
 }
 
-// BenchmarkSetLabels is the per-packet cost ftpct pays when a packet
+// BenchmarkSetResized is the per-packet cost ftpct pays when a packet
 // changes a session's stored state: one ctnetlink update, answered by an ACK.
-func BenchmarkSetLabels(b *testing.B) {
+func BenchmarkSetResized(b *testing.B) {
 	requireRoot(b)
 	ns, path := newNS(b)
 	nft(b, ns, labelRule)
@@ -248,7 +260,7 @@ func BenchmarkSetLabels(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		labels[15] = byte(i)
-		if err := k.SetLabels(tu, labels); err != nil {
+		if err := k.SetResized(tu, labels); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -302,7 +314,7 @@ func TestLabelsUnseenBeforeConntrack(t *testing.T) {
 	for i := range all {
 		all[i] = 0xff
 	}
-	if err := k.SetLabels(tu, all); err != nil {
+	if err := k.SetResized(tu, all); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {

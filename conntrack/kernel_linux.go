@@ -73,6 +73,10 @@ const (
 	ctaProtoDstPort = 3  // CTA_PROTO_DST_PORT
 	ctaLabels       = 22 // CTA_LABELS
 	ctaLabelsMask   = 23 // CTA_LABELS_MASK
+	ctaProtoInfo    = 4  // CTA_PROTOINFO
+	ctaProtoInfoTCP = 1  // CTA_PROTOINFO_TCP
+	ctaTCPFlagsOrig = 4  // CTA_PROTOINFO_TCP_FLAGS_ORIGINAL
+	ctaTCPFlagsRepl = 5  // CTA_PROTOINFO_TCP_FLAGS_REPLY
 	ipctnlMsgCtNew  = 0  // IPCTNL_MSG_CT_NEW, cntl_msg_types
 	ipctnlMsgCtGet  = 1  // IPCTNL_MSG_CT_GET
 )
@@ -85,14 +89,36 @@ func getRequest(t Tuple) (netlink.Message, error) {
 	return request(t, ipctnlMsgCtGet, nil)
 }
 
-// labelsRequest asks the kernel to replace all labels of t's connection
+// tcpFlagBeLiberal is IP_CT_TCP_FLAG_BE_LIBERAL
+// (include/uapi/linux/netfilter/nf_conntrack_tcp.h): conntrack's TCP window
+// tracking accepts every segment of a direction with this flag that its
+// window checks would mark INVALID or ignore (nf_tcp_log_invalid in
+// net/netfilter/nf_conntrack_proto_tcp.c).
+const tcpFlagBeLiberal = 0x08
+
+// liberal sets IP_CT_TCP_FLAG_BE_LIBERAL in both directions and leaves the
+// other flags alone: each attribute is a struct nf_ct_tcp_flags {flags,
+// mask}, and the kernel changes only the bits in mask (nlattr_to_tcp).
+var liberal = netfilter.Attribute{Type: ctaProtoInfo, Nested: true, Children: []netfilter.Attribute{
+	{Type: ctaProtoInfoTCP, Nested: true, Children: []netfilter.Attribute{
+		{Type: ctaTCPFlagsOrig, Data: []byte{tcpFlagBeLiberal, tcpFlagBeLiberal}},
+		{Type: ctaTCPFlagsRepl, Data: []byte{tcpFlagBeLiberal, tcpFlagBeLiberal}},
+	}},
+}}
+
+// resizedRequest asks the kernel to replace all labels of t's connection
+// and to make its TCP window tracking liberal in both directions
 // (IPCTNL_MSG_CT_NEW without NLM_F_CREATE updates an existing entry only).
-func labelsRequest(t Tuple, labels [LabelsSize]byte) (netlink.Message, error) {
+// The kernel applies CTA_PROTOINFO before CTA_LABELS
+// (ctnetlink_change_conntrack), so an entry without room for labels still
+// becomes liberal.
+func resizedRequest(t Tuple, labels [LabelsSize]byte) (netlink.Message, error) {
 	mask := [LabelsSize]byte{}
 	for i := range mask {
 		mask[i] = 0xff
 	}
 	return request(t, ipctnlMsgCtNew, []netfilter.Attribute{
+		liberal,
 		{Type: ctaLabels, Data: labels[:]},
 		{Type: ctaLabelsMask, Data: mask[:]},
 	})
@@ -146,6 +172,11 @@ func (k *Kernel) Lookup(t Tuple) (Binding, error) {
 			return fmt.Errorf("decode: %v", err)
 		}
 		b = Binding{Orig: tupleOf(ev.Flow.TupleOrig), Reply: tupleOf(ev.Flow.TupleReply), Mark: ev.Flow.Mark}
+		if tcp := ev.Flow.ProtoInfo.TCP; tcp != nil {
+			// ti-mo/conntrack reads struct nf_ct_tcp_flags as a
+			// big-endian uint16: flags is its high byte.
+			b.Liberal = (tcp.OriginalFlags&tcp.ReplyFlags)>>8&tcpFlagBeLiberal != 0
+		}
 		// The kernel sends CTA_LABELS only when a bit is set.
 		copy(b.Labels[:], ev.Flow.Labels)
 		found = true
@@ -163,23 +194,37 @@ func (k *Kernel) Lookup(t Tuple) (Binding, error) {
 	return b, nil
 }
 
-// SetLabels replaces all 128 label bits of the connection one of whose
-// directions is t. It returns ErrNoLabels when the entry has no room for
-// labels (it was created while no rule setting ct labels existed) and
-// ErrNoEntry when the kernel does not track the connection.
-func (k *Kernel) SetLabels(t Tuple, labels [LabelsSize]byte) error {
-	req, err := labelsRequest(t, labels)
+// SetResized records in the kernel that ftpct resized the stream of the
+// connection one of whose directions is t, in one request: it replaces all
+// 128 label bits with labels and makes conntrack's TCP window tracking of
+// the connection liberal in both directions (Binding.Liberal).
+//
+// Liberal, because ftpct rewrites the connection's packets before conntrack
+// sees them and leaves conntrack's view inconsistent: the resized sender's
+// segments reach it shifted into the peer's (wire) sequence space, the
+// peer's acknowledgements mapped back into the sender's original space.
+// Once the summed growth passes conntrack's MAXACKWINDOW (66,000 bytes or
+// the peer's largest window), its window checks reject the peer's segments
+// and a ruleset that drops ct state invalid stalls the session. The
+// kernel's own FTP helper escapes this because conntrack knows its sequence
+// offsets; ftpct's live outside the kernel.
+//
+// It returns ErrNoLabels when the entry has no room for labels (it was
+// created while no rule setting ct labels existed; it is made liberal all
+// the same) and ErrNoEntry when the kernel does not track the connection.
+func (k *Kernel) SetResized(t Tuple, labels [LabelsSize]byte) error {
+	req, err := resizedRequest(t, labels)
 	if err != nil {
-		return fmt.Errorf("conntrack set labels %s: %w", t, err)
+		return fmt.Errorf("conntrack set resized %s: %w", t, err)
 	}
 	err = k.exchange(req, func(netlink.Message) error { return nil })
 	switch {
 	case err == nil, errors.Is(err, ErrNoEntry):
 		return err
 	case errors.Is(err, unix.ENOSPC):
-		return fmt.Errorf("conntrack set labels %s: %w", t, ErrNoLabels)
+		return fmt.Errorf("conntrack set resized %s: %w", t, ErrNoLabels)
 	default:
-		return fmt.Errorf("conntrack set labels %s: %w", t, err)
+		return fmt.Errorf("conntrack set resized %s: %w", t, err)
 	}
 }
 

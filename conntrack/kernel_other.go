@@ -19,8 +19,8 @@ func (k *Kernel) Lookup(Tuple) (Binding, error) { return Binding{}, ErrUnsupport
 // LabelsSize is the size of a conntrack entry's labels in bytes.
 const LabelsSize = 16
 
-// SetLabels fails: not supported on this OS.
-func (k *Kernel) SetLabels(Tuple, [LabelsSize]byte) error { return ErrUnsupported }
+// SetResized fails: not supported on this OS.
+func (k *Kernel) SetResized(Tuple, [LabelsSize]byte) error { return ErrUnsupported }
 
 // WatchNew fails: not supported on this OS.
 func WatchNew(ctx context.Context, mark uint32, fn func(Binding)) error { return ErrUnsupported }

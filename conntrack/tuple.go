@@ -46,6 +46,10 @@ type Binding struct {
 	// Labels are the connection's conntrack labels (all zero when none is
 	// set or the entry has none); ftpct keeps its state there (ctstate).
 	Labels [LabelsSize]byte
+	// Liberal: conntrack's TCP window tracking of the connection is
+	// liberal in both directions (IP_CT_TCP_FLAG_BE_LIBERAL), as ftpct
+	// makes every control connection it resized (Kernel.SetResized).
+	Liberal bool
 }
 
 // Translated reports whether NAT changes any address or port of the connection.

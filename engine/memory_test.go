@@ -28,7 +28,7 @@ type nopHoles struct{}
 
 func (nopHoles) Open(rules.Hole) error                                       { return nil }
 func (nopHoles) Close(rules.Hole) error                                      { return nil }
-func (nopHoles) SetLabels(conntrack.Tuple, [conntrack.LabelsSize]byte) error { return nil }
+func (nopHoles) SetResized(conntrack.Tuple, [conntrack.LabelsSize]byte) error { return nil }
 func (nopHoles) Hold(...rules.Flow) error                                    { return nil }
 func (nopHoles) Release(...rules.Flow) error                                 { return nil }
 

@@ -25,10 +25,18 @@ import (
 // learns the session. While no daemon runs, the divert chains drop the
 // packets of such a connection (rules.Manager.Hold) instead of passing them
 // unadjusted.
+//
+// The same write makes conntrack's TCP window tracking of the connection
+// liberal in both directions: ftpct rewrites before conntrack, which then
+// sees the resized sender in wire space and the peer's acknowledgements in
+// the sender's original space, and would mark the peer's segments INVALID
+// once the summed growth passes its MAXACKWINDOW (66,000 bytes). The flag
+// lives in the conntrack entry, so it outlives ftpct.
 
-// StateStore writes a control connection's labels (conntrack.Kernel).
+// StateStore writes a resized control connection's labels and makes
+// conntrack's window tracking of it liberal (conntrack.Kernel.SetResized).
 type StateStore interface {
-	SetLabels(conntrack.Tuple, [conntrack.LabelsSize]byte) error
+	SetResized(conntrack.Tuple, [conntrack.LabelsSize]byte) error
 }
 
 // FlowHolder holds a resized connection's packets while no daemon runs
@@ -217,7 +225,7 @@ func (p *persister) save(s *conntrack.Session, now time.Time) {
 			st.held = true
 		}
 	}
-	if err := p.store.SetLabels(s.Binding.Orig, labels); err != nil {
+	if err := p.store.SetResized(s.Binding.Orig, labels); err != nil {
 		if errors.Is(err, conntrack.ErrNoLabels) {
 			st.unpersisted = true
 			p.stats.SessionsUnpersisted.Add(1)

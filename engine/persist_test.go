@@ -30,7 +30,7 @@ func (k *labelKernel) Lookup(t conntrack.Tuple) (conntrack.Binding, error) {
 	return k.fakeKernel.Lookup(t)
 }
 
-func (k *labelKernel) SetLabels(t conntrack.Tuple, l [conntrack.LabelsSize]byte) error {
+func (k *labelKernel) SetResized(t conntrack.Tuple, l [conntrack.LabelsSize]byte) error {
 	if k.noRoom {
 		return conntrack.ErrNoLabels
 	}
