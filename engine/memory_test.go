@@ -26,11 +26,11 @@ func (k mapKernel) Lookup(t conntrack.Tuple) (conntrack.Binding, error) {
 // FlowHolder it stores and holds nothing.
 type nopHoles struct{}
 
-func (nopHoles) Open(rules.Hole) error                                       { return nil }
-func (nopHoles) Close(rules.Hole) error                                      { return nil }
+func (nopHoles) Open(rules.Hole) error                                        { return nil }
+func (nopHoles) Close(rules.Hole) error                                       { return nil }
 func (nopHoles) SetResized(conntrack.Tuple, [conntrack.LabelsSize]byte) error { return nil }
-func (nopHoles) Hold(...rules.Flow) error                                    { return nil }
-func (nopHoles) Release(...rules.Flow) error                                 { return nil }
+func (nopHoles) Hold(...rules.Flow) error                                     { return nil }
+func (nopHoles) Release(...rules.Flow) error                                  { return nil }
 
 // idleBinding is the masqueraded control connection number i: clients
 // 10.1.x.y, each with its own source port.

@@ -159,6 +159,18 @@ func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
 	// Held again: an adopted table still has the flows, but a table made
 	// anew (or a standby's, its state replicated) does not.
 	held := p.hold.Hold(flowOf(s.Binding.Orig), flowOf(s.Binding.Reply)) == nil
+	// Liberal again where the entry lost it: conntrackd replicates labels
+	// but not TCP flags, and a standby's entry with TCPWindowTracking on is
+	// strict; the next rewrite may be far off.
+	if !s.Binding.Liberal {
+		if labels, err := ctstate.Encode(st); err == nil {
+			if err := p.store.SetResized(s.Binding.Orig, labels); err != nil {
+				p.stats.StateErrors.Add(1)
+				p.log.Warn("restored session's conntrack entry not made liberal: its peer's segments may be dropped as INVALID",
+					"session", s.ID, "conn", s.Binding.Orig.String(), "err", err)
+			}
+		}
+	}
 	p.mu.Lock()
 	p.byID[s.ID] = &stored{state: st, held: held}
 	p.mu.Unlock()

@@ -30,12 +30,15 @@ func (k *labelKernel) Lookup(t conntrack.Tuple) (conntrack.Binding, error) {
 	return k.fakeKernel.Lookup(t)
 }
 
+// SetResized makes the entry liberal also when it has no room for labels,
+// as the kernel does (CTA_PROTOINFO is applied before CTA_LABELS).
 func (k *labelKernel) SetResized(t conntrack.Tuple, l [conntrack.LabelsSize]byte) error {
-	if k.noRoom {
-		return conntrack.ErrNoLabels
-	}
 	for i := range k.bindings {
 		if k.bindings[i].Orig == t {
+			k.bindings[i].Liberal = true
+			if k.noRoom {
+				return conntrack.ErrNoLabels
+			}
 			k.bindings[i].Labels = l
 			k.writes++
 			return nil
@@ -108,6 +111,9 @@ func TestStateSurvivesRestart(t *testing.T) {
 	if k.writes != 1 {
 		t.Errorf("labels written %d times, want 1 (the retransmission changes nothing)", k.writes)
 	}
+	if !k.bindings[0].Liberal {
+		t.Errorf("the resized connection's conntrack entry is not liberal")
+	}
 	reply := masqueradeBinding.Reply
 	wantHeld := map[rules.Flow]bool{ownerOf(masqueradeBinding): true, flowOf(reply): true}
 	if diff := cmp.Diff(wantHeld, h.held, cmp.Comparer(func(a, b rules.Flow) bool { return a == b })); diff != "" {
@@ -135,6 +141,42 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	if st := e.Stats(); st.SessionsRestored != 1 || st.StateWrites != 1 {
 		t.Errorf("persist stats %+v, want 1 restored, 1 write", st)
+	}
+}
+
+// TestRestoreMakesLiberal: a restarted engine that learns a resized session
+// whose conntrack entry is not liberal (a standby's entry: conntrackd
+// replicates labels, not TCP flags) makes it liberal again with the same
+// labels; an entry that is liberal already costs no write.
+func TestRestoreMakesLiberal(t *testing.T) {
+	st := ctstate.State{Valid: [2]bool{true, false}, Dir: [2]ctstate.Adj{{Pos: 1013, Delta: 3, After: 3}}}
+	for _, tc := range []struct {
+		name       string
+		liberal    bool
+		wantWrites int
+	}{
+		{name: "strict entry made liberal", liberal: false, wantWrites: 1},
+		{name: "liberal entry left alone", liberal: true, wantWrites: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := masqueradeBinding
+			b.Labels = labelsOf(t, st)
+			b.Liberal = tc.liberal
+			k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{b}}}
+			e := newPersistEngine(k, &holdingHoles{}, nil)
+			e.Adopt(nil, []rules.Flow{ownerOf(b), flowOf(b.Reply)})
+			if e.Stats().SessionsRestored != 1 {
+				t.Fatalf("session not restored: %+v", e.Stats())
+			}
+			want := b
+			want.Liberal = true
+			if got := k.bindings[0]; got != want {
+				t.Errorf("entry after the restore:\n got %+v\nwant %+v", got, want)
+			}
+			if k.writes != tc.wantWrites {
+				t.Errorf("writes = %d, want %d", k.writes, tc.wantWrites)
+			}
+		})
 	}
 }
 
