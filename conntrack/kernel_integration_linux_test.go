@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -263,6 +264,60 @@ func BenchmarkSetResized(b *testing.B) {
 		if err := k.SetResized(tu, labels); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkSetResizedBatch measures what batching would save (engine
+// BENCHMARKS.md): n SetResized requests for n connections in one sendmsg,
+// then their n ACKs read; ns/op is per pass, ns/entry per connection.
+// Compare BenchmarkSetResized, one request and its ACK per connection.
+func BenchmarkSetResizedBatch(b *testing.B) {
+	for _, n := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			requireRoot(b)
+			ns, path := newNS(b)
+			nft(b, ns, labelRule)
+			k := dialIn(b, path)
+			tus := make([]Tuple, n)
+			for i := range tus {
+				tus[i] = connect(b, path)
+			}
+			var labels [LabelsSize]byte
+			labels[0] = 0x18
+			msgs := make([]netlink.Message, n)
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				labels[15] = byte(i)
+				for j, tu := range tus {
+					m, err := resizedRequest(tu, labels)
+					if err != nil {
+						b.Fatal(err)
+					}
+					msgs[j] = m
+				}
+				sent, err := k.c.SendMessages(msgs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				acked := map[uint32]bool{}
+				for _, m := range sent {
+					acked[m.Header.Sequence] = false
+				}
+				for left := n; left > 0; {
+					got, err := k.c.Receive()
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, m := range got {
+						if done, ok := acked[m.Header.Sequence]; ok && !done && m.Header.Type == netlink.Error {
+							acked[m.Header.Sequence] = true
+							left--
+						}
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/entry")
+		})
 	}
 }
 
