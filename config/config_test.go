@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,11 @@ func TestFileAndFlags(t *testing.T) {
 		{name: "flags override the file", file: "max-expect = 100\nqueue = 7\n", args: []string{"--max-expect", "5", "--no-ipv6"},
 			want:    func(s *Settings) { s.Engine.MaxExpect = 5; s.Rules.Queue = 7; s.Rules.IPv6 = false },
 			origins: map[string]string{"max-expect": "flag", "queue": "file FILE:2", "no-ipv6": "flag"}},
+		{name: "queues as given", file: "queues = 3\n", want: func(s *Settings) { s.Queues, s.Rules.Queues = 3, 3 },
+			origins: map[string]string{"queues": "file FILE:1"}},
+		{name: "queues 0 is one per CPU", file: "queues = 5\n", args: []string{"--queues", "0"},
+			want:    func(s *Settings) { s.Queues, s.Rules.Queues = 0, uint16(runtime.NumCPU()) },
+			origins: map[string]string{"queues": "flag"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,6 +130,8 @@ func TestFileErrors(t *testing.T) {
 		{name: "relative socket", file: "socket = \"x.sock\"\n", wantErr: ErrBadValue, wantKey: "socket", wantLine: 1},
 		{name: "bad log level", file: "log-level = \"loud\"\n", wantErr: ErrBadValue, wantKey: "log-level", wantLine: 1},
 		{name: "queue out of range", file: "queue = 65536\n", wantErr: ErrBadValue, wantKey: "queue", wantLine: 1},
+		{name: "queues out of range", file: "queues = 257\n", wantErr: ErrBadValue, wantKey: "queues", wantLine: 1},
+		{name: "queues negative", file: "\nqueues = -1\n", wantErr: ErrBadValue, wantKey: "queues", wantLine: 2},
 		{name: "syntax", file: "ports = [21\nqueue = 2\n", wantErr: ErrSyntax, wantLine: 2},
 		{name: "duplicate key", file: "queue = 1\nqueue = 2\n", wantErr: ErrSyntax, wantLine: 2},
 	}
@@ -203,7 +211,7 @@ func TestLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, []byte("max-expect = 20\nqueue = 4\ntable = \"other\"\nallow-low-ports = true\nlog-level = \"debug\"\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("max-expect = 20\nqueue = 4\nqueues = 3\ntable = \"other\"\nallow-low-ports = true\nlog-level = \"debug\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	l := &Loader{Path: path, Explicit: true, flags: []flagValue{{Lookup("log-level"), "warn"}}}
@@ -212,7 +220,7 @@ func TestLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	merged, kept, changed := cur.Live(next)
-	if diff := cmp.Diff([]string{"queue", "table"}, kept); diff != "" {
+	if diff := cmp.Diff([]string{"queue", "queues", "table"}, kept); diff != "" {
 		t.Errorf("kept (-want +got):\n%s", diff)
 	}
 	// log-level stays "warn": the flag still overrides the file.

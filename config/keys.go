@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,11 +29,28 @@ type Settings struct {
 	// (host:port), "" for none.
 	LogFormat string
 	Metrics   string
+	// Queues is the queues key as given (0: one per CPU); Rules.Queues is
+	// what it resolves to.
+	Queues int
 }
 
 // Defaults returns the settings used when neither file nor flag says otherwise.
 func Defaults() Settings {
-	return Settings{Rules: rules.DefaultConfig(), Engine: engine.DefaultConfig(), Socket: control.DefaultSocket, Install: true, LogLevel: slog.LevelInfo, LogFormat: "text"}
+	r := rules.DefaultConfig()
+	r.Queues = queuesFor(0)
+	return Settings{Rules: r, Engine: engine.DefaultConfig(), Socket: control.DefaultSocket, Install: true, LogLevel: slog.LevelInfo, LogFormat: "text"}
+}
+
+// maxQueues bounds --queues: one reader goroutine and socket buffer each.
+const maxQueues = 256
+
+// queuesFor is the number of queues the queues key n asks for: n, or one
+// per CPU when n is 0.
+func queuesFor(n int) uint16 {
+	if n == 0 {
+		n = min(runtime.NumCPU(), maxQueues)
+	}
+	return uint16(n)
 }
 
 // kind is the TOML type a key takes in the file.
@@ -90,6 +108,11 @@ var Keys = []*Key{
 			return setInt(t, 0, 65535, func(n int) { s.Rules.Queue = uint16(n) })
 		},
 		get: func(s *Settings) string { return strconv.Itoa(int(s.Rules.Queue)) }},
+	{Name: "queues", Usage: "how many NFQUEUEs to read (`n` numbers from queue on), one worker each; the kernel spreads control connections over them by address hash; 0: one per CPU", Rules: true, kind: kindInt,
+		set: func(s *Settings, t string) error {
+			return setInt(t, 0, maxQueues, func(n int) { s.Queues, s.Rules.Queues = n, queuesFor(n) })
+		},
+		get: func(s *Settings) string { return strconv.Itoa(s.Queues) }},
 	{Name: "mark", Usage: "conntrack mark `bit(s)` set on data connections ftpct lets in", Rules: true, kind: kindMark,
 		set: func(s *Settings, t string) error {
 			n, err := strconv.ParseUint(t, 0, 32)

@@ -30,6 +30,12 @@ const (
 	portsSetName    = "ports"
 	holdSetName     = "hold"
 	labelsChainName = "keep_labels"
+	bareChainName   = "bare_ack"
+	tcpFlagsOffset  = 13   // the byte with FIN (0x01), SYN (0x02), RST (0x04)
+	tcpDoffOffset   = 12   // data offset in the high nibble, in 32-bit words
+	tcpFinSynRst    = 0x07 // those three flags
+	tcpMinDoff      = 5    // a header without options
+	tcpMaxDoff      = 15
 	expectSetSizeNF = expectSetSize // script.go
 )
 
@@ -123,14 +129,20 @@ func isTCP() []expr.Any {
 }
 
 // divertRules: [iifname "lo" return] ; saddr . daddr . sport . dport @hold
-// NFQUEUE (no bypass) ; tcp dport @ports NFQUEUE bypass ; tcp sport @ports
-// NFQUEUE bypass.
+// NFQUEUE (no bypass) ; tcp dport @ports tcp flags & (fin|syn|rst) == 0
+// jump bare_ack ; the same for tcp sport ; tcp dport @ports NFQUEUE bypass ;
+// tcp sport @ports NFQUEUE bypass.
 //
 // Held flows are control connections whose stream ftpct resized: while no
 // daemon reads the queue their packets are dropped (the sender retransmits
 // them after the restart), since passing them unadjusted would corrupt the
 // stream. The chains run before conntrack, where a connection's labels
-// (ftpct's state) cannot be matched yet, hence the set.
+// (ftpct's state) cannot be matched yet, hence the set. Every packet of a
+// held flow is queued: its acknowledgements need mapping back.
+//
+// A flow not held has no sequence offset, so its bare acknowledgements (no
+// payload, no SYN, FIN or RST) need nothing from ftpct: bare_ack (see
+// bareRules) accepts them without queueing and returns the others.
 func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bool) [][]expr.Any {
 	var rules [][]expr.Any
 	if skipLoopback {
@@ -148,6 +160,23 @@ func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bo
 		&expr.Target{Name: "NFQUEUE", Rev: xtNFQueueRev, Info: &held},
 	)
 	rules = append(rules, r)
+	portOf := func(off uint32) []expr.Any {
+		r := isTCP()
+		return append(r,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: ports.Name, SetID: ports.ID},
+		)
+	}
+	for _, off := range []uint32{tcpDportOffset, tcpSportOffset} {
+		r := portOf(off)
+		r = append(r,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpFlagsOffset, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpFinSynRst}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: bareChainName},
+		)
+		rules = append(rules, r)
+	}
 	info := xt.Unknown(nfqueueInfo(cfg.Queue, cfg.Queues, nfqFlagBypass))
 	for _, off := range []uint32{tcpDportOffset, tcpSportOffset} {
 		r := isTCP()
@@ -159,6 +188,33 @@ func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bo
 		rules = append(rules, r)
 	}
 	return rules
+}
+
+// bareRules are the rules of chain bare_ack, reached by a control packet
+// without SYN, FIN or RST of a flow not held: for each TCP data offset d,
+// "tcp doff d, the byte at transport header + 4d exists: return" (it
+// carries payload: back to be queued); then accept (no payload: nothing to
+// adjust, not queued). A payload load past the packet's end ends the rule
+// (NFT_BREAK), so the test is exact; it uses the transport header base only,
+// which every nf_tables kernel has (the inner header base, @ih, would need
+// Linux 6.2).
+func bareRules() [][]expr.Any {
+	var rules [][]expr.Any
+	for d := uint32(tcpMinDoff); d <= tcpMaxDoff; d++ {
+		r := isTCP()
+		r = append(r,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpDoffOffset, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0xf0}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(d << 4)}},
+			// Loaded and masked to nothing: only the load's success counts.
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 4 * d, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
+			&expr.Verdict{Kind: expr.VerdictReturn},
+		)
+		rules = append(rules, r)
+	}
+	return append(rules, []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}})
 }
 
 // loadTuple loads saddr . daddr . tcp dport into consecutive 32-bit
@@ -260,8 +316,11 @@ func queueTable(conn *nftables.Conn, cfg *Config, o *tableObjs, note string) err
 // is the one this version uses. One batch: the kernel applies it atomically.
 func queueAdopt(conn *nftables.Conn, cfg *Config, o *tableObjs, chains []*nftables.Chain, sets []*nftables.Set, note string) error {
 	conn.AddTable(o.table)
+	// All flushed before any is deleted: a chain still jumped to cannot go.
 	for _, c := range chains {
 		conn.FlushChain(c)
+	}
+	for _, c := range chains {
 		conn.DelChain(c)
 	}
 	keep := map[string]bool{}
@@ -340,6 +399,9 @@ func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[strin
 		lr.UserData = userdata.AppendString(nil, userdata.TypeComment, note)
 	}
 	conn.AddRule(lr)
+	// Before the divert chains that jump to it.
+	bare := conn.AddChain(&nftables.Chain{Name: bareChainName, Table: o.table})
+	add(bare, bareRules()...)
 	add(chain("divert_pre", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prioRaw),
 		divertRules(cfg, o, ports, true)...)
 	add(chain("divert_out", nftables.ChainTypeFilter, nftables.ChainHookOutput, prioRaw),

@@ -125,7 +125,12 @@ func TestInstallRemove(t *testing.T) {
 				"set hold", "type ipv4_addr . ipv4_addr . inet_service . inet_service",
 				"ip saddr . ip daddr . tcp sport . tcp dport @hold queue num 21\n",
 				"ip6 saddr . ip6 daddr . tcp sport . tcp dport @hold queue num 21\n",
-				"chain keep_labels {\n\t\tct label set 127\n"},
+				"chain keep_labels {\n\t\tct label set 127\n",
+				// Bare ACKs of flows not held are not queued.
+				"tcp dport @ports tcp flags ! fin,syn,rst jump bare_ack",
+				"tcp sport @ports tcp flags ! fin,syn,rst jump bare_ack",
+				"chain bare_ack {\n\t\ttcp doff 5 @th,160,8 & 0x0 == 0x0 return\n",
+				"tcp doff 15 @th,480,8 & 0x0 == 0x0 return\n\t\taccept\n\t}"},
 			want4: []string{"-A INPUT " + acceptLine, "-A FORWARD " + acceptLine},
 			want6: []string{"-A INPUT " + acceptLine, "-A FORWARD " + acceptLine},
 		},

@@ -7,4 +7,6 @@ var (
 	errUsage = errors.New("usage")
 	// errRunning: another daemon already uses this table or queue.
 	errRunning = errors.New("refusing to start")
+	// errQueueStopped: a queue reader stopped while the daemon ran.
+	errQueueStopped = errors.New("queue reader stopped")
 )

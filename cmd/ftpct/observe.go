@@ -83,16 +83,20 @@ func counterDescs() []counters.Desc {
 // counters are the values `ftpct stats` and /metrics show.
 func (d *daemon) counters() counters.Values {
 	vals := engine.Values(d.eng.Stats())
-	qs := &nfq.Stats{}
-	if d.queue != nil {
-		qs = d.queue.Stats()
+	var verdictErrors uint64
+	for _, c := range queueCounters {
+		var sum uint64 // over all queues
+		for _, q := range d.queues {
+			sum += c.get(q.Stats())
+		}
+		vals = append(vals, counters.Value{Desc: c.Desc, Value: sum})
 	}
-	for _, q := range queueCounters {
-		vals = append(vals, counters.Value{Desc: q.Desc, Value: q.get(qs)})
+	for _, q := range d.queues {
+		verdictErrors += q.Stats().VerdictErrors.Load()
 	}
 	for i := range vals {
 		if vals[i].Name == "errors" {
-			vals[i].Value += qs.VerdictErrors.Load()
+			vals[i].Value += verdictErrors
 		}
 	}
 	return vals

@@ -51,7 +51,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 		return err
 	}
 	log.Info("ftpct running", "version", versionString(), "config", orNone(c.File), "ports", config.Lookup("ports").Text(&c.Settings),
-		"queue", c.Rules.Queue, "socket", c.Socket, "rules_installed", c.Install)
+		"queue", c.Rules.Queue, "queues", c.Rules.Queues, "socket", c.Socket, "rules_installed", c.Install)
 	return d.wait(ctx, hup)
 }
 
@@ -75,7 +75,7 @@ type daemon struct {
 	mgr       *rules.Manager
 	installed bool
 	eng       *engine.Engine
-	queue     *nfq.Queue
+	queues    []*nfq.Queue // one per number, each with its own worker
 	cancel    context.CancelFunc
 	errc      chan error
 	workers   int
@@ -91,7 +91,7 @@ func (d *daemon) start(parent context.Context) error {
 	o := &d.cfg.Settings
 	ctx, cancel := context.WithCancel(parent)
 	d.cancel = cancel
-	d.errc = make(chan error, 4)
+	d.errc = make(chan error, 4+int(o.Rules.Queues))
 
 	var err error
 	// The control socket first: it tells whether another daemon runs.
@@ -100,13 +100,16 @@ func (d *daemon) start(parent context.Context) error {
 		return err
 	}
 	// Then what another daemon with another socket would share.
-	for _, c := range []struct{ name, what string }{
+	claims := []struct{ name, what string }{
 		{"table/" + o.Rules.Table, fmt.Sprintf("nftables table %q", o.Rules.Table)},
-		{fmt.Sprintf("queue/%d", o.Rules.Queue), fmt.Sprintf("NFQUEUE %d", o.Rules.Queue)},
-		// Two daemons with one mark would share one accept rule, and the
-		// first to stop would remove it from under the other.
-		{fmt.Sprintf("mark/%#x", o.Rules.Mark), fmt.Sprintf("mark %#08x", o.Rules.Mark)},
-	} {
+	}
+	for n := range queueNums(o.Rules) {
+		claims = append(claims, struct{ name, what string }{fmt.Sprintf("queue/%d", n), fmt.Sprintf("NFQUEUE %d", n)})
+	}
+	// Two daemons with one mark would share one accept rule, and the
+	// first to stop would remove it from under the other.
+	claims = append(claims, struct{ name, what string }{fmt.Sprintf("mark/%#x", o.Rules.Mark), fmt.Sprintf("mark %#08x", o.Rules.Mark)})
+	for _, c := range claims {
 		cl, err := claim(c.name, c.what)
 		if err != nil {
 			return err
@@ -137,21 +140,20 @@ func (d *daemon) start(parent context.Context) error {
 	d.eng.Defer(d.timedCommitter(d.commit), d.verdict)
 	d.observe(d.srv, handlers)
 
-	w := d.eng.NewWorker()
-	handle := func(p nfq.Packet) (nfq.Verdict, []byte) {
-		v, out := d.handlePacket(w, uint64(p.ID), p.Data)
-		if d.level.Level() <= slog.LevelDebug {
-			d.log.Debug("packet", "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out))
+	// One worker per queue: the kernel hashes each flow to one queue, the
+	// engine locks per session (the two directions of a NATed connection
+	// hash apart).
+	for n := range queueNums(o.Rules) {
+		qcfg := nfq.DefaultConfig()
+		qcfg.Num = n
+		qcfg.Logger = d.log.With("queue", n)
+		// The queues outlive ctx: teardown closes them once the
+		// committer's last pass gave the waiting packets their verdicts.
+		q, err := nfq.Open(context.WithoutCancel(ctx), qcfg, d.handler(d.eng.NewWorker(), len(d.queues)))
+		if err != nil {
+			return err
 		}
-		return queueVerdict(v, out)
-	}
-	qcfg := nfq.DefaultConfig()
-	qcfg.Num = o.Rules.Queue
-	qcfg.Logger = d.log
-	// The queue outlives ctx: teardown closes it once the committer's
-	// last pass gave the waiting packets their verdicts.
-	if d.queue, err = nfq.Open(context.WithoutCancel(ctx), qcfg, handle); err != nil {
-		return err
+		d.queues = append(d.queues, q)
 	}
 	d.commitDone = make(chan struct{})
 	d.goRun(func() error {
@@ -167,6 +169,7 @@ func (d *daemon) start(parent context.Context) error {
 		d.installed = true
 		d.reconcile()
 	}
+	d.watchQueues(ctx)
 	d.goRun(func() error { return d.srv.Serve(ctx) })
 	d.startMetrics(ctx)
 	d.goRun(func() error { return d.eng.Run(ctx) })
@@ -180,6 +183,30 @@ func (d *daemon) start(parent context.Context) error {
 		return nil
 	})
 	return nil
+}
+
+// queueNums yields the queue numbers of r: Queue .. Queue+Queues-1.
+func queueNums(r rules.Config) func(yield func(uint16) bool) {
+	return func(yield func(uint16) bool) {
+		for i := range int(r.Queues) {
+			if !yield(r.Queue + uint16(i)) {
+				return
+			}
+		}
+	}
+}
+
+// handler returns the handler of the queue at index qi of d.queues: it
+// decides packets with worker w. A packet's tag is its id, with qi in the
+// upper 32 bits (see verdict).
+func (d *daemon) handler(w *engine.Worker, qi int) nfq.Handler {
+	return func(p nfq.Packet) (nfq.Verdict, []byte) {
+		v, out := d.handlePacket(w, uint64(qi)<<32|uint64(p.ID), p.Data)
+		if d.level.Level() <= slog.LevelDebug {
+			d.log.Debug("packet", "queue", d.cfg.Rules.Queue+uint16(qi), "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out))
+		}
+		return queueVerdict(v, out)
+	}
 }
 
 // queueVerdict is the queue's verdict for the engine's decision.
@@ -197,18 +224,42 @@ func queueVerdict(v engine.Decision, out []byte) (nfq.Verdict, []byte) {
 }
 
 // verdict gives a packet the engine left pending its decision. The tag is
-// the packet's id (with several queues, the queue would go in its upper
-// 32 bits).
+// the packet's id, with the index of its queue in d.queues in the upper 32
+// bits (handler). Called by the committer, which starts after every queue
+// is open.
 func (d *daemon) verdict(tag uint64, v engine.Decision, out []byte) {
-	id := uint32(tag)
+	q, id := d.queues[tag>>32], uint32(tag)
 	nv, payload := queueVerdict(v, out)
-	if err := d.queue.Verdict(id, nv, payload); err != nil && d.level.Level() <= slog.LevelDebug {
+	if err := q.Verdict(id, nv, payload); err != nil && d.level.Level() <= slog.LevelDebug {
 		// Counted by the queue (queue_verdict_errors) unless it is
 		// closed; then the kernel dropped the packet and TCP resends it.
-		d.log.Debug("deferred verdict not given", "id", id, "err", err)
+		d.log.Debug("deferred verdict not given", "queue", d.cfg.Rules.Queue+uint16(tag>>32), "id", id, "err", err)
 	}
 	if d.level.Level() <= slog.LevelDebug {
-		d.log.Debug("packet", "id", id, "verdict", v.String(), "out_len", len(out), "deferred", true)
+		d.log.Debug("packet", "queue", d.cfg.Rules.Queue+uint16(tag>>32), "id", id, "verdict", v.String(), "out_len", len(out), "deferred", true)
+	}
+}
+
+// watchQueues makes every queue reader a daemon part: the first one to
+// stop while the daemon runs (a read error) stops the daemon (wait).
+func (d *daemon) watchQueues(ctx context.Context) {
+	n := d.cfg.Rules.Queue
+	for _, q := range d.queues {
+		d.goRun(func() error {
+			select {
+			case <-q.Done():
+			case <-ctx.Done():
+				return nil
+			}
+			if err := q.Err(); err != nil {
+				return fmt.Errorf("NFQUEUE %d: %w", n, err)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("NFQUEUE %d: %w", n, errQueueStopped)
+		})
+		n++
 	}
 }
 
@@ -227,11 +278,6 @@ func (d *daemon) wait(ctx context.Context, hup <-chan os.Signal) error {
 			continue
 		case <-ctx.Done():
 			d.log.Info("stopping", "reason", "signal")
-			return nil
-		case <-d.queue.Done():
-			if err := d.queue.Err(); err != nil {
-				return err
-			}
 			return nil
 		case err := <-d.errc:
 			d.workers--
@@ -282,15 +328,15 @@ func (d *daemon) teardown() {
 	}
 	if d.commitDone != nil {
 		// Its last pass commits what is pending and gives the waiting
-		// packets their verdicts, before the queue closes.
+		// packets their verdicts, before the queues close.
 		select {
 		case <-d.commitDone:
 		case <-time.After(5 * time.Second):
 			d.log.Warn("hole committer did not stop in time; packets still waiting are dropped and retransmitted")
 		}
 	}
-	if d.queue != nil {
-		d.queue.Close()
+	for _, q := range d.queues {
+		q.Close()
 	}
 	for ; d.workers > 0; d.workers-- {
 		select {
