@@ -215,10 +215,17 @@ func (t *ticket) settle(r rules.Result, now time.Time) (Decision, []byte) {
 				e.created(sess, g.x, now)
 			}
 		}
-		if t.d == DecisionModified {
-			e.persist.after(sess, t.dir, t.before, now) // before the verdict
+		if t.d != DecisionModified || e.persist.after(sess, t.dir, t.before, now) { // before the verdict
+			return t.d, t.out
 		}
-		return t.d, t.out
+		// A resize whose session could not be held is not sent: its bare
+		// ACKs would bypass the queue unmapped. The holes stay (unused,
+		// they expire).
+		e.stats.Errors.Add(1)
+		if e.logLim.Allow(now) {
+			e.log.Warn("rewrite failed", "session", sess.ID, "err", errNotHeld)
+		}
+		return t.unsent()
 	}
 	e.stats.Errors.Add(1)
 	if e.logLim.Allow(now) {
@@ -228,8 +235,15 @@ func (t *ticket) settle(r rules.Result, now time.Time) (Decision, []byte) {
 		e.exps.Remove(g.x)
 		e.refuse(sess, g.m, ReasonRules, now)
 	}
-	// The packet's rewrites were not sent: forget them (none came after:
-	// its flow's later packets wait unread).
+	return t.unsent()
+}
+
+// unsent forgets the rewrites of t's packet, which are not sent, and
+// decides the packet: as it came, or dropped when the original no longer
+// fits the stream. The session is locked.
+func (t *ticket) unsent() (Decision, []byte) {
+	e, sess := t.e, t.sess
+	// None came after: its flow's later packets wait unread.
 	h := &sess.Stream[t.dir]
 	if n := len(h.Records()) - t.added; n >= 0 {
 		h.Truncate(n)
@@ -242,7 +256,7 @@ func (t *ticket) settle(r rules.Result, now time.Time) (Decision, []byte) {
 		// The original would not fit the stream as already sent.
 		e.stats.Dropped.Add(1)
 		if e.log.Enabled(context.Background(), slog.LevelDebug) {
-			e.log.Debug("segment dropped", "session", sess.ID, "from", t.dir.String(), "why", "its hole could not be opened")
+			e.log.Debug("segment dropped", "session", sess.ID, "from", t.dir.String(), "why", "its rewrite is not sent")
 		}
 		return DecisionDrop, nil
 	}

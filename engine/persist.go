@@ -198,20 +198,38 @@ func (p *persister) fits(s *conntrack.Session, dir conntrack.Dir, delta int) boo
 }
 
 // save stores the session's adjustments after a packet changed the newest
-// length change of a direction. The session is locked.
-func (p *persister) save(s *conntrack.Session, now time.Time) {
+// length change of a direction. The session is locked. It returns false
+// when the session's flows could not be held: the packet must not leave
+// resized (see after).
+func (p *persister) save(s *conntrack.Session, now time.Time) bool {
 	p.mu.Lock()
 	st := p.byID[s.ID]
 	if st == nil {
 		st = &stored{}
 		p.byID[s.ID] = st
 	}
-	if st.unpersisted {
-		p.mu.Unlock()
-		return
-	}
+	held, unpersisted := st.held, st.unpersisted
 	next := st.state
 	p.mu.Unlock()
+	if !held {
+		// Held first: from now on every packet of the connection is
+		// queued (its bare acknowledgements too, which then need mapping
+		// back; the divert chains pass those of flows not held) and waits
+		// for a daemon.
+		if err := p.hold.Hold(flowOf(s.Binding.Orig), flowOf(s.Binding.Reply)); err != nil {
+			p.stats.StateErrors.Add(1)
+			if p.lim.Allow(now) {
+				p.log.Error("resized session not held: the rewrite is not sent (tried again with the next one)", "session", s.ID, "err", err)
+			}
+			return false
+		}
+		p.mu.Lock()
+		st.held = true
+		p.mu.Unlock()
+	}
+	if unpersisted {
+		return true
+	}
 	for d := range 2 {
 		if sm := s.Stream[d].Snapshot(); sm.Delta != 0 {
 			next.Valid[d] = true
@@ -221,37 +239,26 @@ func (p *persister) save(s *conntrack.Session, now time.Time) {
 	labels, err := ctstate.Encode(next)
 	if err != nil {
 		p.failed(s, "encode", err, now)
-		return
-	}
-	if !st.held {
-		// Held first: from now on the packets wait for a daemon. If that
-		// fails (tried again with the next rewrite), the state is still
-		// worth storing: a session that sends nothing while ftpct is
-		// absent survives with it.
-		if err := p.hold.Hold(flowOf(s.Binding.Orig), flowOf(s.Binding.Reply)); err != nil {
-			p.stats.StateErrors.Add(1)
-			if p.lim.Allow(now) {
-				p.log.Error("resized session not held: while ftpct is absent its packets would pass unadjusted", "session", s.ID, "err", err)
-			}
-		} else {
-			st.held = true
-		}
+		return true
 	}
 	if err := p.store.SetResized(s.Binding.Orig, labels); err != nil {
 		if errors.Is(err, conntrack.ErrNoLabels) {
+			p.mu.Lock()
 			st.unpersisted = true
+			p.mu.Unlock()
 			p.stats.SessionsUnpersisted.Add(1)
 			p.log.Warn("resized control connection cannot be persisted: its conntrack entry predates ftpct's rules; a restart of ftpct will break it",
 				"session", s.ID, "conn", s.Binding.Orig.String())
-			return
+			return true
 		}
 		p.failed(s, "write labels", err, now)
-		return
+		return true
 	}
 	p.stats.StateWrites.Add(1)
 	p.mu.Lock()
 	st.state = next
 	p.mu.Unlock()
+	return true
 }
 
 func (p *persister) failed(s *conntrack.Session, what string, err error, now time.Time) {
@@ -383,14 +390,17 @@ func (e *Engine) learnBinding(b conntrack.Binding, now time.Time) (*conntrack.Se
 
 // after stores the session's state when the packet just rewritten changed
 // direction dir's newest length change (before: dir's Snapshot before the
-// packet).
-func (p *persister) after(s *conntrack.Session, dir conntrack.Dir, before stream.Summary, now time.Time) {
+// packet). It returns false when the session could not be held: its bare
+// acknowledgements would bypass the queue unmapped, so the packet must not
+// leave resized.
+func (p *persister) after(s *conntrack.Session, dir conntrack.Dir, before stream.Summary, now time.Time) bool {
 	if !p.enabled() {
-		return
+		return true
 	}
 	if sm := s.Stream[dir].Snapshot(); sm.Delta != 0 && sm != before {
-		p.save(s, now)
+		return p.save(s, now)
 	}
+	return true
 }
 
 // ownedHole is x's hole, with the session that announced it as owner.

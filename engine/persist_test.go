@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -50,10 +51,14 @@ func (k *labelKernel) SetResized(t conntrack.Tuple, l [conntrack.LabelsSize]byte
 // holdingHoles is fakeHoles that also holds flows, as rules.Manager does.
 type holdingHoles struct {
 	fakeHoles
-	held map[rules.Flow]bool
+	held     map[rules.Flow]bool
+	holdFail bool // Hold fails
 }
 
 func (h *holdingHoles) Hold(fs ...rules.Flow) error {
+	if h.holdFail {
+		return errors.New("injected hold failure")
+	}
 	if h.held == nil {
 		h.held = map[rules.Flow]bool{}
 	}
@@ -277,5 +282,36 @@ func TestAdoptHoles(t *testing.T) {
 	}
 	if e.Stats().ExpectEvicted != 1 {
 		t.Errorf("expect_evicted = %d, want 1", e.Stats().ExpectEvicted)
+	}
+}
+
+// TestResizeNeedsHold: the divert chains queue the bare acknowledgements of
+// held flows only, so a packet that resizes a session's stream leaves
+// rewritten only once the session is held; when holding fails it leaves as
+// it came (the rewrite is forgotten), and the next resize tries again.
+func TestResizeNeedsHold(t *testing.T) {
+	k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+	h := &holdingHoles{holdFail: true}
+	e := newPersistEngine(k, h, nil)
+	w := e.NewWorker()
+	port1 := "PORT 10,0,1,2,156,64\r\n"
+	port2, port2w := "PORT 10,0,1,2,156,65\r\n", "PORT 203,0,113,1,156,65\r\n"
+	runSteps(t, w, []step{
+		{"not held: sent as it came", masqC2S(1000, 5000, port1), got{Verdict: "accept", Seq: 1000, Ack: 5000, Payload: port1}},
+		{"its ack needs no mapping", masqS2C(5000, 1022, "200 ok\r\n"), got{Verdict: "accept", Seq: 5000, Ack: 1022, Payload: "200 ok\r\n"}},
+	})
+	if len(h.held) != 0 || k.writes != 0 {
+		t.Fatalf("held %v, %d label writes; want none", h.held, k.writes)
+	}
+	if st := e.Stats(); st.StateErrors != 1 || st.Errors != 1 {
+		t.Errorf("state_errors %d errors %d, want 1 1", st.StateErrors, st.Errors)
+	}
+	h.holdFail = false
+	runSteps(t, w, []step{
+		{"held now: rewritten", masqC2S(1022, 5008, port2), got{Verdict: "accept-modified", Seq: 1022, Ack: 5008, Payload: port2w}},
+		{"ack mapped back", masqS2C(5008, 1047, ""), got{Verdict: "accept-modified", Seq: 5008, Ack: 1044}},
+	})
+	if len(h.held) != 2 || k.writes != 1 {
+		t.Errorf("held %v, %d label writes; want both directions held, 1 write", h.held, k.writes)
 	}
 }

@@ -170,6 +170,9 @@ func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, s *segment, no
 	e := w.e
 	h := &sess.Stream[dir]
 	out, changed, err := rewrite.Rewrite(w.out[:0], s.in, &s.p, w.splices, h, &sess.Stream[dir.Other()])
+	if err == nil && changed && len(w.ops) == 0 && !e.persist.after(sess, dir, w.before, now) { // before the verdict
+		err = errNotHeld
+	} // with holes to commit: once they are (deferred.go)
 	if err != nil {
 		// The rewrites of this packet were not sent: forget them.
 		h.Truncate(w.kept)
@@ -191,9 +194,6 @@ func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, s *segment, no
 		return DecisionAccept, nil
 	}
 	w.out = out[:0]
-	if len(w.ops) == 0 {
-		e.persist.after(sess, dir, w.before, now) // before the verdict
-	} // else once its holes are committed (deferred.go)
 	e.stats.Modified.Add(1)
 	return DecisionModified, out
 }
