@@ -128,10 +128,10 @@ func TestConfigReload(t *testing.T) {
 	d.hup()
 	d.waitLog(regexp.MustCompile(`reload refused.*`+regexp.QuoteMeta(conf)+`:3: max-expect: bad value`), 10*time.Second)
 
-	// A valid one: the timeout changes live, the queue needs a restart.
-	write("timeout = \"30s\"\nqueue = 99\nmax-per-session = 2\n")
+	// A valid one: the timeout changes live, the queues need a restart.
+	write("timeout = \"30s\"\nqueue = 99\nmax-per-session = 2\nqueues = 1\n")
 	d.hup()
-	d.waitLog(regexp.MustCompile(`need a restart.*keys=queue`), 10*time.Second)
+	d.waitLog(regexp.MustCompile(`need a restart.*keys=queue,queues`), 10*time.Second)
 	d.waitLog(regexp.MustCompile(`configuration reloaded.*changed=timeout`), 10*time.Second)
 	if err := os.WriteFile(filepath.Join(l.dir, "go1"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -163,8 +163,9 @@ func TestConfigReload(t *testing.T) {
 	if st["rewrites"] < 4 || st["errors"] != 0 || st["dropped"] != 0 {
 		t.Errorf("rewrites %d (want at least 4), errors %d, dropped %d", st["rewrites"], st["errors"], st["dropped"])
 	}
-	// The queue was kept: the daemon still reads queue 21.
-	if out := l.mustExec("g", "nft", "list", "ruleset"); !strings.Contains(out, "queue num 21 ") && !strings.Contains(out, "queue to 21 ") {
+	// The queue was kept: the daemon still reads queue 21 (and the queues
+	// after it, one per CPU by default).
+	if out := l.mustExec("g", "nft", "list", "ruleset"); !regexp.MustCompile(`queue (num|to) 21[ -]`).MatchString(out) {
 		t.Errorf("the diversion no longer goes to queue 21:\n%s", out)
 	}
 	if err := d.stop(); err != nil {
@@ -204,7 +205,7 @@ func runFails(t *testing.T, l *lab, prefix string, want *regexp.Regexp, args ...
 // and leaves nothing installed.
 func TestStartErrors(t *testing.T) {
 	l := newLab(t, "none")
-	d := l.startFtpct()
+	d := l.startFtpct("--queues", "1") // queue 21 only, whatever the CPUs
 	pid := strconv.Itoa(d.cmd.Process.Pid)
 	other := filepath.Join(l.dir, "other.sock")
 	tests := []struct {
@@ -219,6 +220,8 @@ func TestStartErrors(t *testing.T) {
 		{name: "same table, other queue", args: []string{"--socket", other, "--queue", "22"},
 			want: `\(pid ` + pid + `\) already uses nftables table "ftpct"`},
 		{name: "same queue, other table", args: []string{"--socket", other, "--table", "ftpct2", "--mark", "0x200000"},
+			want: `\(pid ` + pid + `\) already uses NFQUEUE 21`},
+		{name: "queue ranges overlap", args: []string{"--socket", other, "--table", "ftpct2", "--mark", "0x200000", "--queue", "19", "--queues", "3"},
 			want: `\(pid ` + pid + `\) already uses NFQUEUE 21`},
 		{name: "same mark, other table and queue", args: []string{"--socket", other, "--table", "ftpct2", "--queue", "22"},
 			want: `\(pid ` + pid + `\) already uses mark 0x00100000`},
