@@ -48,7 +48,7 @@ type counterSet[C, G any] struct {
 	ExpectPending       G `json:"expect_pending" help:"expectations waiting for their data connection now"`
 	TLSSessions         C `json:"tls_sessions" help:"control connections that switched to TLS (AUTH TLS answered 234): no longer readable, so their data connections get no holes"`
 	StateWrites         C `json:"state_writes" help:"session state stored in conntrack labels: one per packet whose rewrite changed a stored sequence adjustment"`
-	StateErrors         C `json:"state_errors" help:"session state or held flows that could not be stored (logged); a restart of ftpct may break those sessions"`
+	StateErrors         C `json:"state_errors" help:"session state or held flows that could not be stored (logged): a rewrite whose session could not be held is not sent (the packet leaves unchanged); a restart of ftpct may break sessions whose state was not stored"`
 	SessionsRestored    C `json:"sessions_restored" help:"control connections taken over with the state an earlier run stored in their conntrack labels"`
 	SessionsUnpersisted C `json:"sessions_unpersisted" help:"resized control connections whose conntrack entry has no room for labels (it predates ftpct's rules): they work, but a restart of ftpct breaks them"`
 	SessionsForeign     C `json:"sessions_foreign" help:"control connections whose ct labels ftpct cannot read (another format version, or set by another tool); passed untouched"`
