@@ -179,20 +179,33 @@ func (t *Table) Lookup(k FlowKey) (*Session, Dir, bool) {
 // Add creates a session for binding b (or returns the existing one) and
 // registers both directions' keys.
 func (t *Table) Add(b Binding, now time.Time) (*Session, error) {
+	s, created, err := t.AddLocked(b, now)
+	if created {
+		s.Unlock()
+	}
+	return s, err
+}
+
+// AddLocked is Add, but a session it creates (created true) is returned
+// locked: its creator sets it up (restores stored state) before anyone who
+// finds it in the table meanwhile can use it. With several queues the two
+// directions of a connection are handled at once.
+func (t *Table) AddLocked(b Binding, now time.Time) (s *Session, created bool, err error) {
 	ko := b.Orig.Key()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if r, ok := t.get(ko); ok {
-		return t.list[r.slot()], nil
+		return t.list[r.slot()], false, nil
 	}
 	if len(t.list) >= t.max {
-		return nil, ErrTableFull
+		return nil, false, ErrTableFull
 	}
 	t.nextID++
-	s := &Session{ID: t.nextID, Binding: b, Created: now, LastSeen: now, slot: uint32(len(t.list))}
+	s = &Session{ID: t.nextID, Binding: b, Created: now, LastSeen: now, slot: uint32(len(t.list))}
+	s.Lock()
 	t.list = append(t.list, s)
 	t.index(s)
-	return s, nil
+	return s, true, nil
 }
 
 // index registers both keys of s at its slot. Call with t.mu held for writing.

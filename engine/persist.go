@@ -142,13 +142,11 @@ func (p *persister) decode(b conntrack.Binding, now time.Time) (ctstate.State, e
 // earlier run: "offset before Pos, one change Delta at Pos" per direction
 // (stream.Half.Restore), and holds its flows. A retransmission of the
 // rewritten segment is parsed and rewritten again; the normaliser fills the
-// restored record in with its text.
+// restored record in with its text. The session is locked (AddLocked).
 func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
 	if st.IsZero() {
 		return
 	}
-	s.Lock()
-	defer s.Unlock()
 	for d := range 2 {
 		if !st.Valid[d] {
 			continue
@@ -376,14 +374,15 @@ func (e *Engine) learnBinding(b conntrack.Binding, now time.Time) (*conntrack.Se
 	if err != nil {
 		return nil, err
 	}
-	s, err := e.sessions.Add(b, now)
+	s, created, err := e.sessions.AddLocked(b, now)
 	if err != nil {
 		e.stats.SessionsFull.Add(1)
 		return nil, err
 	}
-	if s.Created.Equal(now) {
+	if created {
 		e.stats.Sessions.Add(1)
 		e.persist.restore(s, st)
+		s.Unlock()
 	}
 	return s, nil
 }

@@ -248,7 +248,7 @@ func (w *Worker) session(s *segment, now time.Time) (*conntrack.Session, conntra
 	if err != nil {
 		return nil, 0, false
 	}
-	sess, err := e.sessions.Add(b, now)
+	sess, created, err := e.sessions.AddLocked(b, now)
 	if err != nil {
 		e.stats.SessionsFull.Add(1)
 		if e.logLim.Allow(now) {
@@ -256,15 +256,20 @@ func (w *Worker) session(s *segment, now time.Time) (*conntrack.Session, conntra
 		}
 		return nil, 0, false
 	}
+	if created {
+		// Restored before the session is unlocked: a worker handling the
+		// other direction (another queue) may have found it already.
+		e.stats.Sessions.Add(1)
+		e.persist.restore(sess, st)
+		sess.Unlock()
+	}
 	_, dir, ok := e.sessions.Lookup(t.Key())
 	if !ok {
 		// The packet's tuple is neither of the kernel's: should not happen.
 		e.stats.NoConntrack.Add(1)
 		return nil, 0, false
 	}
-	if sess.Created.Equal(now) {
-		e.stats.Sessions.Add(1)
-		e.persist.restore(sess, st)
+	if created {
 		if e.log.Enabled(context.Background(), slog.LevelDebug) {
 			e.log.Debug("session learned", "session", sess.ID, "orig", b.Orig.String(), "reply", b.Reply.String(),
 				"from", dir.String(), "seq", uint32(p.Seq))
