@@ -17,6 +17,7 @@
 #                                      captured on both gateway interfaces; prints
 #                                      the gateway's transit time per kind of packet
 #                                      per session (bench/timeline.py)
+#   FTPCT_FLAGS="--queues 1" bench/sidebyside.sh ...   extra flags for `ftpct run`
 #   bench/sidebyside.sh --smoke        1 round, tiny loads (< 60 s): checks that
 #                                      every variant works as it should (timings
 #                                      are printed, never asserted)
@@ -176,7 +177,10 @@ KERNEL_RULE=(-t raw -A PREROUTING -p tcp --dport 21 -j CT --helper ftp) # lab.sh
 setup() {
 	case $1 in
 	kernel) "${G[@]}" iptables "${KERNEL_RULE[@]}" ;;
-	ftpct) start_ftpct ;;
+	ftpct)
+		local extra=()
+		read -ra extra <<< "${FTPCT_FLAGS:-}"
+		start_ftpct "${extra[@]}" ;;
 	none) ;;
 	esac
 }

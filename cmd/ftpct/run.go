@@ -100,15 +100,16 @@ func (d *daemon) start(parent context.Context) error {
 		return err
 	}
 	// Then what another daemon with another socket would share.
-	claims := []struct{ name, what string }{
+	type resource struct{ name, what string }
+	claims := []resource{
 		{"table/" + o.Rules.Table, fmt.Sprintf("nftables table %q", o.Rules.Table)},
 	}
 	for n := range queueNums(o.Rules) {
-		claims = append(claims, struct{ name, what string }{fmt.Sprintf("queue/%d", n), fmt.Sprintf("NFQUEUE %d", n)})
+		claims = append(claims, resource{fmt.Sprintf("queue/%d", n), fmt.Sprintf("NFQUEUE %d", n)})
 	}
 	// Two daemons with one mark would share one accept rule, and the
 	// first to stop would remove it from under the other.
-	claims = append(claims, struct{ name, what string }{fmt.Sprintf("mark/%#x", o.Rules.Mark), fmt.Sprintf("mark %#08x", o.Rules.Mark)})
+	claims = append(claims, resource{fmt.Sprintf("mark/%#x", o.Rules.Mark), fmt.Sprintf("mark %#08x", o.Rules.Mark)})
 	for _, c := range claims {
 		cl, err := claim(c.name, c.what)
 		if err != nil {
