@@ -130,7 +130,19 @@ func (c *Config) divertRuleTexts(f family, skipLoopback bool) []string {
 	}
 	return append(rules,
 		fmt.Sprintf("%s saddr . %s daddr . tcp sport . tcp dport @hold %s", f.nft, f.nft, c.queueStatement(false)),
+		"tcp dport @ports tcp flags ! fin,syn,rst jump bare_ack", "tcp sport @ports tcp flags ! fin,syn,rst jump bare_ack",
 		"tcp dport @ports "+c.queueStatement(true), "tcp sport @ports "+c.queueStatement(true))
+}
+
+// bareRuleTexts are the rules bareRules (nftobj_linux.go) builds, as `nft
+// list` prints them: for each TCP data offset d, return when the byte after
+// the header (at bit 32*d) exists; accept what is left.
+func bareRuleTexts() []string {
+	var rules []string
+	for d := 5; d <= 15; d++ {
+		rules = append(rules, fmt.Sprintf("tcp doff %d @th,%d,8 & 0x0 == 0x0 return", d, 32*d))
+	}
+	return append(rules, "accept")
 }
 
 // tableText is ftpct's table of one family as `nft list table` prints it
@@ -165,6 +177,13 @@ func (c *Config) tableText(f family) string {
 	fmt.Fprintf(&b, "\n\t# Never runs: while a rule sets ct labels, new conntrack entries get room\n")
 	fmt.Fprintf(&b, "\t# for labels, where ftpct keeps a resized connection's state.\n")
 	fmt.Fprintf(&b, "\tchain keep_labels {\n\t\tct label set 127\n\t}\n")
+	fmt.Fprintf(&b, "\n\t# Reached by control packets without SYN, FIN or RST of flows not held: one\n")
+	fmt.Fprintf(&b, "\t# with payload returns to be queued; a bare ACK needs nothing from ftpct.\n")
+	fmt.Fprintf(&b, "\tchain bare_ack {\n")
+	for _, r := range bareRuleTexts() {
+		fmt.Fprintf(&b, "\t\t%s\n", r)
+	}
+	fmt.Fprintf(&b, "\t}\n")
 	fmt.Fprintf(&b, "\n\t# Control packets to NFQUEUE before conntrack, local ones once, in output.\n")
 	fmt.Fprintf(&b, "\t# Bypass: they flow when ftpct does not run; held ones wait for it.\n")
 	chain("divert_pre", "filter", "prerouting", prioRaw, c.divertRuleTexts(f, true)...)
