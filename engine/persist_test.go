@@ -315,3 +315,30 @@ func TestResizeNeedsHold(t *testing.T) {
 		t.Errorf("held %v, %d label writes; want both directions held, 1 write", h.held, k.writes)
 	}
 }
+
+// TestDeferredResizeNeedsHold: with holes committed off the packet path, the
+// announcement's packet is decided once its hole is committed; if its
+// session cannot be held then, it leaves as it came and the rewrite is
+// forgotten.
+func TestDeferredResizeNeedsHold(t *testing.T) {
+	r := newDeferredRig(t, Config{})
+	k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+	h := &holdingHoles{holdFail: true}
+	r.e.Persist(k, h)
+	port1 := "PORT 10,0,1,2,156,64\r\n"
+	if _, pending := r.handle(t, 1, masqC2S(1016, 5008, port1)); !pending {
+		t.Fatal("the announcement did not wait for its hole")
+	}
+	r.c.commit(t, rules.Result{})
+	want := []given{{1, got{Verdict: "accept", Seq: 1016, Ack: 5008, Payload: port1}}}
+	if diff := cmp.Diff(want, r.given); diff != "" {
+		t.Errorf("decisions given (-want +got):\n%s", diff)
+	}
+	g, pending := r.handle(t, 2, masqC2S(1038, 5008, "LIST\r\n"))
+	if diff := cmp.Diff(got{Verdict: "accept", Seq: 1038, Ack: 5008, Payload: "LIST\r\n"}, g); pending || diff != "" {
+		t.Errorf("next command (pending %v): not shifted, as it came (-want +got):\n%s", pending, diff)
+	}
+	if st := r.e.Stats(); st.StateErrors != 1 || st.Errors != 1 || st.Modified != 0 || k.writes != 0 || len(h.held) != 0 {
+		t.Errorf("state_errors %d errors %d modified %d, %d label writes, held %v; want 1 1 0 0 none", st.StateErrors, st.Errors, st.Modified, k.writes, h.held)
+	}
+}
