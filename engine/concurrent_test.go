@@ -26,10 +26,10 @@ func (l *lockedStore) Lookup(t conntrack.Tuple) (conntrack.Binding, error) {
 	return l.k.Lookup(t)
 }
 
-func (l *lockedStore) SetLabels(t conntrack.Tuple, b [conntrack.LabelsSize]byte) error {
+func (l *lockedStore) SetResized(t conntrack.Tuple, b [conntrack.LabelsSize]byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.k.SetLabels(t, b)
+	return l.k.SetResized(t, b)
 }
 
 func (l *lockedStore) Open(h rules.Hole) error {
