@@ -51,34 +51,9 @@ done
 [[ $(id -u) == 0 ]] || { echo "$0: needs root (network namespaces, netfilter)" >&2; exit 1; }
 [[ -d bench/ftpload ]] || { echo "$0: needs bench/ftpload (the load generator of bench/sidebyside.sh)" >&2; exit 1; }
 
-NAME=m$(($$ % 100000))
-WORK=$(mktemp -d /tmp/ftpct-mem.XXXXXX)
-LAB=lab/lab.sh
-PIDS=()
-FAILED=0
-FTPCT_PID=
-FTPCT_ARGS=()
-CT_MAX_WAS=
+. bench/lib.sh
+bench_init m ftpct-mem
 
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	if [[ -n $FTPCT_PID ]]; then
-		timeout 30 "${G[@]}" "$FTPCT" uninstall --socket "$DIR/ftpct.sock" "${FTPCT_ARGS[@]}" >/dev/null 2>&1 || true
-	fi
-	bash "$LAB" down "$NAME" >/dev/null 2>&1 || true
-	[[ -z $CT_MAX_WAS ]] || sysctl -qw net.netfilter.nf_conntrack_max="$CT_MAX_WAS" || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT TERM
-
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-fail() { log "FAILED: $*"; FAILED=$((FAILED + 1)); }
 metric() { echo "$1 $2" | tee -a "$WORK/results.txt"; }
 
 # Each side holds N sockets, at most PER_PROC in one process: the open-file
@@ -88,16 +63,8 @@ PER_PROC=$(($(ulimit -Hn) - 1000))
 ((PER_PROC > 1000)) || { echo "$0: open-file limit $(ulimit -Hn) too low" >&2; exit 1; }
 PER_PROC=$((PER_PROC < 50000 ? PER_PROC : 50000)) # and ~64,000 masqueraded ports per server address
 
-log "building ftpct and bench/ftpload"
-go build -o "$WORK/ftpct" ./cmd/ftpct
-go build -o "$WORK/ftpload" ./bench/ftpload
-FTPCT=$WORK/ftpct LOAD=$WORK/ftpload
-
-bash "$LAB" up "$NAME" none >&2
-DIR=$(bash "$LAB" dir "$NAME")
-G=(ip netns exec "$NAME-g")
-C=(ip netns exec "$NAME-c")
-S=(ip netns exec "$NAME-s")
+bench_build
+lab_up
 
 ctmax=$("${G[@]}" sysctl -n net.netfilter.nf_conntrack_max)
 if ((ctmax < 2 * N)); then
@@ -107,44 +74,15 @@ if ((ctmax < 2 * N)); then
 fi
 metric nf_conntrack_max "$("${G[@]}" sysctl -n net.netfilter.nf_conntrack_max)"
 
-# rss PID: resident memory in KiB.
-rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
 # heap NAME: ftpct's Go heap figure go_memstats_NAME_bytes (--metrics), in KiB.
 heap() { "${G[@]}" curl -s "http://$METRICS/metrics" | awk -v m="go_memstats_$1_bytes" '$1 == m { printf "%d", $2 / 1024 }'; }
 METRICS=127.0.0.1:9464
 
-ftpct_stat() { "${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', 0))"; }
-
-# start_ftpct ARGS...: ftpct on the gateway; waits until `ftpct stats` answers.
-start_ftpct() {
-	FTPCT_ARGS=("$@")
-	"${G[@]}" "$FTPCT" run --socket "$DIR/ftpct.sock" "$@" > "$WORK/ftpct.log" 2>&1 &
-	FTPCT_PID=$!
-	PIDS+=("$FTPCT_PID")
-	for _ in $(seq 100); do
-		if "${G[@]}" "$FTPCT" stats --socket "$DIR/ftpct.sock" >/dev/null 2>&1; then return 0; fi
-		kill -0 "$FTPCT_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$WORK/ftpct.log" >&2
-	fail "ftpct did not start"
-	exit 1
-}
-
-# stop_ftpct: SIGTERM, then ftpct uninstall (ftpct leaves its rules for the
-# next run).
-stop_ftpct() {
-	log "  ftpct stats: $("${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | tr -d '\n ')"
-	kill -TERM "$FTPCT_PID" 2>/dev/null || true
-	for _ in $(seq 100); do kill -0 "$FTPCT_PID" 2>/dev/null || break; sleep 0.1; done
-	kill -0 "$FTPCT_PID" 2>/dev/null && { kill -KILL "$FTPCT_PID"; fail "ftpct did not stop within 10 s of SIGTERM"; }
-	local rc=0
-	wait "$FTPCT_PID" || rc=$?
-	((rc == 0)) || { tail -20 "$WORK/ftpct.log" >&2; fail "ftpct exited with status $rc"; }
-	timeout 30 "${G[@]}" "$FTPCT" uninstall --socket "$DIR/ftpct.sock" "${FTPCT_ARGS[@]}" > "$WORK/uninstall.log" 2>&1 ||
-		{ cat "$WORK/uninstall.log" >&2; fail "ftpct uninstall failed"; }
-	FTPCT_PID=
+# stop: ftpct stopped and uninstalled; the next run starts from an empty
+# conntrack table.
+stop() {
+	log_ftpct_stats
+	stop_ftpct
 	"${G[@]}" conntrack -F >/dev/null 2>&1 || true
 }
 
@@ -153,33 +91,16 @@ stop_ftpct() {
 # each with its own responder process and its own client process.
 nsrv=$(((N + PER_PROC - 1) / PER_PROC))
 ((nsrv > 0)) || nsrv=1
-for ((i = 0; i < nsrv; i++)); do
-	a=203.0.113.$((3 + i))
-	"${S[@]}" ip addr add "$a/24" dev "$NAME-sw"
-	"${S[@]}" iptables -t nat -A PREROUTING -d "$a" -p tcp --dport 21 -j DNAT --to-destination "$a:2121"
-	"${S[@]}" "$LOAD" serve -listen "$a:2121" > "$WORK/serve$i.log" 2>&1 &
-	PIDS+=($!)
-done
-for ((i = 0; i < nsrv; i++)); do
-	for _ in $(seq 50); do
-		"${S[@]}" ss -Hltn "src 203.0.113.$((3 + i)) and sport = :2121" | grep -q LISTEN && break
-		sleep 0.1
-	done
-	"${S[@]}" ss -Hltn "src 203.0.113.$((3 + i)) and sport = :2121" | grep -q LISTEN ||
-		{ cat "$WORK/serve$i.log" >&2; fail "ftpload serve did not start"; exit 1; }
-done
+for ((i = 0; i < nsrv; i++)); do start_responder "203.0.113.$((3 + i))" "$WORK/serve$i.log"; done
 # Client addresses: one per 20,000 sessions and one more, each with the
 # source ports 1024-65000.
 "${C[@]}" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
-ncli=$((N / 20000 + 1)) srcs=
-for ((a = 0; a < ncli; a++)); do
-	"${C[@]}" ip addr add "10.0.1.$((10 + a))/24" dev "$NAME-cl"
-	srcs+="${srcs:+,}10.0.1.$((10 + a))"
-done
+ncli=$((N / 20000 + 1))
+client_addrs "$ncli"
 
 if ((N > 0)); then
 	log "sessions: $N through ftpct from $ncli client addresses to $nsrv server addresses"
-	start_ftpct --max-sessions $((N + 1000)) --max-expect $((N + 1000)) --timeout 20s --metrics "$METRICS"
+	start_ftpct --max-sessions $((N + 1000)) --max-expect $((N + 1000)) --timeout 20s --metrics "$METRICS" || exit 1
 	sleep 1
 	base=$(rss "$FTPCT_PID") base_heap=$(heap heap_alloc)
 	t0=$(date +%s)
@@ -188,7 +109,7 @@ if ((N > 0)); then
 	for ((i = 0; i < nsrv; i++)); do
 		n=$per
 		((i < nsrv - 1)) || n=$((N - per * (nsrv - 1)))
-		"${C[@]}" "$LOAD" idle -addr "203.0.113.$((3 + i)):21" -n "$n" -src "$srcs" -par 32 -hold 15m \
+		"${C[@]}" "$LOAD" idle -addr "203.0.113.$((3 + i)):21" -n "$n" -src "$SRCS" -par 32 -hold 15m \
 			> "$WORK/idle$i.out" 2> "$WORK/idle$i.err" &
 		idle+=($!)
 		PIDS+=($!)
@@ -244,12 +165,12 @@ if ((N > 0)); then
 	done
 	metric sessions_usable "$usable"
 	((usable == N)) || fail "$usable of $N sessions answered NOOP"
-	stop_ftpct
+	stop
 fi
 
 if ((STORM > 0)); then
 	log "storm: 8 connections sending PORT for $STORM s, ftpct's RSS every 10 s"
-	start_ftpct
+	start_ftpct || exit 1
 	# In rounds of 20 s, each on 8 new connections, as in the runs recorded
 	# in BENCHMARKS.md. (They were needed before b0950f8: past about 66,000
 	# bytes of summed growth on one connection conntrack's window tracking
@@ -294,7 +215,7 @@ if ((STORM > 0)); then
 		awk -v a="$min" -v b="$max" -v m="$med" 'BEGIN { exit !(a >= 0.95 * m && b <= 1.05 * m) }' ||
 			fail "storm: RSS not within 5% of its median ($min..$max KiB, median $med)"
 	fi
-	stop_ftpct
+	stop
 fi
 
 [[ -z $OUT ]] || cp "$WORK/results.txt" "$OUT"

@@ -83,34 +83,11 @@ if ((IDLE > 0)) && (($(ulimit -n) < IDLE + 4096)); then
 	fi
 fi
 
-NAME=b$(($$ % 100000))
-WORK=$(mktemp -d /tmp/ftpct-bench.XXXXXX)
-LAB=lab/lab.sh
-PIDS=()
-FAILED=0
-FTPCT_PID=
-FTPCT_ARGS=()
+FAIL_EXITS=$SMOKE # --smoke stops at the first failed check
+. bench/lib.sh
+bench_init b ftpct-bench
 
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "${PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	bash "$LAB" down "$NAME" >/dev/null 2>&1 || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'echo "interrupted" >&2; exit 130' INT TERM
-
-log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
-fail() { log "FAILED: $*"; FAILED=$((FAILED + 1)); if ((SMOKE)); then exit 1; fi; }
-
-log "building ftpct and bench/ftpload"
-go build -o "$WORK/ftpct" ./cmd/ftpct
-go build -o "$WORK/ftpload" ./bench/ftpload
-FTPCT=$WORK/ftpct LOAD=$WORK/ftpload
+bench_build
 RESULTS=$WORK/results.txt
 echo "# round variant metric value" > "$RESULTS"
 
@@ -118,59 +95,8 @@ LOAD_BEFORE=$(cat /proc/loadavg)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 STARTED=$(date -u +'%Y-%m-%d %H:%M UTC')
 
-bash "$LAB" up "$NAME" none >&2
-DIR=$(bash "$LAB" dir "$NAME")
-G=(ip netns exec "$NAME-g")
-C=(ip netns exec "$NAME-c")
-S=(ip netns exec "$NAME-s")
+lab_up
 SERVER=203.0.113.2:21
-
-# rss PID: resident memory in KiB.
-rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
-# start_ftpct ARGS...: ftpct on the gateway; waits until `ftpct stats` answers.
-start_ftpct() {
-	FTPCT_ARGS=("$@")
-	"${G[@]}" "$FTPCT" run --socket "$DIR/ftpct.sock" "$@" > "$WORK/ftpct.log" 2>&1 &
-	FTPCT_PID=$!
-	PIDS+=("$FTPCT_PID")
-	echo "$FTPCT_PID" > "$DIR/pids/ftpct"
-	for _ in $(seq 100); do
-		if "${G[@]}" "$FTPCT" stats --socket "$DIR/ftpct.sock" >/dev/null 2>&1; then return 0; fi
-		kill -0 "$FTPCT_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$WORK/ftpct.log" >&2
-	fail "ftpct did not start"
-	return 1
-}
-
-stop_ftpct() {
-	[[ -n $FTPCT_PID ]] || return 0
-	kill -TERM "$FTPCT_PID" 2>/dev/null || true
-	for _ in $(seq 100); do kill -0 "$FTPCT_PID" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$FTPCT_PID" 2>/dev/null; then
-		kill -KILL "$FTPCT_PID"
-		fail "ftpct did not stop within 10 s of SIGTERM"
-	fi
-	local rc=0
-	wait "$FTPCT_PID" || rc=$?
-	((rc == 0)) || { tail -20 "$WORK/ftpct.log" >&2; fail "ftpct exited with status $rc"; }
-	rm -f "$DIR/pids/ftpct"
-	FTPCT_PID=
-	# ftpct leaves its rules for the next run; the next variant must not
-	# see them (as e2e/harness_test.go does).
-	if ! timeout 30 "${G[@]}" "$FTPCT" uninstall --socket "$DIR/ftpct.sock" "${FTPCT_ARGS[@]}" > "$WORK/uninstall.log" 2>&1; then
-		cat "$WORK/uninstall.log" >&2
-		fail "ftpct uninstall failed"
-	fi
-	if "${G[@]}" nft list tables | grep -q ftpct; then
-		fail "ftpct tables left after ftpct uninstall"
-		exit 1
-	fi
-}
-
-ftpct_stat() { "${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', 0))"; }
 
 KERNEL_RULE=(-t raw -A PREROUTING -p tcp --dport 21 -j CT --helper ftp) # lab.sh's "kernel" line
 
@@ -189,7 +115,7 @@ teardown() {
 	case $1 in
 	kernel) "${G[@]}" iptables "${KERNEL_RULE[@]/-A/-D}" ;;
 	ftpct)
-		log "  ftpct stats: $("${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | tr -d '\n ')"
+		log_ftpct_stats
 		stop_ftpct ;;
 	none) ;;
 	esac
@@ -310,30 +236,15 @@ done
 
 if ((IDLE > 0)); then
 	log "memory: ftpct with $IDLE idle NATed sessions"
-	# A second server address: its port 21 goes to ftpload's responder, on
-	# 2121 because vsftpd holds the wildcard address's 21.
-	"${S[@]}" ip addr add 203.0.113.3/24 dev "$NAME-sw"
-	"${S[@]}" iptables -t nat -A PREROUTING -d 203.0.113.3 -p tcp --dport 21 -j DNAT --to-destination 203.0.113.3:2121
-	"${S[@]}" "$LOAD" serve -listen 203.0.113.3:2121 > "$WORK/serve.log" 2>&1 &
-	serve_pid=$!
-	PIDS+=("$serve_pid")
-	for _ in $(seq 50); do
-		"${S[@]}" ss -Hltn "sport = :2121" | grep -q LISTEN && break
-		kill -0 "$serve_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	"${S[@]}" ss -Hltn "sport = :2121" | grep -q LISTEN || { cat "$WORK/serve.log" >&2; fail "ftpload serve did not start"; exit 1; }
+	# A second server address, with ftpload's responder (start_responder).
+	start_responder 203.0.113.3 "$WORK/serve.log"
 	# Client addresses: a source port range (~28,000 ports) each, with room.
-	naddr=$((IDLE / 10000 + 1)) srcs=
-	for ((a = 0; a < naddr; a++)); do
-		"${C[@]}" ip addr add "10.0.1.$((10 + a))/24" dev "$NAME-cl"
-		srcs+="${srcs:+,}10.0.1.$((10 + a))"
-	done
+	client_addrs $((IDLE / 10000 + 1))
 	maxs=$((IDLE + 1000 > 65536 ? IDLE + 1000 : 65536))
 	if start_ftpct --max-expect $((IDLE + 1000)) --max-sessions "$maxs"; then
 		sleep 1
 		base=$(rss "$FTPCT_PID")
-		"${C[@]}" "$LOAD" idle -addr 203.0.113.3:21 -n "$IDLE" -src "$srcs" -hold 5m \
+		"${C[@]}" "$LOAD" idle -addr 203.0.113.3:21 -n "$IDLE" -src "$SRCS" -hold 5m \
 			> "$WORK/idle.out" 2> "$WORK/idle.err" &
 		idle_pid=$! # ftpload itself (ip netns exec execs it): holds until SIGUSR1, at most 5 minutes
 		PIDS+=("$idle_pid")
