@@ -60,35 +60,47 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// command runs one subcommand with the arguments after its name.
+type command func(args []string, stdout, stderr io.Writer) error
+
+// commands are the subcommands by name.
+var commands = map[string]command{
+	"run":       func(a []string, _, e io.Writer) error { return cmdRun(a, e) },
+	"check":     cmdCheck,
+	"rules":     cmdRules,
+	"uninstall": func(a []string, _, e io.Writer) error { return cmdUninstall(a, e) },
+	"expect":    cmdExpect,
+	"sessions":  cmdSessions,
+	"stats":     cmdStats,
+	"version":   printVersion,
+	"--version": printVersion,
+	"-version":  printVersion,
+	"help":      printUsage,
+	"-h":        printUsage,
+	"--help":    printUsage,
+}
+
+func printVersion(_ []string, stdout, _ io.Writer) error {
+	_, err := fmt.Fprintln(stdout, "ftpct", versionString())
+	return err
+}
+
+func printUsage(_ []string, stdout, _ io.Writer) error {
+	_, err := fmt.Fprint(stdout, usage)
+	return err
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	var err error
-	switch args[0] {
-	case "run":
-		err = cmdRun(args[1:], stderr)
-	case "check":
-		err = cmdCheck(args[1:], stdout, stderr)
-	case "rules":
-		err = cmdRules(args[1:], stdout, stderr)
-	case "uninstall":
-		err = cmdUninstall(args[1:], stderr)
-	case "expect":
-		err = cmdExpect(args[1:], stdout, stderr)
-	case "sessions":
-		err = cmdSessions(args[1:], stdout, stderr)
-	case "stats":
-		err = cmdStats(args[1:], stdout, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "ftpct", versionString())
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-	default:
+	cmd, ok := commands[args[0]]
+	if !ok {
 		fmt.Fprintf(stderr, "ftpct: unknown command %q\n%s", args[0], usage)
 		return 2
 	}
+	err := cmd(args[1:], stdout, stderr)
 	switch {
 	case err == nil:
 		return 0
