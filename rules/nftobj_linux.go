@@ -320,8 +320,16 @@ func queueAdopt(conn *nftables.Conn, cfg *Config, o *tableObjs, chains []*nftabl
 	for _, c := range chains {
 		conn.FlushChain(c)
 	}
+	// A chain that queueObjects makes again as it is stays: its rules are
+	// replaced in this batch and, for a base chain, its hook stays
+	// registered. Deleting a base chain unregisters its hook, and the
+	// kernel then drops every packet that hook queued and that waits for
+	// its verdict (the verdict fails with ENOENT): packets the new daemon
+	// is already reading while it adopts the table.
 	for _, c := range chains {
-		conn.DelChain(c)
+		if !wantedChain(c) {
+			conn.DelChain(c)
+		}
 	}
 	keep := map[string]bool{}
 	for _, s := range sets {
@@ -337,6 +345,37 @@ func queueAdopt(conn *nftables.Conn, cfg *Config, o *tableObjs, chains []*nftabl
 		conn.DelSet(s)
 	}
 	return queueObjects(conn, cfg, o, keep, note)
+}
+
+// chainSpec is a chain queueObjects makes: its hook, or none (a regular chain).
+type chainSpec struct {
+	typ  nftables.ChainType
+	hook *nftables.ChainHook
+	prio int
+}
+
+// wantedChains are the chains queueObjects makes, by name.
+var wantedChains = map[string]chainSpec{
+	labelsChainName: {},
+	bareChainName:   {},
+	"divert_pre":    {nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prioRaw},
+	"divert_out":    {nftables.ChainTypeFilter, nftables.ChainHookOutput, prioRaw},
+	"pinhole_pre":   {nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prioMangle},
+	"pinhole_out":   {nftables.ChainTypeFilter, nftables.ChainHookOutput, prioMangle},
+	"xlate_pre":     {nftables.ChainTypeNAT, nftables.ChainHookPrerouting, prioNAT},
+}
+
+// wantedChain reports whether c is a chain queueObjects makes again with
+// the same type, hook and priority (or both regular), so it can stay.
+func wantedChain(c *nftables.Chain) bool {
+	w, ok := wantedChains[c.Name]
+	if !ok {
+		return false
+	}
+	if w.hook == nil || c.Hooknum == nil || c.Priority == nil {
+		return w.hook == nil && c.Hooknum == nil
+	}
+	return c.Type == w.typ && *c.Hooknum == *w.hook && int(*c.Priority) == w.prio
 }
 
 func (o *tableObjs) byName(name string) *nftables.Set {
@@ -384,10 +423,11 @@ func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[strin
 	}
 
 	accept := nftables.ChainPolicyAccept
-	chain := func(name string, typ nftables.ChainType, hook *nftables.ChainHook, prio int) *nftables.Chain {
-		p := nftables.ChainPriority(prio)
-		return conn.AddChain(&nftables.Chain{Name: name, Table: o.table, Type: typ,
-			Hooknum: hook, Priority: &p, Policy: &accept})
+	chain := func(name string) *nftables.Chain {
+		w := wantedChains[name]
+		p := nftables.ChainPriority(w.prio)
+		return conn.AddChain(&nftables.Chain{Name: name, Table: o.table, Type: w.typ,
+			Hooknum: w.hook, Priority: &p, Policy: &accept})
 	}
 	add := func(c *nftables.Chain, rules ...[]expr.Any) {
 		for _, r := range rules {
@@ -402,12 +442,10 @@ func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[strin
 	// Before the divert chains that jump to it.
 	bare := conn.AddChain(&nftables.Chain{Name: bareChainName, Table: o.table})
 	add(bare, bareRules()...)
-	add(chain("divert_pre", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prioRaw),
-		divertRules(cfg, o, ports, true)...)
-	add(chain("divert_out", nftables.ChainTypeFilter, nftables.ChainHookOutput, prioRaw),
-		divertRules(cfg, o, ports, false)...)
-	add(chain("pinhole_pre", nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prioMangle), pinholeRule(cfg, o))
-	add(chain("pinhole_out", nftables.ChainTypeFilter, nftables.ChainHookOutput, prioMangle), pinholeRule(cfg, o))
-	add(chain("xlate_pre", nftables.ChainTypeNAT, nftables.ChainHookPrerouting, prioNAT), xlateRule(cfg, o))
+	add(chain("divert_pre"), divertRules(cfg, o, ports, true)...)
+	add(chain("divert_out"), divertRules(cfg, o, ports, false)...)
+	add(chain("pinhole_pre"), pinholeRule(cfg, o))
+	add(chain("pinhole_out"), pinholeRule(cfg, o))
+	add(chain("xlate_pre"), xlateRule(cfg, o))
 	return nil
 }
