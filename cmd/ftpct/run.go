@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,6 +87,23 @@ type daemon struct {
 	// its Run returned.
 	commit     *rules.Committer
 	commitDone chan struct{}
+
+	// The queue readers handle no packet before the rules are installed
+	// and what an earlier run left is taken over (ready closed by
+	// markReady): a packet handled before that, such as a retransmitted
+	// 227 whose hole the earlier run left, would make an expectation that
+	// the take-over then finds in conflict and closes.
+	ready     chan struct{}
+	readyOnce sync.Once
+	isReady   atomic.Bool
+}
+
+// markReady lets the queue readers handle packets; safe to call twice.
+func (d *daemon) markReady() {
+	d.readyOnce.Do(func() {
+		d.isReady.Store(true)
+		close(d.ready)
+	})
 }
 
 func (d *daemon) start(parent context.Context) error {
@@ -92,6 +111,7 @@ func (d *daemon) start(parent context.Context) error {
 	ctx, cancel := context.WithCancel(parent)
 	d.cancel = cancel
 	d.errc = make(chan error, 4+int(o.Rules.Queues))
+	d.ready = make(chan struct{})
 
 	var err error
 	// The control socket first: it tells whether another daemon runs.
@@ -170,6 +190,7 @@ func (d *daemon) start(parent context.Context) error {
 		d.installed = true
 		d.reconcile()
 	}
+	d.markReady()
 	d.watchQueues(ctx)
 	d.goRun(func() error { return d.srv.Serve(ctx) })
 	d.startMetrics(ctx)
@@ -202,6 +223,9 @@ func queueNums(r rules.Config) func(yield func(uint16) bool) {
 // upper 32 bits (see verdict).
 func (d *daemon) handler(w *engine.Worker, qi int) nfq.Handler {
 	return func(p nfq.Packet) (nfq.Verdict, []byte) {
+		if !d.isReady.Load() {
+			<-d.ready // the kernel keeps queueing meanwhile
+		}
 		v, out := d.handlePacket(w, uint64(qi)<<32|uint64(p.ID), p.Data)
 		if d.level.Level() <= slog.LevelDebug {
 			d.log.Debug("packet", "queue", d.cfg.Rules.Queue+uint16(qi), "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out))
@@ -319,6 +343,9 @@ func (d *daemon) reload() {
 
 // teardown undoes start in reverse order; safe after a partial start.
 func (d *daemon) teardown() {
+	if d.ready != nil {
+		d.markReady() // a start that failed leaves no reader blocked
+	}
 	if d.installed && d.cfg.RemoveOnExit {
 		if err := d.mgr.Remove(); err != nil {
 			d.log.Error("remove rules", "err", err)
