@@ -7,61 +7,35 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpct/ftpct/internal/netnstest"
 )
 
 // Integration tests: go test -tags integration ./conntrack/
 // They need root and the ip and nft binaries; each runs in its own network
 // namespace.
 
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("integration tests need root (CI=true: failing instead of skipping)")
-	}
-	t.Skip("integration tests need root: run as root with -tags integration")
-}
-
-var nsCounter atomic.Int32
+func requireRoot(t testing.TB) { netnstest.RequireRoot(t) }
 
 // newNS creates a network namespace with lo up and conntrack active (a rule
 // that uses it), removed at cleanup; it returns its name and path.
 func newNS(t testing.TB) (string, string) {
 	t.Helper()
-	name := fmt.Sprintf("ftpct-ct-%d-%d", os.Getpid(), nsCounter.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	nsExec(t, name, "ip", "link", "set", "lo", "up")
+	name, path := netnstest.New(t, "ftpct-ct")
 	nft(t, name, "add table ip t; add chain ip t out { type filter hook output priority 0; }; add rule ip t out ct state new counter")
-	return name, "/run/netns/" + name
+	return name, path
 }
 
 func nsExec(t testing.TB, ns string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip netns exec %s %s: %v: %s", ns, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return netnstest.Exec(t, ns, args...)
 }
 
 func nft(t testing.TB, ns, script string) {
@@ -73,21 +47,7 @@ func nft(t testing.TB, ns, script string) {
 // in it.
 func inNetNS(t testing.TB, path string, f func() error) error {
 	t.Helper()
-	ns, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	return netnstest.In(t, path, f)
 }
 
 // connect opens a TCP connection over lo inside the namespace, exchanges a

@@ -9,48 +9,26 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"runtime"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/sys/unix"
+
+	"github.com/ftpct/ftpct/internal/netnstest"
 )
 
 // Integration tests: go test -tags integration ./rules/
 // They need root (CAP_NET_ADMIN + CAP_SYS_ADMIN for netns) and the nft,
 // iptables and ip binaries. Each test runs in network namespaces of its own.
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("integration tests need root (CI=true: failing instead of skipping)")
-	}
-	t.Skip("integration tests need root: run as root with -tags integration")
-}
-
-var nsCounter atomic.Int32
+func requireRoot(t *testing.T) { netnstest.RequireRoot(t) }
 
 // newNS creates a network namespace removed at cleanup and returns its name
 // and path.
 func newNS(t testing.TB) (string, string) {
 	t.Helper()
-	name := fmt.Sprintf("ftpct-rules-%d-%d", os.Getpid(), nsCounter.Add(1))
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	nsExec(t, name, "ip", "link", "set", "lo", "up")
+	name, path := netnstest.New(t, "ftpct-rules")
 	// iptables-nft creates its tables and base chains on first use and
 	// leaves them (empty) when the last rule goes; create them up front so
 	// that before/after snapshots compare what ftpct did, not that.
@@ -60,16 +38,12 @@ func newNS(t testing.TB) (string, string) {
 			nsExec(t, name, bin, "-t", tc[0], "-D", tc[1], "-j", "ACCEPT")
 		}
 	}
-	return name, "/run/netns/" + name
+	return name, path
 }
 
 func nsExec(t testing.TB, ns string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip netns exec %s %s: %v: %s", ns, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return netnstest.Exec(t, ns, args...)
 }
 
 // snapshot is everything Install may touch, as text.
@@ -467,21 +441,7 @@ func TestHoleExpires(t *testing.T) {
 // f creates stay in that namespace. The thread is discarded afterwards.
 func inNetNS(t *testing.T, path string, f func() error) error {
 	t.Helper()
-	ns, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	return netnstest.In(t, path, f)
 }
 
 // serve listens on addr inside the namespace and answers every connection

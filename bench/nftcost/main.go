@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command nftcost measures what one nftables transaction costs, the way
 // ftpct's rule manager sends them (google/nftables, one lasting connection,
 // one element per batch): adding an element, deleting one that is there, and
