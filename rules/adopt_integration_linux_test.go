@@ -3,7 +3,6 @@
 package rules
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -35,18 +34,7 @@ func TestAdoptKeepsQueuedPackets(t *testing.T) {
 		}
 		return nfq.Accept, nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var q *nfq.Queue
-	if err := inNetNS(t, path, func() (err error) {
-		qc := nfq.DefaultConfig()
-		qc.Num = cfg.Queue
-		q, err = nfq.Open(ctx, qc, handle)
-		return err
-	}); err != nil {
-		t.Fatalf("open queue: %v", err)
-	}
-	defer q.Close()
+	q := openQueue(t, path, cfg.Queue, handle)
 
 	var ln net.Listener
 	if err := inNetNS(t, path, func() (err error) {

@@ -54,18 +54,7 @@ func TestBareACKsOfFlowsNotHeld(t *testing.T) {
 		}
 		return nfq.Accept, nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var q *nfq.Queue
-	if err := inNetNS(t, path, func() (err error) {
-		qc := nfq.DefaultConfig()
-		qc.Num = cfg.Queue
-		q, err = nfq.Open(ctx, qc, handle)
-		return err
-	}); err != nil {
-		t.Fatalf("open queue: %v", err)
-	}
-	defer q.Close()
+	openQueue(t, path, cfg.Queue, handle)
 
 	server := netip.MustParseAddrPort("127.0.0.1:21")
 	var ln net.Listener
@@ -157,4 +146,26 @@ func TestBareACKsOfFlowsNotHeld(t *testing.T) {
 	if h.syn < 2 || h.data < 2 || h.fin < 2 || h.bare < 2 {
 		t.Errorf("held flow: %d SYN, %d data, %d FIN, %d bare ACKs queued; want every packet (at least 2 bare ACKs)", h.syn, h.data, h.fin, h.bare)
 	}
+}
+
+// openQueue reads NFQUEUE num in the namespace at path with handle until
+// the test ends.
+func openQueue(t *testing.T, path string, num uint16, handle nfq.Handler) *nfq.Queue {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var q *nfq.Queue
+	if err := inNetNS(t, path, func() (err error) {
+		qc := nfq.DefaultConfig()
+		qc.Num = num
+		q, err = nfq.Open(ctx, qc, handle)
+		return err
+	}); err != nil {
+		cancel()
+		t.Fatalf("open queue: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		q.Close()
+	})
+	return q
 }
