@@ -309,3 +309,38 @@ func nonZero(d map[string]int64) map[string]int64 {
 	}
 	return m
 }
+
+// rtoCount is the number of retransmission timeouts (TcpExt TCPTimeouts in
+// /proc/net/netstat) of the TCP senders in the lab host's network
+// namespace: each time a segment waited for its sender's retransmission
+// timer (at least 200 ms). Tail loss probes are not counted: a lab
+// transfer's last segments get them now and then whatever ftpct does.
+func (l *lab) rtoCount(host string) int {
+	l.t.Helper()
+	out := l.mustExec(host, "cat", "/proc/net/netstat")
+	lines := strings.Split(out, "\n")
+	n, found := 0, 0
+	for i := 0; i+1 < len(lines); i += 2 {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) {
+			continue
+		}
+		for j, name := range names {
+			if name == "TCPTimeouts" {
+				v, err := strconv.Atoi(values[j])
+				if err != nil {
+					l.t.Fatalf("%s: /proc/net/netstat %s %q: %v", host, name, values[j], err)
+				}
+				n += v
+				found++
+			}
+		}
+	}
+	if found != 1 {
+		l.t.Fatalf("%s: no TcpExt TCPTimeouts in /proc/net/netstat:\n%s", host, out)
+	}
+	return n
+}
+
+// rtos is the sum of rtoCount over the client and the server.
+func (l *lab) rtos() int { return l.rtoCount("c") + l.rtoCount("s") }
