@@ -3,14 +3,16 @@
 # Debian (needs what lab/deps.sh installs). One masquerading-gateway lab
 # (lab/lab.sh up NAME none); each round runs the same loads through the kernel
 # helper (lab.sh's CT rule added on the gateway), through ftpct (started on the
-# gateway as e2e/harness_test.go does) and with no helper (the ceiling of the
-# setup), in a rotating order so that noise from the rest of the machine hits
-# every variant. Prints a markdown table of the medians over rounds.
+# gateway as e2e/harness_test.go does), through ftpct's divert rules to a
+# program that accepts every queued packet unread (bench/qaccept: the ceiling
+# of any NFQUEUE helper) and with no helper (the ceiling of the setup), in a
+# rotating order so that noise from the rest of the machine hits every
+# variant. Prints a markdown table of the medians over rounds.
 #
 #   bench/sidebyside.sh [--rounds N] [--dur SECONDS] [--idle K] [--out FILE]
 #                                      defaults: 3 rounds, 5 s per load, 5000 idle
 #                                      sessions; --rounds 0: memory only, --idle 0: none
-#   bench/sidebyside.sh --variants ftpct   only some variants (default "kernel ftpct none")
+#   bench/sidebyside.sh --variants ftpct   only some variants (default "kernel ftpct queue none")
 #   bench/sidebyside.sh --no-reuse         skip the client-port reuse check
 #   bench/sidebyside.sh --timeline N       instead of the loads: N sessions one at a time
 #                                      through the kernel helper and through ftpct,
@@ -18,6 +20,7 @@
 #                                      the gateway's transit time per kind of packet
 #                                      per session (bench/timeline.py)
 #   FTPCT_FLAGS="--queues 1" bench/sidebyside.sh ...   extra flags for `ftpct run`
+#                                      (its --queues also for the queue variant)
 #   bench/sidebyside.sh --smoke        1 round, tiny loads (< 60 s): checks that
 #                                      every variant works as it should (timings
 #                                      are printed, never asserted)
@@ -40,12 +43,14 @@
 #           resident memory before and with them, per session; then every
 #           session must still answer NOOP
 # Without a helper, active-mode sessions cannot work through the masquerade:
-# the no-helper run only checks that they fail (the negative control).
+# the no-helper run only checks that they fail (the negative control). The
+# queue variant rewrites nothing either: its storm is refused and its sessions
+# fail as with no helper; it must have accepted packets from its queues.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
-ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct none" TIMELINE=0 REUSE=1
+ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct queue none" TIMELINE=0 REUSE=1
 STORM_CONNS=8 CONC=16 NOOP_CONNS=8
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -57,7 +62,7 @@ while [[ $# -gt 0 ]]; do
 	--variants) VARIANTS=$2; shift 2 ;;
 	--timeline) TIMELINE=$2; shift 2 ;;
 	--no-reuse) REUSE=0; shift ;;
-	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--variants 'kernel ftpct none'] [--timeline N] [--no-reuse] [--out FILE]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--variants 'kernel ftpct queue none'] [--timeline N] [--no-reuse] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 if ((SMOKE)); then ROUNDS=1 DUR=1 IDLE=50; fi
@@ -88,6 +93,10 @@ FAIL_EXITS=$SMOKE # --smoke stops at the first failed check
 bench_init b ftpct-bench
 
 bench_build
+if [[ " $VARIANTS " == *" queue "* ]]; then
+	go build -o "$WORK/qaccept" ./bench/qaccept
+	QACCEPT=$WORK/qaccept
+fi
 RESULTS=$WORK/results.txt
 echo "# round variant metric value" > "$RESULTS"
 
@@ -100,6 +109,51 @@ SERVER=203.0.113.2:21
 
 KERNEL_RULE=(-t raw -A PREROUTING -p tcp --dport 21 -j CT --helper ftp) # lab.sh's "kernel" line
 
+# The queue variant: as many queues as ftpct's --queues in FTPCT_FLAGS (ftpct's
+# default, one per CPU, otherwise).
+QUEUES=$(nproc)
+read -ra fflags <<< "${FTPCT_FLAGS:-}"
+for ((i = 0; i < ${#fflags[@]}; i++)); do
+	case ${fflags[i]} in
+	--queues) QUEUES=${fflags[i + 1]:-} ;;
+	--queues=*) QUEUES=${fflags[i]#--queues=} ;;
+	esac
+done
+((QUEUES > 0)) || QUEUES=$(nproc) # --queues 0: one per CPU
+QA_PID=
+
+# start_qaccept: bench/qaccept on the gateway; waits until its rules are in.
+start_qaccept() {
+	"${G[@]}" "$QACCEPT" -queues "$QUEUES" > "$WORK/qaccept.out" 2> "$WORK/qaccept.err" &
+	QA_PID=$!
+	PIDS+=("$QA_PID")
+	for _ in $(seq 100); do
+		grep -q '^ready' "$WORK/qaccept.out" && return 0
+		kill -0 "$QA_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$WORK/qaccept.err" >&2
+	fail "bench/qaccept did not start"
+	return 1
+}
+
+# stop_qaccept ROUND: SIGTERM; it must exit 0, remove its table and have
+# accepted packets (the divert was in the path).
+stop_qaccept() {
+	local rc=0 n
+	kill -TERM "$QA_PID" 2>/dev/null || true
+	wait "$QA_PID" || rc=$?
+	QA_PID=
+	((rc == 0)) || fail "bench/qaccept exited with status $rc: $(tail -3 "$WORK/qaccept.err")"
+	n=$(awk '$1 == "packets" { print $2 }' "$WORK/qaccept.out")
+	echo "$1 queue queue.packets ${n:-0}" >> "$RESULTS"
+	log "  qaccept: ${n:-0} packets accepted from $QUEUES queue(s)"
+	((${n:-0} > 0)) || fail "queue round $1: bench/qaccept accepted no packet"
+	if "${G[@]}" nft list tables | grep -q ftpctq; then
+		fail "bench/qaccept left its table"
+	fi
+}
+
 setup() {
 	case $1 in
 	kernel) "${G[@]}" iptables "${KERNEL_RULE[@]}" ;;
@@ -107,6 +161,7 @@ setup() {
 		local extra=()
 		read -ra extra <<< "${FTPCT_FLAGS:-}"
 		start_ftpct "${extra[@]}" ;;
+	queue) start_qaccept ;;
 	none) ;;
 	esac
 }
@@ -117,6 +172,7 @@ teardown() {
 	ftpct)
 		log_ftpct_stats
 		stop_ftpct ;;
+	queue) stop_qaccept "$round" ;;
 	none) ;;
 	esac
 	# Every variant starts from an empty conntrack table.
@@ -185,7 +241,7 @@ timeline() {
 if ((TIMELINE > 0)); then
 	{
 		echo "Timeline of $(date -u +'%Y-%m-%d %H:%M UTC'), commit $COMMIT, load $(cut -d' ' -f1-3 /proc/loadavg)."
-		for v in $VARIANTS; do [[ $v == none ]] || timeline "$v"; done
+		for v in $VARIANTS; do [[ $v == none || $v == queue ]] || timeline "$v"; done
 	} > "$WORK/timeline.md"
 	cat "$WORK/timeline.md"
 	[[ -z $OUT ]] || cp "$WORK/timeline.md" "$OUT"
@@ -194,7 +250,7 @@ fi
 
 read -ra variants <<< "$VARIANTS"
 for v in "${variants[@]}"; do
-	case $v in kernel | ftpct | none) ;; *) echo "--variants: kernel, ftpct or none, not '$v'" >&2; exit 2 ;; esac
+	case $v in kernel | ftpct | queue | none) ;; *) echo "--variants: kernel, ftpct, queue or none, not '$v'" >&2; exit 2 ;; esac
 done
 nv=${#variants[@]}
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -202,7 +258,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		v=${variants[$(((i + round - 1) % nv))]}
 		log "round $round/$ROUNDS: $v (load $(cut -d' ' -f1-3 /proc/loadavg))"
 		setup "$v" || continue
-		if [[ $v == none ]]; then
+		if [[ $v == none || $v == queue ]]; then
 			load "$round" "$v" storm -tag storm -conns "$STORM_CONNS" -dur "${DUR}s" -want refused
 			load "$round" "$v" sessions -tag neg -conns 1 -max 3 -dur 5s -want fail
 			load "$round" "$v" noop -tag noop -conns "$NOOP_CONNS" -dur "${DUR}s"

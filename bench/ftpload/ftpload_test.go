@@ -103,6 +103,8 @@ func TestReport(t *testing.T) {
 1 none noop.noop_p50_us 100
 1 kernel noop.noop_p50_us 120
 1 ftpct noop.noop_p50_us 180
+1 queue noop.noop_p50_us 140
+1 queue storm.storm_port_per_s 0
 `
 	ss, err := readSamples(strings.NewReader(in))
 	if err != nil {
@@ -111,10 +113,10 @@ func TestReport(t *testing.T) {
 	var b bytes.Buffer
 	report(&b, ss)
 	want := []string{
-		"| announcement storm: PORT/s | 30000 | 1900 | — | 0.06 |",
-		"| NOOP round trip under load: p50 (µs) | 120 | 180 | 100 | 1.50 |",
-		"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10 | 40 | | 4.00 |",
-		"- storm.storm_port_per_s: 30000, 32000, 10 / 2000, 1800, 1900 / —",
+		"| announcement storm: PORT/s | 30000 | 1900 | 0 | — | 0.06 | — |",
+		"| NOOP round trip under load: p50 (µs) | 120 | 180 | 140 | 100 | 1.50 | 1.29 |",
+		"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10 | 40 | 20 | | 4.00 | 2.00 |",
+		"- storm.storm_port_per_s: 30000, 32000, 10 / 2000, 1800, 1900 / 0 / —",
 	}
 	for _, w := range want {
 		if !strings.Contains(b.String(), w) {

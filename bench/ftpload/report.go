@@ -58,9 +58,10 @@ var rows = []row{
 	{"mem.rss_loaded_kib", "ftpct resident memory, idle sessions held (KiB)", false},
 	{"mem.rss_per_session_bytes", "ftpct resident memory per idle session (bytes)", false},
 	{"mem.idle_usable", "idle sessions still answering NOOP", false},
+	{"queue.packets", "packets the queue-only program accepted", false},
 }
 
-var variants = []string{"kernel", "ftpct", "none"}
+var variants = []string{"kernel", "ftpct", "queue", "none"}
 
 // sample is one measured value: "round variant metric value".
 type sample struct {
@@ -112,21 +113,21 @@ func report(w io.Writer, samples []sample) {
 	for _, m := range extra {
 		all = append(all, row{metric: m, label: m})
 	}
-	fmt.Fprintln(w, "| load (median of rounds) | kernel helper | ftpct | no helper (ceiling) | ftpct / kernel |")
-	fmt.Fprintln(w, "|---|---|---|---|---|")
+	fmt.Fprintln(w, "| load (median of rounds) | kernel helper | ftpct | queue only (NFQUEUE ceiling) | no helper (ceiling) | ftpct / kernel | ftpct / queue only |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, r := range all {
 		if !seen[r.metric] {
 			continue
 		}
-		k, f, n := med(r.metric, "kernel"), med(r.metric, "ftpct"), med(r.metric, "none")
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", r.label, num(k), num(f), num(n), ratio(f, k))
+		k, f, q, n := med(r.metric, "kernel"), med(r.metric, "ftpct"), med(r.metric, "queue"), med(r.metric, "none")
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", r.label, num(k), num(f), num(q), num(n), ratio(f, k), ratio(f, q))
 		if r.added && !math.IsNaN(n) {
-			fmt.Fprintf(w, "| … added per diverted packet: (RTT − no helper) / 2 (µs) | %s | %s | | %s |\n",
-				num((k-n)/2), num((f-n)/2), ratio(f-n, k-n))
+			fmt.Fprintf(w, "| … added per diverted packet: (RTT − no helper) / 2 (µs) | %s | %s | %s | | %s | %s |\n",
+				num((k-n)/2), num((f-n)/2), num((q-n)/2), ratio(f-n, k-n), ratio(f-n, q-n))
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Every round (kernel / ftpct / none):")
+	fmt.Fprintln(w, "Every round (kernel / ftpct / queue only / none):")
 	fmt.Fprintln(w)
 	for _, r := range rows {
 		if !seen[r.metric] {
