@@ -21,10 +21,19 @@
 // before the next packet is read). A Handler must not call Close: Close waits
 // for the reader, which is running the Handler.
 //
+// Batches: one read takes every packet waiting, up to 8 (recvmmsg(2)), and
+// the verdicts the Handler decides for them go to the kernel together, in
+// one write, once the last of them is decided (each verdict is its own
+// netlink message; the kernel handles them in turn). Under load a reader
+// finds several packets each time it wakes, and the system calls per packet
+// go down (BENCHMARKS.md).
+//
 // Deferred verdicts: a Handler may return Pending; the packet then waits in
 // the kernel (the reader goes on with the next ones) until Queue.Verdict
 // gives it its verdict by packet id, from any goroutine. Verdict's writes and
-// the reader's are serialised; the reader never shares buffers with them.
-// Packets still pending when the queue closes are dropped by the kernel
-// (their senders retransmit).
+// the reader's are serialised, and Verdict writes the verdicts the reader
+// decided and had not written yet before its own: verdicts reach the kernel
+// in the order they were decided, so a packet given its verdict later never
+// overtakes one of its flow decided before it. Packets still pending when
+// the queue closes are dropped by the kernel (their senders retransmit).
 package nfq

@@ -832,8 +832,10 @@ func BenchmarkQueueRoundTrip(b *testing.B) {
 		portPlain  = 9997
 		portAccept = 9998
 		portModify = 9999
+		portBurst  = 9996
 	)
 	p.divert(b, portAccept, 150)
+	p.divert(b, portBurst, 150)
 	p.divert(b, portModify, 151)
 	p.mustOpen(b, nfq.Config{Num: 150}, func(nfq.Packet) (nfq.Verdict, []byte) { return nfq.Accept, nil })
 	buf := make([]byte, 0, 1500)
@@ -880,6 +882,34 @@ func BenchmarkQueueRoundTrip(b *testing.B) {
 			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
+	// burst: 8 datagrams sent at once, then read: the queue holds several
+	// packets when its reader wakes, as under load. Per datagram.
+	rx := p.listen(b, portBurst)
+	tx := p.dial(b, portBurst)
+	b.Run("accept-burst8", func(b *testing.B) {
+		const burst = 8
+		msg := []byte("PORT 10,0,1,2,4,1\r\n")
+		in := make([]byte, 1500)
+		b.ReportAllocs()
+		cpu0 := cpuTime(b)
+		for i := 0; b.Loop(); i++ {
+			if _, err := tx.Write(msg); err != nil {
+				b.Fatal(err)
+			}
+			if i%burst != burst-1 {
+				continue
+			}
+			for range burst {
+				if err := rx.SetReadDeadline(time.Now().Add(arrival)); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := rx.Read(in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	})
 }
 
 // cpuTime returns the process's CPU time so far, user and system, in ns.
@@ -965,5 +995,75 @@ func TestDeferredVerdicts(t *testing.T) {
 	st := q.Stats()
 	if m, e, d := st.Malformed.Load(), st.VerdictErrors.Load(), st.Deferred.Load(); m != 0 || e != 0 || d != n {
 		t.Errorf("Malformed %d, VerdictErrors %d, Deferred %d; want 0, 0, %d", m, e, d, n)
+	}
+}
+
+// TestBursts: datagrams sent in bursts reach the queue several at a time,
+// so one read takes several and their verdicts go out in one write, some
+// with payloads: every one gets its verdict, in order (one flow, one
+// queue), none is refused.
+func TestBursts(t *testing.T) {
+	const port, num, n = 9999, 160, 3000
+	p := newNSPair(t)
+	p.divert(t, port, num)
+	q := p.mustOpen(t, nfq.Config{Num: num}, func(pkt nfq.Packet) (nfq.Verdict, []byte) {
+		payload, err := udpPayload(pkt.Data)
+		if err != nil {
+			t.Error(err)
+			return nfq.Accept, nil
+		}
+		switch {
+		case bytes.HasPrefix(payload, []byte("drop")):
+			return nfq.Drop, nil
+		case bytes.HasPrefix(payload, []byte("modify")):
+			out, err := rewriteUDP(pkt.Data, append([]byte("modified"), payload[len("modify"):]...))
+			if err != nil {
+				t.Error(err)
+			}
+			return nfq.Accept, out
+		}
+		return nfq.Accept, nil
+	})
+	rx := p.listen(t, port)
+	if err := rx.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	tx := p.dial(t, port)
+	kinds := []string{"accept", "modify", "drop", "accept", "accept"}
+	var want, got []string
+	for i, burst := 0, 1; i < n; burst = burst%16 + 1 {
+		var wantNow int
+		for j := 0; j < burst && i < n; i, j = i+1, j+1 {
+			kind := kinds[i%len(kinds)]
+			send(t, tx, fmt.Sprintf("%s %d", kind, i))
+			switch kind {
+			case "accept":
+				want = append(want, fmt.Sprintf("accept %d", i))
+			case "modify":
+				want = append(want, fmt.Sprintf("modified %d", i))
+			}
+			if kind != "drop" {
+				wantNow++
+			}
+		}
+		for range wantNow {
+			m, err := recv(rx, arrival)
+			if err != nil {
+				st := q.Stats()
+				t.Fatalf("receive in B after %d of %d datagrams sent (%d of them received, the last %q): %v; queue: %d packets, %d verdict errors, %d overruns",
+					i, n, len(got), got[max(0, len(got)-1):], err, st.Packets.Load(), st.VerdictErrors.Load(), st.Overruns.Load())
+			}
+			got = append(got, m)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("datagrams received in B (-want +got):\n%s", diff)
+	}
+	st := q.Stats()
+	if got := st.Packets.Load(); got != n {
+		t.Errorf("Stats().Packets = %d, want %d", got, n)
+	}
+	if got := st.VerdictErrors.Load(); got != 0 {
+		t.Errorf("Stats().VerdictErrors = %d, want 0", got)
 	}
 }

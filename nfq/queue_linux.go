@@ -15,6 +15,21 @@ import (
 // packet id instead.
 const bindSeq = 1
 
+const (
+	// readBatch is how many datagrams one read takes at most, when that
+	// many wait (recvmmsg(2)): under load a reader finds several packets
+	// queued each time it wakes (BENCHMARKS.md). Each slot holds the
+	// largest message; its pages are touched only as far as messages fill
+	// them.
+	readBatch = 8
+	// flushAt: the verdicts decided in one batch are written together, in
+	// one write of at most about this many bytes (a single verdict, with
+	// a payload of up to 64 KiB, may exceed it alone); the kernel refuses
+	// a write larger than the socket's send buffer (EMSGSIZE; 208 KiB
+	// by default, net.core.wmem_default).
+	flushAt = 16 << 10
+)
+
 // Queue is a bound NFQUEUE with its reader goroutine.
 type Queue struct {
 	cfg   Config
@@ -23,12 +38,16 @@ type Queue struct {
 	stats Stats
 
 	// wmu serialises writes to s: the reader's verdicts and Verdict's.
-	wmu  sync.Mutex
-	vbuf []byte // one verdict given by Verdict (under wmu)
+	// wbuf holds the verdicts the reader decided and has not written yet
+	// (nwait of them): a verdict given with Verdict is written after them,
+	// so verdicts reach the kernel in the order they were decided.
+	wmu   sync.Mutex
+	wbuf  []byte
+	nwait int
 
 	// Owned by the reader goroutine.
-	rbuf     []byte // one datagram from the kernel
-	wbuf     []byte // one verdict
+	rbufs    [][]byte // datagrams from the kernel, one read's worth
+	rlens    []int    // their lengths
 	bound    chan error
 	isBound  bool
 	loggedV  bool // a verdict error was logged
@@ -74,12 +93,15 @@ func start(ctx context.Context, s sock, cfg Config, h Handler) (*Queue, error) {
 		cfg:    cfg,
 		s:      s,
 		h:      h,
-		rbuf:   make([]byte, recvBufLen),
+		rbufs:  make([][]byte, readBatch),
+		rlens:  make([]int, readBatch),
 		wbuf:   make([]byte, 0, 4096),
-		vbuf:   make([]byte, 0, 4096),
 		bound:  make(chan error, 1),
 		cancel: cancel,
 		done:   make(chan struct{}),
+	}
+	for i := range q.rbufs {
+		q.rbufs[i] = make([]byte, recvBufLen)
 	}
 	go q.run(ctx)
 	if err := <-q.bound; err != nil {
@@ -125,16 +147,21 @@ func (q *Queue) run(ctx context.Context) {
 		q.wmu.Unlock()
 	}()
 	for {
-		n, err := q.s.read(q.rbuf)
+		n, err := q.s.read(q.rbufs, q.rlens)
 		if err != nil {
 			if q.stopOn(ctx, err) {
 				return
 			}
 			continue
 		}
-		if !q.datagram(q.rbuf[:n]) {
-			return
+		for i := range n {
+			if !q.datagram(q.rbufs[i][:q.rlens[i]]) {
+				q.flush()
+				return
+			}
 		}
+		// Before the next read, which may wait.
+		q.flush()
 	}
 }
 
@@ -201,7 +228,7 @@ func (q *Queue) datagram(b []byte) bool {
 	return true
 }
 
-// packet asks the Handler for p's verdict and sends it.
+// packet asks the Handler for p's verdict and adds it to those to write.
 func (q *Queue) packet(p Packet) {
 	q.stats.Packets.Add(1)
 	v, out := q.h(p)
@@ -209,20 +236,36 @@ func (q *Queue) packet(p Packet) {
 		q.stats.Deferred.Add(1)
 		return
 	}
-	q.wbuf = q.send(q.wbuf, p.ID, v, out)
+	out = q.count(v, out)
+	q.wmu.Lock()
+	if q.nwait > 0 && len(q.wbuf)+verdictLen+nlaHdrLen+len(out) > flushAt {
+		q.writeLocked()
+	}
+	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, p.ID, v, out)
+	q.nwait++
+	q.wmu.Unlock()
 }
 
-// send counts and writes the verdict v (with payload out) for packet id,
-// built in buf, which it returns for reuse.
-func (q *Queue) send(buf []byte, id uint32, v Verdict, out []byte) []byte {
-	buf = appendVerdict(buf[:0], q.cfg.Num, id, v, q.count(v, out))
+// flush writes the verdicts the reader decided and has not written yet.
+func (q *Queue) flush() {
 	q.wmu.Lock()
-	err := q.s.write(buf)
-	q.wmu.Unlock()
-	if err != nil {
-		q.stats.VerdictErrors.Add(1)
+	if q.nwait > 0 {
+		q.writeLocked()
 	}
-	return buf
+	q.wmu.Unlock()
+}
+
+// writeLocked writes the verdicts in wbuf, in one datagram (the kernel
+// handles each message of it in turn, and answers a refused one with an
+// error carrying its packet id), and empties wbuf; under wmu. A failed
+// write fails all of them.
+func (q *Queue) writeLocked() error {
+	err := q.s.write(q.wbuf)
+	if err != nil {
+		q.stats.VerdictErrors.Add(uint64(q.nwait))
+	}
+	q.wbuf, q.nwait = q.wbuf[:0], 0
+	return err
 }
 
 // count counts verdict v and returns the payload it carries.
@@ -252,9 +295,15 @@ func (q *Queue) Verdict(id uint32, v Verdict, payload []byte) error {
 		return ErrClosed
 	default:
 	}
-	q.vbuf = appendVerdict(q.vbuf[:0], q.cfg.Num, id, v, q.count(v, payload))
-	if err := q.s.write(q.vbuf); err != nil {
-		q.stats.VerdictErrors.Add(1)
+	payload = q.count(v, payload)
+	if q.nwait > 0 && len(q.wbuf)+verdictLen+nlaHdrLen+len(payload) > flushAt {
+		// Failed, these count as verdict errors; this one is still sent.
+		_ = q.writeLocked()
+	}
+	// With the reader's verdicts not written yet, if any: decided before.
+	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, id, v, payload)
+	q.nwait++
+	if err := q.writeLocked(); err != nil {
 		return fmt.Errorf("nfqueue %d: verdict for packet %d: %w", q.cfg.Num, id, err)
 	}
 	return nil

@@ -45,6 +45,7 @@ type fakeSock struct {
 	writes   [][]byte
 	stopped  chan struct{}
 	stopOnce sync.Once
+	next     *fakeRead // taken from in, for the next read (a read's error after datagrams)
 	reads    atomic.Int32
 	closes   atomic.Int32
 	tb       testing.TB
@@ -60,21 +61,48 @@ func newFakeSock(tb testing.TB) *fakeSock {
 	}
 }
 
-func (f *fakeSock) read(b []byte) (int, error) {
+// read returns the first queued read, and, as recvmmsg does, the
+// datagrams queued behind it, up to len(bufs) in all, stopping before an
+// error (returned by the next read).
+func (f *fakeSock) read(bufs [][]byte, ns []int) (int, error) {
 	f.reads.Add(1)
 	select {
 	case <-f.stopped: // a deadline in the past wins over queued data
 		return 0, os.ErrDeadlineExceeded
 	default:
 	}
-	select {
-	case r := <-f.in:
-		return copy(b, r.b), r.err
-	case <-f.stopped:
-		return 0, os.ErrDeadlineExceeded
+	var r fakeRead
+	if f.next != nil {
+		r, f.next = *f.next, nil
+	} else {
+		select {
+		case r = <-f.in:
+		case <-f.stopped:
+			return 0, os.ErrDeadlineExceeded
+		}
 	}
+	if r.err != nil {
+		return 0, r.err
+	}
+	ns[0] = copy(bufs[0], r.b)
+	n := 1
+	for n < len(bufs) {
+		select {
+		case r := <-f.in:
+			if r.err != nil {
+				f.next = &r
+				return n, nil
+			}
+			ns[n] = copy(bufs[n], r.b)
+			n++
+		default:
+			return n, nil
+		}
+	}
+	return n, nil
 }
 
+// write records b and signals wrote once per netlink message in it.
 func (f *fakeSock) write(b []byte) error {
 	if f.record {
 		f.mu.Lock()
@@ -86,7 +114,15 @@ func (f *fakeSock) write(b []byte) error {
 			f.in <- fakeRead{b: errorMsg(f.tb, bindSeq, f.bindErrno)}
 		}
 	}
-	f.wrote <- struct{}{}
+	for len(b) > 0 {
+		_, _, rest, err := nextMessage(b)
+		if err != nil {
+			f.tb.Errorf("write of a malformed message: %v", err)
+			break
+		}
+		b = rest
+		f.wrote <- struct{}{}
+	}
 	return f.writeErr
 }
 
@@ -97,19 +133,26 @@ func (f *fakeSock) close() error {
 	return nil
 }
 
-// verdicts decodes every write after the bind request.
+// verdicts decodes every message written after the bind request.
 func (f *fakeSock) verdicts(tb testing.TB) []decodedVerdict {
 	tb.Helper()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var vs []decodedVerdict
 	for _, w := range f.writes[1:] {
-		vs = append(vs, decodeVerdict(tb, w))
+		for len(w) > 0 {
+			_, _, rest, err := nextMessage(w)
+			if err != nil {
+				tb.Fatalf("written: %v", err)
+			}
+			vs = append(vs, decodeVerdict(tb, w[:len(w)-len(rest)]))
+			w = rest
+		}
 	}
 	return vs
 }
 
-// waitWrites waits until n writes happened in all.
+// waitWrites waits until n messages were written in all.
 func (f *fakeSock) waitWrites(tb testing.TB, n int) {
 	tb.Helper()
 	timeout := time.After(wait)
@@ -719,5 +762,101 @@ func TestVerdictAfterClose(t *testing.T) {
 	}
 	if got := f.verdicts(t); len(got) != 0 {
 		t.Errorf("verdicts written: %v, want none", got)
+	}
+}
+
+// TestBatchedVerdicts: the datagrams one read returns get their verdicts in
+// one write, in order, split only where the write would grow past flushAt;
+// a verdict given with Verdict meanwhile is written after the ones the
+// reader decided before it.
+func TestBatchedVerdicts(t *testing.T) {
+	ip := []byte{0x45, 0, 0, 21, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 'x'}
+	big := bytes.Repeat([]byte{0x46}, 10<<10)
+	tests := []struct {
+		name string
+		// verdicts of packets 2, 3 and 4, read together (packet 1, read
+		// alone, is accepted). Pending ones get Accept with Verdict, from
+		// another goroutine, before packet 4 is decided.
+		verdicts [3]Verdict
+		payload  []byte // of every accepted packet of the batch
+		// wantWrites are the packet ids of each write after the bind.
+		wantWrites [][]uint32
+	}{
+		{
+			name:       "accepts in one write",
+			verdicts:   [3]Verdict{Accept, Drop, Accept},
+			wantWrites: [][]uint32{{1}, {2, 3, 4}},
+		},
+		{
+			name:       "pending verdict after the ones decided before",
+			verdicts:   [3]Verdict{Accept, Pending, Accept},
+			wantWrites: [][]uint32{{1}, {2, 3}, {4}},
+		},
+		{
+			name:       "split at flushAt",
+			verdicts:   [3]Verdict{Accept, Accept, Accept},
+			payload:    big,
+			wantWrites: [][]uint32{{1}, {2}, {3}, {4}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeSock(t)
+			in1, gate := make(chan struct{}), make(chan struct{})
+			given := make(chan error, 1)
+			var q *Queue
+			q = startFake(t, context.Background(), f, func(p Packet) (Verdict, []byte) {
+				if p.ID == 1 {
+					close(in1)
+					<-gate // until 2, 3 and 4 are queued
+					return Accept, nil
+				}
+				if p.ID == 4 && tc.verdicts[1] == Pending {
+					if err := <-given; err != nil {
+						t.Errorf("Verdict: %v", err)
+					}
+				}
+				v := tc.verdicts[p.ID-2]
+				switch v {
+				case Pending:
+					go func() { given <- q.Verdict(p.ID, Accept, nil) }()
+				case Accept:
+					return v, tc.payload
+				}
+				return v, nil
+			})
+			f.waitWrites(t, 1)
+			f.in <- fakeRead{b: packetMsg(t, 1, 1, ip)}
+			<-in1 // read alone
+			for id := uint32(2); id <= 4; id++ {
+				f.in <- fakeRead{b: packetMsg(t, id, 1, ip)}
+			}
+			close(gate)
+			f.waitWrites(t, 4)
+			if err := q.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			var got [][]uint32
+			f.mu.Lock()
+			for _, w := range f.writes[1:] {
+				var ids []uint32
+				for len(w) > 0 {
+					h, _, rest, err := nextMessage(w)
+					if err != nil {
+						t.Fatal(err)
+					}
+					ids = append(ids, h.Seq)
+					w = rest
+				}
+				got = append(got, ids)
+			}
+			f.mu.Unlock()
+			if diff := cmp.Diff(tc.wantWrites, got); diff != "" {
+				t.Errorf("packet ids per write (-want +got):\n%s", diff)
+			}
+			if got := q.Stats().Packets.Load(); got != 4 {
+				t.Errorf("Stats().Packets = %d, want 4", got)
+			}
+		})
 	}
 }
