@@ -21,6 +21,10 @@
 #                                      per session (bench/timeline.py)
 #   FTPCT_FLAGS="--queues 1" bench/sidebyside.sh ...   extra flags for `ftpct run`
 #                                      (its --queues also for the queue variant)
+#   FTPCT_BASE=/tmp/ftpct-old bench/sidebyside.sh --variants "ftpct base" ...
+#                                      variant base: that ftpct binary (another
+#                                      build, same flags) alongside this tree's,
+#                                      in the same rotation: before/after
 #   bench/sidebyside.sh --smoke        1 round, tiny loads (< 60 s): checks that
 #                                      every variant works as it should (timings
 #                                      are printed, never asserted)
@@ -35,7 +39,10 @@
 #   conc    16 concurrent full active-mode sessions (login, PORT, RETR
 #           hello.txt, QUIT): sessions/s, session time p50/p99
 #   serial  one session at a time: session time p50/p99
-#   noop    8 connections sending NOOP one at a time: round-trip p50/p99
+#   noop    8 connections sending NOOP one at a time: round-trip p50/p99;
+#           for ftpct, base and queue also the CPU time (user and system) of
+#           the helper's process per round trip, from /proc/PID/stat: on a
+#           shared machine it varies much less than the rates
 #   reuse   3 sessions in a row from one client port (a check, not timed)
 #   mem     ftpct only, once: K idle NATed sessions, each with one PORT answered
 #           200, held from several client addresses against ftpload's own
@@ -161,6 +168,11 @@ setup() {
 		local extra=()
 		read -ra extra <<< "${FTPCT_FLAGS:-}"
 		start_ftpct "${extra[@]}" ;;
+	base)
+		local extra=()
+		read -ra extra <<< "${FTPCT_FLAGS:-}"
+		FTPCT_OWN=$FTPCT FTPCT=$FTPCT_BASE # until teardown
+		start_ftpct "${extra[@]}" ;;
 	queue) start_qaccept ;;
 	none) ;;
 	esac
@@ -172,6 +184,10 @@ teardown() {
 	ftpct)
 		log_ftpct_stats
 		stop_ftpct ;;
+	base)
+		log_ftpct_stats
+		stop_ftpct
+		FTPCT=$FTPCT_OWN ;;
 	queue) stop_qaccept "$round" ;;
 	none) ;;
 	esac
@@ -180,13 +196,31 @@ teardown() {
 	sleep 0.5
 }
 
+# helper_pid VARIANT: the process of the variant's helper, if it has one.
+helper_pid() {
+	case $1 in
+	ftpct | base) echo "$FTPCT_PID" ;;
+	queue) echo "$QA_PID" ;;
+	esac
+}
+
+# cpu_ticks PID: its CPU time so far, user and system, all threads, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 # load ROUND VARIANT ARGS...: one ftpload run in the client namespace, bounded;
 # its "metric value" lines go to the results.
 load() {
-	local round=$1 variant=$2 out rc=0
+	local round=$1 variant=$2 out rc=0 pid t0=
 	shift 2
+	pid=$(helper_pid "$variant")
+	[[ -z $pid ]] || t0=$(cpu_ticks "$pid")
 	out=$(timeout -s QUIT --kill-after=5 $((DUR + 90)) "${C[@]}" "$LOAD" "$@" -addr "$SERVER" 2> "$WORK/load.err") || rc=$?
 	awk -v r="$round" -v v="$variant" 'NF == 2 { print r, v, $1, $2 }' <<< "$out" >> "$RESULTS"
+	if [[ -n $t0 && $1 == noop ]]; then
+		# Round trips done: the rate times the load's duration.
+		awk -v r="$round" -v v="$variant" -v t="$(($(cpu_ticks "$pid") - t0))" -v hz="$(getconf CLK_TCK)" -v d="$DUR" \
+			'$1 ~ /noop_per_s$/ && $2 > 0 { printf "%s %s noop.helper_cpu_us_per_rt %.2f\n", r, v, t / hz * 1e6 / ($2 * d) }' <<< "$out" >> "$RESULTS"
+	fi
 	if ((rc != 0)); then
 		[[ $rc == 124 || $rc == 2 ]] && cat "$WORK/load.err" >&2 # timed out: Go's goroutine dump
 		fail "$variant round $round: ftpload $*: $(tail -3 "$WORK/load.err")"
@@ -250,7 +284,10 @@ fi
 
 read -ra variants <<< "$VARIANTS"
 for v in "${variants[@]}"; do
-	case $v in kernel | ftpct | queue | none) ;; *) echo "--variants: kernel, ftpct, queue or none, not '$v'" >&2; exit 2 ;; esac
+	case $v in kernel | ftpct | queue | none) ;;
+	base) [[ -x ${FTPCT_BASE:-} ]] || { echo "--variants base: FTPCT_BASE must name an ftpct binary" >&2; exit 2; } ;;
+	*) echo "--variants: kernel, ftpct, base, queue or none, not '$v'" >&2; exit 2 ;;
+	esac
 done
 nv=${#variants[@]}
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -263,14 +300,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
 			load "$round" "$v" sessions -tag neg -conns 1 -max 3 -dur 5s -want fail
 			load "$round" "$v" noop -tag noop -conns "$NOOP_CONNS" -dur "${DUR}s"
 		else
-			[[ $v == ftpct ]] && before=$(ftpct_stat rewrites)
+			[[ $v == ftpct || $v == base ]] && before=$(ftpct_stat rewrites)
 			load "$round" "$v" storm -tag storm -conns "$STORM_CONNS" -dur "${DUR}s" -want ok
-			if [[ $v == ftpct ]]; then
+			if [[ $v == ftpct || $v == base ]]; then
 				after=$(ftpct_stat rewrites)
-				ok=$(awk -v r="$round" '$1 == r && $2 == "ftpct" && $3 == "storm.storm_ok" { print $4 }' "$RESULTS")
-				echo "$round ftpct storm.ftpct_rewrites $((after - before))" >> "$RESULTS"
+				ok=$(awk -v r="$round" -v v="$v" '$1 == r && $2 == v && $3 == "storm.storm_ok" { print $4 }' "$RESULTS")
+				echo "$round $v storm.ftpct_rewrites $((after - before))" >> "$RESULTS"
 				if [[ -n $ok ]] && ((after - before < ${ok%.*})); then
-					fail "ftpct round $round: $((after - before)) rewrites for $ok PORTs answered 200"
+					fail "$v round $round: $((after - before)) rewrites for $ok PORTs answered 200"
 				fi
 			fi
 			ports
@@ -282,6 +319,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 				# Three sessions in a row from one client port, as a client
 				# whose port the kernel hands out again right away.
 				local_data=$((31100 + 30 * round)); [[ $v == ftpct ]] && local_data=$((local_data + 10))
+				[[ $v == base ]] && local_data=$((local_data + 20))
 				load "$round" "$v" sessions -tag reuse -conns 1 -max 3 -dur 30s -ports "$local_data-$((local_data + 9))" \
 					-src-port $((61000 + round)) -want ok
 			fi

@@ -115,12 +115,28 @@ func TestReport(t *testing.T) {
 	want := []string{
 		"| announcement storm: PORT/s | 30000 | 1900 | 0 | — | 0.06 | — |",
 		"| NOOP round trip under load: p50 (µs) | 120 | 180 | 140 | 100 | 1.50 | 1.29 |",
-		"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10 | 40 | 20 | | 4.00 | 2.00 |",
+		"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10 | 40 | 20 |  | 4.00 | 2.00 |",
 		"- storm.storm_port_per_s: 30000, 32000, 10 / 2000, 1800, 1900 / 0 / —",
 	}
 	for _, w := range want {
 		if !strings.Contains(b.String(), w) {
 			t.Errorf("report lacks %q:\n%s", w, b.String())
+		}
+	}
+	// With an ftpct of a base build: its column and ratio.
+	ss = append(ss, sample{"1", "base", "noop.noop_p50_us", 200}, sample{"1", "ftpct", "noop.helper_cpu_us_per_rt", 30},
+		sample{"1", "base", "noop.helper_cpu_us_per_rt", 40})
+	b.Reset()
+	report(&b, ss)
+	want = []string{
+		"| load (median of rounds) | kernel helper | ftpct | queue only (NFQUEUE ceiling) | no helper (ceiling) | ftpct, base build | ftpct / kernel | ftpct / queue only | ftpct / base build |",
+		"| NOOP round trip under load: p50 (µs) | 120 | 180 | 140 | 100 | 200 | 1.50 | 1.29 | 0.90 |",
+		"| CPU of the helper's process per NOOP round trip (µs) | — | 30 | — | — | 40 | — | — | 0.75 |",
+		"- noop.noop_p50_us: 120 / 180 / 140 / 100 / 200",
+	}
+	for _, w := range want {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("report with a base build lacks %q:\n%s", w, b.String())
 		}
 	}
 	if _, err := readSamples(strings.NewReader("1 kernel x\n")); err == nil {

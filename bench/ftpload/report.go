@@ -53,6 +53,7 @@ var rows = []row{
 	{"noop.noop_p50_us", "NOOP round trip under load: p50 (µs)", true},
 	{"noop.noop_p99_us", "NOOP round trip under load: p99 (µs)", true},
 	{"noop.noop_per_s", "NOOP round trips/s (the load)", false},
+	{"noop.helper_cpu_us_per_rt", "CPU of the helper's process per NOOP round trip (µs)", false},
 	{"reuse.sessions_ok", "check: sessions from one reused client port that worked (of 3)", false},
 	{"mem.rss_base_kib", "ftpct resident memory, no sessions (KiB)", false},
 	{"mem.rss_loaded_kib", "ftpct resident memory, idle sessions held (KiB)", false},
@@ -113,28 +114,57 @@ func report(w io.Writer, samples []sample) {
 	for _, m := range extra {
 		all = append(all, row{metric: m, label: m})
 	}
-	fmt.Fprintln(w, "| load (median of rounds) | kernel helper | ftpct | queue only (NFQUEUE ceiling) | no helper (ceiling) | ftpct / kernel | ftpct / queue only |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	// An ftpct of another build (sidebyside.sh's FTPCT_BASE) gets its own
+	// column and ratio when it was measured.
+	withBase := slices.ContainsFunc(samples, func(s sample) bool { return s.variant == "base" })
+	head, sep := "| load (median of rounds) | kernel helper | ftpct | queue only (NFQUEUE ceiling) | no helper (ceiling) |", "|---|---|---|---|---|"
+	if withBase {
+		head, sep = head+" ftpct, base build |", sep+"---|"
+	}
+	head, sep = head+" ftpct / kernel | ftpct / queue only |", sep+"---|---|"
+	if withBase {
+		head, sep = head+" ftpct / base build |", sep+"---|"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, sep)
+	// line writes one row: the values of the variants, then the ratios.
+	line := func(label string, k, f, q, n, b, fk, fq, fb string) {
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |", label, k, f, q, n)
+		if withBase {
+			fmt.Fprintf(w, " %s |", b)
+		}
+		fmt.Fprintf(w, " %s | %s |", fk, fq)
+		if withBase {
+			fmt.Fprintf(w, " %s |", fb)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, r := range all {
 		if !seen[r.metric] {
 			continue
 		}
-		k, f, q, n := med(r.metric, "kernel"), med(r.metric, "ftpct"), med(r.metric, "queue"), med(r.metric, "none")
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", r.label, num(k), num(f), num(q), num(n), ratio(f, k), ratio(f, q))
+		k, f, q, n, b := med(r.metric, "kernel"), med(r.metric, "ftpct"), med(r.metric, "queue"), med(r.metric, "none"), med(r.metric, "base")
+		line(r.label, num(k), num(f), num(q), num(n), num(b), ratio(f, k), ratio(f, q), ratio(f, b))
 		if r.added && !math.IsNaN(n) {
-			fmt.Fprintf(w, "| … added per diverted packet: (RTT − no helper) / 2 (µs) | %s | %s | %s | | %s | %s |\n",
-				num((k-n)/2), num((f-n)/2), num((q-n)/2), ratio(f-n, k-n), ratio(f-n, q-n))
+			line("… added per diverted packet: (RTT − no helper) / 2 (µs)", num((k-n)/2), num((f-n)/2), num((q-n)/2), "",
+				num((b-n)/2), ratio(f-n, k-n), ratio(f-n, q-n), ratio(f-n, b-n))
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Every round (kernel / ftpct / queue only / none):")
+	names := "kernel / ftpct / queue only / none"
+	vs := variants
+	if withBase {
+		names += " / base build"
+		vs = append(slices.Clone(vs), "base")
+	}
+	fmt.Fprintf(w, "Every round (%s):\n", names)
 	fmt.Fprintln(w)
 	for _, r := range rows {
 		if !seen[r.metric] {
 			continue
 		}
 		var parts []string
-		for _, v := range variants {
+		for _, v := range vs {
 			var ss []string
 			for _, x := range vals[[2]string{r.metric, v}] {
 				ss = append(ss, num(x))
