@@ -374,7 +374,7 @@ fi
 LOAD_AFTER=$(cat /proc/loadavg)
 {
 	echo "Run of $STARTED, commit $COMMIT, $(nproc) CPUs, kernel $(uname -r)."
-	echo "Command: bench/sidebyside.sh --rounds $ROUNDS --dur $DUR --idle $IDLE$( ((SMOKE)) && echo ' (--smoke)')"
+	echo "Command: ${FTPCT_FLAGS:+FTPCT_FLAGS=\"$FTPCT_FLAGS\" }${FTPCT_BASE:+FTPCT_BASE=$FTPCT_BASE }bench/sidebyside.sh --variants \"$VARIANTS\" --rounds $ROUNDS --dur $DUR --idle $IDLE$( ((REUSE)) || echo ' --no-reuse')$( ((SMOKE)) && echo ' (--smoke)')"
 	echo "Loads: storm $STORM_CONNS connections, $CONC concurrent sessions, NOOP $NOOP_CONNS connections, ${DUR} s each."
 	echo "/proc/loadavg before: $LOAD_BEFORE; after: $LOAD_AFTER."
 	echo
