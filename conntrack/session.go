@@ -45,14 +45,17 @@ type Session struct {
 	// Immutable after creation.
 	ID      uint64
 	Binding Binding
-	Created time.Time
+	// created is when the session was learned (Unix nanoseconds): 8 bytes
+	// where a time.Time takes 24 (TestSessionSize).
+	created int64
 
 	mu sync.Mutex
 	// Guarded by mu.
 	// Stream is the normaliser's state of each direction (indexed by Dir).
-	Stream   [2]stream.Half
+	Stream [2]stream.Half
+	// lastSeen is when the last packet was handled (Unix nanoseconds).
+	lastSeen int64
 	Lines    Lines
-	LastSeen time.Time
 	// Closing: a FIN or RST was seen.
 	Closing bool
 
@@ -60,6 +63,17 @@ type Session struct {
 	// Table's lock).
 	slot uint32
 }
+
+// Created returns when the session was learned.
+func (s *Session) Created() time.Time { return time.Unix(0, s.created) }
+
+// LastSeen returns when the session's last packet was handled. Call with
+// the session locked.
+func (s *Session) LastSeen() time.Time { return time.Unix(0, s.lastSeen) }
+
+// Touch records that a packet of the session was handled at now. Call with
+// the session locked.
+func (s *Session) Touch(now time.Time) { s.lastSeen = now.UnixNano() }
 
 // Lock locks the session's mutable state.
 func (s *Session) Lock() { s.mu.Lock() }
@@ -201,7 +215,7 @@ func (t *Table) AddLocked(b Binding, now time.Time) (s *Session, created bool, e
 		return nil, false, ErrTableFull
 	}
 	t.nextID++
-	s = &Session{ID: t.nextID, Binding: b, Created: now, LastSeen: now, slot: uint32(len(t.list))}
+	s = &Session{ID: t.nextID, Binding: b, created: now.UnixNano(), lastSeen: now.UnixNano(), slot: uint32(len(t.list))}
 	s.Lock()
 	t.list = append(t.list, s)
 	t.index(s)

@@ -105,7 +105,7 @@ func (e *Engine) collect(now time.Time) {
 	idleCheck := e.policy().IdleCheck
 	for _, s := range e.sessions.Sessions(nil) {
 		s.Lock()
-		idle, limit := now.Sub(s.LastSeen), idleCheck
+		idle, limit := now.Sub(s.LastSeen()), idleCheck
 		if s.Closing {
 			limit /= 6 // a FIN or RST was seen: the kernel forgets it soon
 		}

@@ -105,7 +105,7 @@ func (e *Engine) SessionInfos() []SessionInfo {
 	list := e.sessions.Sessions(nil)
 	out := make([]SessionInfo, 0, len(list))
 	for _, s := range list {
-		in := SessionInfo{ID: s.ID, Binding: s.Binding, Created: s.Created, Expectations: byS[s.ID]}
+		in := SessionInfo{ID: s.ID, Binding: s.Binding, Created: s.Created(), Expectations: byS[s.ID]}
 		s.Lock()
 		in.State = sessionState(s)
 		switch {
@@ -114,7 +114,7 @@ func (e *Engine) SessionInfos() []SessionInfo {
 		case s.Lines.AuthSent:
 			in.TLS = TLSRequested
 		}
-		in.LastSeen = s.LastSeen
+		in.LastSeen = s.LastSeen()
 		for d := range s.Stream {
 			ds := &s.Stream[d]
 			di := DirInfo{Base: ds.Base(), Kept: len(ds.Records()), Held: len(ds.Held())}

@@ -99,7 +99,7 @@ func (w *Worker) HandleID(tag uint64, pkt []byte) (Decision, []byte) {
 func (w *Worker) decide(sess *conntrack.Session, dir conntrack.Dir, s *segment, now time.Time) (Decision, []byte) {
 	e := w.e
 	cfg := e.policy()
-	sess.LastSeen = now
+	sess.Touch(now)
 	if s.p.Flags&(rewrite.FlagFIN|rewrite.FlagRST) != 0 {
 		sess.Closing = true
 	}
