@@ -132,6 +132,10 @@ func TestFileErrors(t *testing.T) {
 		{name: "queue out of range", file: "queue = 65536\n", wantErr: ErrBadValue, wantKey: "queue", wantLine: 1},
 		{name: "queues out of range", file: "queues = 257\n", wantErr: ErrBadValue, wantKey: "queues", wantLine: 1},
 		{name: "queues negative", file: "\nqueues = -1\n", wantErr: ErrBadValue, wantKey: "queues", wantLine: 2},
+		{name: "gc-percent 0", file: "gc-percent = 0\n", wantErr: ErrBadValue, wantKey: "gc-percent", wantLine: 1, wantText: "out of range 1..1000"},
+		{name: "memory-limit unit", file: "memory-limit = \"2GB\"\n", wantErr: ErrBadValue, wantKey: "memory-limit", wantLine: 1, wantText: "not a size"},
+		{name: "memory-limit negative", file: "memory-limit = \"-1MiB\"\n", wantErr: ErrBadValue, wantKey: "memory-limit", wantLine: 1},
+		{name: "memory-limit as an integer", file: "memory-limit = 5\n", wantErr: ErrBadValue, wantKey: "memory-limit", wantLine: 1, wantText: "want a string"},
 		{name: "syntax", file: "ports = [21\nqueue = 2\n", wantErr: ErrSyntax, wantLine: 2},
 		{name: "duplicate key", file: "queue = 1\nqueue = 2\n", wantErr: ErrSyntax, wantLine: 2},
 	}
@@ -326,5 +330,57 @@ func TestDefaultFile(t *testing.T) {
 		if c.Origin(k.Name).Source != FromFile {
 			t.Errorf("key %s not in the file", k.Name)
 		}
+	}
+}
+
+// memory-limit takes GOMEMLIMIT's sizes and prints them back in the largest
+// unit that divides them.
+func TestMemoryLimitSizes(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     int64
+		text     string
+		wantErr  bool
+	}{
+		{name: "none", in: "0", want: 0, text: "0"},
+		{name: "bytes", in: "1000", want: 1000, text: "1000B"},
+		{name: "bytes with B", in: "1536B", want: 1536, text: "1536B"},
+		{name: "KiB", in: "3KiB", want: 3 << 10, text: "3KiB"},
+		{name: "MiB", in: "256MiB", want: 256 << 20, text: "256MiB"},
+		{name: "MiB written in KiB", in: "2048KiB", want: 2 << 20, text: "2MiB"},
+		{name: "GiB", in: " 2GiB ", want: 2 << 30, text: "2GiB"},
+		{name: "TiB", in: "1TiB", want: 1 << 40, text: "1TiB"},
+		{name: "decimal units refused", in: "2GB", wantErr: true},
+		{name: "fraction refused", in: "1.5GiB", wantErr: true},
+		{name: "empty", in: "", wantErr: true},
+		{name: "negative", in: "-1", wantErr: true},
+		{name: "overflow", in: "9000000TiB", wantErr: true},
+	}
+	k := Lookup("memory-limit")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := Defaults()
+			err := k.Set(&s, tt.in)
+			if tt.wantErr {
+				if !errors.Is(err, ErrBadValue) {
+					t.Fatalf("Set(%q) = %v, want ErrBadValue", tt.in, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := struct {
+				N    int64
+				Text string
+			}{s.MemoryLimit, k.Text(&s)}
+			want := struct {
+				N    int64
+				Text string
+			}{tt.want, tt.text}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Set(%q) (-want +got):\n%s", tt.in, diff)
+			}
+		})
 	}
 }

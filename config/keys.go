@@ -32,13 +32,24 @@ type Settings struct {
 	// Queues is the queues key as given (0: one per CPU); Rules.Queues is
 	// what it resolves to.
 	Queues int
+	// GCPercent is the Go collector's heap growth target (GOGC) and
+	// MemoryLimit its soft memory limit in bytes (GOMEMLIMIT, 0: none),
+	// unless the environment sets them.
+	GCPercent   int
+	MemoryLimit int64
 }
+
+// DefaultGCPercent is the gc-percent key's default: the heap may grow to
+// 1.5 times what is live before the collector runs (Go's own default, 100,
+// lets it double). Measured in BENCHMARKS.md ("Memory").
+const DefaultGCPercent = 50
 
 // Defaults returns the settings used when neither file nor flag says otherwise.
 func Defaults() Settings {
 	r := rules.DefaultConfig()
 	r.Queues = queuesFor(0)
-	return Settings{Rules: r, Engine: engine.DefaultConfig(), Socket: control.DefaultSocket, Install: true, LogLevel: slog.LevelInfo, LogFormat: "text"}
+	return Settings{Rules: r, Engine: engine.DefaultConfig(), Socket: control.DefaultSocket, Install: true, LogLevel: slog.LevelInfo, LogFormat: "text",
+		GCPercent: DefaultGCPercent}
 }
 
 // maxQueues bounds --queues: one reader goroutine and socket buffer each.
@@ -214,6 +225,60 @@ var Keys = []*Key{
 			return nil
 		},
 		get: func(s *Settings) string { return s.Metrics }},
+	{Name: "gc-percent", Usage: "Go collector target: the heap grows by this `percent` of what is live before it is collected (GOGC; 1..1000, less memory for more CPU); the environment variable GOGC overrides it", Live: true, kind: kindInt,
+		set: func(s *Settings, t string) error { return setInt(t, 1, 1000, func(n int) { s.GCPercent = n }) },
+		get: func(s *Settings) string { return strconv.Itoa(s.GCPercent) }},
+	{Name: "memory-limit", Usage: "soft limit of the Go runtime's memory (GOMEMLIMIT), a `size` such as 256MiB or 1GiB: the collector works harder near it, it never refuses work; 0: none; the environment variable GOMEMLIMIT overrides it", Live: true, kind: kindString,
+		set: func(s *Settings, t string) error {
+			n, err := parseSize(t)
+			if err != nil {
+				return err
+			}
+			s.MemoryLimit = n
+			return nil
+		},
+		get: func(s *Settings) string { return formatSize(s.MemoryLimit) }},
+}
+
+// sizeUnits are the suffixes parseSize takes, as GOMEMLIMIT does
+// (runtime/debug.SetMemoryLimit), largest first.
+var sizeUnits = []struct {
+	suffix string
+	shift  uint
+}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+
+// parseSize parses a size in bytes: an integer with an optional suffix B,
+// KiB, MiB, GiB or TiB. "0" is no limit.
+func parseSize(t string) (int64, error) {
+	t = strings.TrimSpace(t)
+	num, shift := t, uint(0)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(t, u.suffix) {
+			num, shift = strings.TrimSuffix(t, u.suffix), u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%w: %q is not a size (e.g. 0, 512MiB, 2GiB)", ErrBadValue, t)
+	}
+	if n > (1<<62)>>shift {
+		return 0, fmt.Errorf("%w: %q is too large", ErrBadValue, t)
+	}
+	return n << shift, nil
+}
+
+// formatSize writes n in the largest unit that divides it.
+func formatSize(n int64) string {
+	if n == 0 {
+		return "0"
+	}
+	for _, u := range sizeUnits {
+		if n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }
 
 // Lookup returns the key called name, or nil.

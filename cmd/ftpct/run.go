@@ -40,6 +40,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	level.Set(c.LogLevel)
 	log := slog.New(logHandler(stderr, c.LogFormat, level))
 	c.Engine.Logger = log
+	gcPercent, memLimit := applyGC(&c.Settings, log)
 
 	// Before anything starts: SIGHUP's default action would end the process.
 	hup := make(chan os.Signal, 1)
@@ -53,7 +54,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 		return err
 	}
 	log.Info("ftpct running", "version", versionString(), "config", orNone(c.File), "ports", config.Lookup("ports").Text(&c.Settings),
-		"queue", c.Rules.Queue, "queues", c.Rules.Queues, "socket", c.Socket, "rules_installed", c.Install)
+		"queue", c.Rules.Queue, "queues", c.Rules.Queues, "socket", c.Socket, "rules_installed", c.Install,
+		"gc_percent", gcPercent, "memory_limit", memLimit)
 	return d.wait(ctx, hup)
 }
 
@@ -337,6 +339,7 @@ func (d *daemon) reload() {
 		d.log.Warn("reload: the engine kept these values", "fields", strings.Join(notLive, ","))
 	}
 	d.level.Set(merged.LogLevel)
+	applyGC(&merged.Settings, d.log)
 	d.cfg = merged
 	d.log.Info("configuration reloaded", "config", orNone(merged.File), "changed", strings.Join(changed, ","))
 }
