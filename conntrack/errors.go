@@ -11,6 +11,9 @@ var (
 	// ErrNoLabels: the kernel's entry has no labels extension: it was
 	// created while no rule setting ct labels existed.
 	ErrNoLabels = errors.New("conntrack entry has no room for labels")
+	// ErrNoEvents: the kernel delivers no conntrack events
+	// (net.netfilter.nf_conntrack_events is 0).
+	ErrNoEvents = errors.New("conntrack events are off (net.netfilter.nf_conntrack_events = 0)")
 	// ErrUnsupported: the kernel interface is not available on this OS.
 	ErrUnsupported = errors.New("kernel conntrack is only supported on Linux")
 )

@@ -24,3 +24,17 @@ func (k *Kernel) SetResized(Tuple, [LabelsSize]byte) error { return ErrUnsupport
 
 // WatchNew fails: not supported on this OS.
 func WatchNew(ctx context.Context, mark uint32, fn func(Binding)) error { return ErrUnsupported }
+
+// DestroyWatcher receives conntrack DESTROY events; only on Linux.
+type DestroyWatcher struct{}
+
+// ListenDestroy fails: not supported on this OS.
+func ListenDestroy() (*DestroyWatcher, error) { return nil, ErrUnsupported }
+
+// Run fails: not supported on this OS.
+func (w *DestroyWatcher) Run(ctx context.Context, gone func(Tuple), lost func()) error {
+	return ErrUnsupported
+}
+
+// Close does nothing.
+func (w *DestroyWatcher) Close() error { return nil }

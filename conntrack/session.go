@@ -228,13 +228,14 @@ func (t *Table) index(s *Session) {
 	t.put(s.Binding.Reply.Key(), refOf(s.slot, DirReply))
 }
 
-// Remove deletes a session.
-func (t *Table) Remove(s *Session) {
+// Remove deletes a session. It reports whether s was in the table (two
+// callers removing one session at once: one removes it).
+func (t *Table) Remove(s *Session) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	i := s.slot
 	if int(i) >= len(t.list) || t.list[i] != s {
-		return
+		return false
 	}
 	t.del(s.Binding.Orig.Key())
 	t.del(s.Binding.Reply.Key())
@@ -250,6 +251,7 @@ func (t *Table) Remove(s *Session) {
 	if cap(t.list) > 1024 && len(t.list) < cap(t.list)/4 {
 		t.list = append([]*Session(nil), t.list...) // give back most of a list that shrank
 	}
+	return true
 }
 
 // Len returns the number of sessions.
@@ -264,4 +266,20 @@ func (t *Table) Sessions(dst []*Session) []*Session {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return append(dst, t.list...)
+}
+
+// Some appends to dst at most n sessions, the ones in the slots just below
+// slot below (from the end of the list when below is 0 or past it), and
+// returns the slot to go on below: 0 once slot 0 was appended, so that a
+// walk over the table in steps starts again at its end. Walking down, a
+// removal (the last session moves into the removed one's slot) can repeat
+// a session but skips none that was there when the walk began.
+func (t *Table) Some(dst []*Session, below, n int) ([]*Session, int) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if below <= 0 || below > len(t.list) {
+		below = len(t.list)
+	}
+	from := max(below-max(n, 0), 0)
+	return append(dst, t.list[from:below]...), from
 }

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestTableBothDirections(t *testing.T) {
@@ -160,6 +163,63 @@ func TestTableRemove(t *testing.T) {
 				if _, err := tab.Add(binding(100+i, false), t0); err != nil {
 					t.Errorf("Add after Remove: %v", err)
 				}
+			}
+		})
+	}
+}
+
+// Some walks the table down in steps: a round sees every session that was
+// there when it began, also when sessions are removed meanwhile.
+func TestSome(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name   string
+		n      int // sessions
+		step   int
+		remove func(got *Session) bool // remove this one once seen
+	}{
+		{name: "empty", n: 0, step: 3},
+		{name: "one step", n: 5, step: 10},
+		{name: "steps", n: 10, step: 3},
+		{name: "zero step takes none", n: 4, step: 0},
+		{name: "removing what was seen", n: 10, step: 3, remove: func(*Session) bool { return true }},
+		{name: "removing every other", n: 11, step: 2, remove: func(s *Session) bool { return s.ID%2 == 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tab := NewTable(100)
+			want := map[uint64]bool{}
+			for i := range tt.n {
+				s, err := tab.Add(binding(i, i%3 == 0), t0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[s.ID] = true
+			}
+			seen := map[uint64]bool{}
+			below, steps := 0, 0
+			for {
+				var got []*Session
+				got, below = tab.Some(nil, below, tt.step)
+				steps++
+				if len(got) > tt.step {
+					t.Fatalf("step %d: %d sessions, want at most %d", steps, len(got), tt.step)
+				}
+				for _, s := range got {
+					seen[s.ID] = true
+					if tt.remove != nil && tt.remove(s) {
+						tab.Remove(s)
+					}
+				}
+				if below == 0 || steps > tt.n+1 {
+					break
+				}
+			}
+			if tt.step == 0 {
+				want = map[uint64]bool{}
+			}
+			if diff := cmp.Diff(want, seen, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("sessions seen in a round (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -24,6 +24,9 @@ type counterSet[C, G any] struct {
 	Sessions            C `json:"sessions" help:"control connections learned (tracked from their first payload packet on)"`
 	SessionsOpen        G `json:"sessions_open" help:"control connections tracked now"`
 	SessionsReused      C `json:"sessions_reused" help:"tracked control connections forgotten because a new connection (a client's SYN) reused their addresses and ports; the new one is learned afresh"`
+	SessionsEnded       C `json:"sessions_ended" help:"tracked control connections forgotten because the kernel's conntrack table no longer has them: told by a conntrack DESTROY event, or found by the periodic check (sessions_swept)"`
+	SessionsSwept       C `json:"sessions_swept" help:"of sessions_ended, those found by the periodic check of idle sessions, not by a DESTROY event (with events on: an event the kernel did not send, or one lost)"`
+	EventsLost          C `json:"conntrack_events_lost" help:"times the kernel dropped conntrack DESTROY events because ftpct read them too slowly (ENOBUFS); every idle session is then checked against the kernel at once"`
 	SessionsFull        C `json:"sessions_full" help:"control connections not tracked because --max-sessions were tracked already; they pass untouched"`
 	Lines               C `json:"lines" help:"complete control lines read"`
 	Commands            C `json:"commands" help:"announcements parsed: PORT, EPRT, 227 and 229"`

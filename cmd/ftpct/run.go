@@ -196,6 +196,7 @@ func (d *daemon) start(parent context.Context) error {
 	d.watchQueues(ctx)
 	d.goRun(func() error { return d.srv.Serve(ctx) })
 	d.startMetrics(ctx)
+	d.watchDestroy(ctx)
 	d.goRun(func() error { return d.eng.Run(ctx) })
 	d.goRun(func() error {
 		// Without events expectations still expire on time; only the
@@ -207,6 +208,29 @@ func (d *daemon) start(parent context.Context) error {
 		return nil
 	})
 	return nil
+}
+
+// watchDestroy has the engine told of the control connections the kernel
+// forgets (conntrack DESTROY events) instead of asking the kernel about
+// every idle one. Without events (net.netfilter.nf_conntrack_events = 0,
+// or the socket failed) the engine checks idle sessions as before.
+func (d *daemon) watchDestroy(ctx context.Context) {
+	const fallback = "ended sessions are found by checking idle ones against the kernel"
+	w, err := conntrack.ListenDestroy()
+	if err != nil {
+		d.log.Warn("no conntrack DESTROY events; "+fallback, "err", err)
+		return
+	}
+	d.eng.KernelEvents(true)
+	d.goRun(func() error {
+		err := w.Run(ctx, d.eng.SessionGone, d.eng.EventsLost)
+		d.eng.KernelEvents(false)
+		if err != nil {
+			d.log.Error("conntrack DESTROY events stopped; "+fallback, "err", err)
+		}
+		<-ctx.Done()
+		return nil
+	})
 }
 
 // queueNums yields the queue numbers of r: Queue .. Queue+Queues-1.
