@@ -3,11 +3,13 @@
 package conntrack
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -345,5 +347,129 @@ func TestLabelsUnseenBeforeConntrack(t *testing.T) {
 	mangleSaw := !strings.Contains(out, "priority mangle; policy accept;\n\t\ttcp sport != 0 ct label 5 counter packets 0 ")
 	if !raw || !mangleSaw {
 		t.Errorf("want no match at raw priority and matches at mangle priority:\n%s", out)
+	}
+}
+
+// listenDestroyIn subscribes to DESTROY events in the namespace at path and
+// runs the watcher until the test ends; gone and lost are called from its
+// goroutine.
+func listenDestroyIn(t *testing.T, path string, buf int, gone func(Tuple), lost func()) {
+	t.Helper()
+	var w *DestroyWatcher
+	if err := inNetNS(t, path, func() (err error) {
+		w, err = ListenDestroy()
+		if err == nil && buf > 0 {
+			err = w.setReadBuffer(buf)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("ListenDestroy: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx, gone, lost) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// deleteEntry deletes the conntrack entry of TCP connection tu by hand.
+func deleteEntry(t *testing.T, ns string, tu Tuple) {
+	t.Helper()
+	nsExec(t, ns, "conntrack", "-D", "-p", "tcp", "--orig-src", tu.Src.String(), "--orig-dst", tu.Dst.String(),
+		"--sport", fmt.Sprint(tu.SrcPort), "--dport", fmt.Sprint(tu.DstPort))
+}
+
+// TestDestroyEvents: an entry deleted with conntrack -D is reported by its
+// original tuple, and the kernel then has no entry for it (what
+// engine.SessionGone checks before it forgets a session); other
+// connections are not reported.
+func TestDestroyEvents(t *testing.T) {
+	requireRoot(t)
+	ns, path := newNS(t)
+	k := dialIn(t, path)
+	gone := make(chan Tuple, 16)
+	listenDestroyIn(t, path, 0, func(tu Tuple) { gone <- tu }, func() { t.Error("events lost") })
+	keep, del := connect(t, path), connect(t, path)
+	deleteEntry(t, ns, del)
+	select {
+	case got := <-gone:
+		if got != del {
+			t.Errorf("DESTROY event tuple %v, want %v", got, del)
+		}
+		if _, err := k.Lookup(got); !errors.Is(err, ErrNoEntry) {
+			t.Errorf("Lookup after the event: %v, want ErrNoEntry", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DESTROY event within 5 s of conntrack -D")
+	}
+	select {
+	case got := <-gone:
+		t.Errorf("unexpected DESTROY event for %v", got)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := k.Lookup(keep); err != nil {
+		t.Errorf("the other connection: %v", err)
+	}
+}
+
+// TestDestroyEventsLost: when events come faster than they are read, the
+// kernel drops some and the watcher reports it (ENOBUFS) and goes on: a
+// later deletion is still reported.
+func TestDestroyEventsLost(t *testing.T) {
+	requireRoot(t)
+	ns, path := newNS(t)
+	const many = 300
+	for range many {
+		connect(t, path)
+	}
+	var (
+		mu    sync.Mutex
+		seen  = map[Tuple]bool{}
+		lostN int
+	)
+	block := make(chan struct{})
+	listenDestroyIn(t, path, 1, func(tu Tuple) {
+		<-block // a slow reader: the socket's small buffer overflows
+		mu.Lock()
+		seen[tu] = true
+		mu.Unlock()
+	}, func() {
+		mu.Lock()
+		lostN++
+		mu.Unlock()
+	})
+	nsExec(t, ns, "conntrack", "-F") // 300 DESTROY events at once
+	close(block)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		l := lostN
+		mu.Unlock()
+		if l > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	last := connect(t, path)
+	deleteEntry(t, ns, last)
+	for {
+		mu.Lock()
+		ok, l, n := seen[last], lostN, len(seen)
+		mu.Unlock()
+		if ok {
+			if l == 0 {
+				t.Errorf("%d of %d events read and none reported lost", n, many+1)
+			}
+			t.Logf("%d of %d events read, %d losses reported", n, many+1, l)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deletion after the loss was not reported (losses reported: %d, events read: %d)", l, n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
