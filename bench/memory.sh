@@ -4,9 +4,14 @@
 # One masquerading-gateway lab (lab/lab.sh up NAME none), ftpct on the gateway
 # as e2e/harness_test.go starts it.
 #
-#   bench/memory.sh [--sessions N] [--storm SECONDS] [--settle SECONDS] [--out FILE]
+#   bench/memory.sh [--sessions N] [--storm SECONDS] [--settle SECONDS] [--no-ct-events] [--out FILE]
 #        defaults: 100000 sessions, a 180 s storm, 130 s settling; 0 skips
-#        either phase
+#        either phase; --no-ct-events turns conntrack events off in the
+#        gateway (net.netfilter.nf_conntrack_events = 0): ftpct then finds
+#        ended sessions by asking the kernel about idle ones, as before it
+#        listened to DESTROY events
+#   GOGC=100 bench/memory.sh ...   the environment reaches ftpct (GOGC and
+#        GOMEMLIMIT override its gc-percent and memory-limit)
 #
 # sessions  N concurrent NATed control connections, each logged in with one
 #           PORT answered 200 (rewritten to the gateway's address), against
@@ -19,8 +24,10 @@
 #           after the expectations expired (--timeout 20s): idle sessions;
 #           and again --settle seconds later (the runtime collects at least
 #           every 2 minutes, and gives back what the ramp's garbage took).
-#           With it, the Go heap's figures (ftpct --metrics). Then every
-#           session sends NOOP and must get its 200.
+#           With it, the Go heap's figures (ftpct --metrics), and what the
+#           idle sessions cost while settling: ftpct's CPU seconds, bytes
+#           allocated and collections. Then every session sends NOOP and
+#           must get its 200.
 # storm     a fresh ftpct; 8 control connections each sending PORT and waiting
 #           for the 200 (rewritten), for SECONDS, in rounds of 20 s on new
 #           connections (see below); ftpct's VmRSS every 10 s: min, max, and
@@ -35,14 +42,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
-N=100000 STORM=180 OUT= SETTLE=130
+N=100000 STORM=180 OUT= SETTLE=130 CT_EVENTS=1
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--sessions) N=$2; shift 2 ;;
 	--storm) STORM=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--settle) SETTLE=$2; shift 2 ;;
-	*) echo "usage: $0 [--sessions N] [--storm SECONDS] [--settle SECONDS] [--out FILE]" >&2; exit 2 ;;
+	--no-ct-events) CT_EVENTS=0; shift ;;
+	*) echo "usage: $0 [--sessions N] [--storm SECONDS] [--settle SECONDS] [--no-ct-events] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 [[ $N =~ ^[0-9]+$ && $N -le 200000 ]] || { echo "--sessions: 0 to 200000" >&2; exit 2; }
@@ -73,10 +81,17 @@ if ((ctmax < 2 * N)); then
 	log "nf_conntrack_max $ctmax -> $((2 * N)) for the run"
 fi
 metric nf_conntrack_max "$("${G[@]}" sysctl -n net.netfilter.nf_conntrack_max)"
+((CT_EVENTS)) || "${G[@]}" sysctl -qw net.netfilter.nf_conntrack_events=0 # per namespace
+metric nf_conntrack_events "$("${G[@]}" sysctl -n net.netfilter.nf_conntrack_events)"
+metric gogc_env "${GOGC:-unset}"
 
 # heap NAME: ftpct's Go heap figure go_memstats_NAME_bytes (--metrics), in KiB.
 heap() { "${G[@]}" curl -s "http://$METRICS/metrics" | awk -v m="go_memstats_$1_bytes" '$1 == m { printf "%d", $2 / 1024 }'; }
 METRICS=127.0.0.1:9464
+# counter NAME: a figure of ftpct's Go runtime metrics as printed.
+counter() { "${G[@]}" curl -s "http://$METRICS/metrics" | awk -v m="$1" '$1 == m { printf "%.0f", $2 }'; }
+# cpu PID: the process's user and system CPU time, in clock ticks.
+cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # stop: ftpct stopped and uninstalled; the next run starts from an empty
 # conntrack table.
@@ -139,8 +154,12 @@ if ((N > 0)); then
 		# Idle for longer: the runtime collects at least every 2 minutes and
 		# its scavenger gives back to the system the heap pages the ramp's
 		# garbage took beyond the next collection's goal.
+		cpu0=$(cpu "$FTPCT_PID") alloc0=$(counter go_memstats_alloc_bytes_total) gc0=$(counter go_gc_duration_seconds_count)
 		sleep "$SETTLE"
 		late_rss=$(rss "$FTPCT_PID")
+		metric settle_cpu_s "$(awk -v t=$(($(cpu "$FTPCT_PID") - cpu0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')"
+		metric settle_alloc_mib $((($(counter go_memstats_alloc_bytes_total) - alloc0) / 1048576))
+		metric settle_gc_cycles $(($(counter go_gc_duration_seconds_count) - gc0))
 		metric rss_settled_kib "$late_rss"
 		metric rss_settled_per_session_bytes $(((late_rss - base) * 1024 / N))
 		# What the Go heap holds (live objects and garbage not yet
