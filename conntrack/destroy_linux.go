@@ -77,10 +77,6 @@ func forceReadBuffer(c *netlink.Conn, n int) error {
 	return serr
 }
 
-// setReadBuffer sets the receive buffer as SO_RCVBUF does (the kernel
-// doubles it, and keeps a minimum); tests make it small to lose events.
-func (w *DestroyWatcher) setReadBuffer(n int) error { return w.c.SetReadBuffer(n) }
-
 // Run calls gone with the original tuple of every TCP connection the
 // kernel forgets, in the order the kernel reports them, until ctx is
 // cancelled (it returns nil) or the socket fails. When the kernel dropped

@@ -352,14 +352,15 @@ func TestLabelsUnseenBeforeConntrack(t *testing.T) {
 
 // listenDestroyIn subscribes to DESTROY events in the namespace at path and
 // runs the watcher until the test ends; gone and lost are called from its
-// goroutine.
+// goroutine. A buf above 0 sets the socket's receive buffer (small: to lose
+// events).
 func listenDestroyIn(t *testing.T, path string, buf int, gone func(Tuple), lost func()) {
 	t.Helper()
 	var w *DestroyWatcher
 	if err := inNetNS(t, path, func() (err error) {
 		w, err = ListenDestroy()
 		if err == nil && buf > 0 {
-			err = w.setReadBuffer(buf)
+			err = w.c.SetReadBuffer(buf) // SO_RCVBUF: the kernel doubles it, and keeps a minimum
 		}
 		return err
 	}); err != nil {
