@@ -26,7 +26,9 @@ type Config struct {
 	// up and passed unparsed so that the session goes on.
 	HoldPatience time.Duration
 	// IdleCheck: sessions idle this long are checked against the kernel's
-	// table and forgotten when the kernel no longer tracks them.
+	// table and forgotten when the kernel no longer tracks them: every
+	// IdleCheck/4 without conntrack DESTROY events, once per 10 ×
+	// IdleCheck with them (Engine.Run).
 	IdleCheck time.Duration
 	// Logger receives rate-limited events; nil discards them. It cannot
 	// change while the engine runs (Reload).
