@@ -122,9 +122,10 @@ stop_ftpct() {
 # address's 21); waits until it listens, exits 1 when it does not.
 start_responder() {
 	local a=$1 log=$2 pid
+	shift 2 # the rest: more flags of ftpload serve
 	"${S[@]}" ip addr add "$a/24" dev "$NAME-sw"
 	"${S[@]}" iptables -t nat -A PREROUTING -d "$a" -p tcp --dport 21 -j DNAT --to-destination "$a:2121"
-	"${S[@]}" "$LOAD" serve -listen "$a:2121" > "$log" 2>&1 &
+	"${S[@]}" "$LOAD" serve -listen "$a:2121" "$@" > "$log" 2>&1 &
 	pid=$!
 	PIDS+=("$pid")
 	for _ in $(seq 50); do

@@ -4,12 +4,14 @@
 # One masquerading-gateway lab (lab/lab.sh up NAME none), ftpct on the gateway
 # as e2e/harness_test.go starts it.
 #
-#   bench/memory.sh [--sessions N] [--storm SECONDS] [--settle SECONDS] [--no-ct-events] [--out FILE]
+#   bench/memory.sh [--sessions N] [--storm SECONDS] [--settle SECONDS] [--no-ct-events] [--no-keepalive] [--out FILE]
 #        defaults: 100000 sessions, a 180 s storm, 130 s settling; 0 skips
 #        either phase; --no-ct-events turns conntrack events off in the
 #        gateway (net.netfilter.nf_conntrack_events = 0): ftpct then finds
 #        ended sessions by asking the kernel about idle ones, as before it
-#        listened to DESTROY events
+#        listened to DESTROY events; --no-keepalive: the sessions send no
+#        TCP keep-alives (by default both ends send them every 15 s, Go's
+#        default, and every probe of a rewritten session crosses ftpct)
 #   GOGC=100 bench/memory.sh ...   the environment reaches ftpct (GOGC and
 #        GOMEMLIMIT override its gc-percent and memory-limit)
 #
@@ -42,7 +44,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
-N=100000 STORM=180 OUT= SETTLE=130 CT_EVENTS=1
+N=100000 STORM=180 OUT= SETTLE=130 CT_EVENTS=1 KEEPALIVE=()
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--sessions) N=$2; shift 2 ;;
@@ -50,7 +52,8 @@ while [[ $# -gt 0 ]]; do
 	--out) OUT=$2; shift 2 ;;
 	--settle) SETTLE=$2; shift 2 ;;
 	--no-ct-events) CT_EVENTS=0; shift ;;
-	*) echo "usage: $0 [--sessions N] [--storm SECONDS] [--settle SECONDS] [--no-ct-events] [--out FILE]" >&2; exit 2 ;;
+	--no-keepalive) KEEPALIVE=(-keepalive -1s); shift ;;
+	*) echo "usage: $0 [--sessions N] [--storm SECONDS] [--settle SECONDS] [--no-ct-events] [--no-keepalive] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 [[ $N =~ ^[0-9]+$ && $N -le 200000 ]] || { echo "--sessions: 0 to 200000" >&2; exit 2; }
@@ -84,6 +87,7 @@ metric nf_conntrack_max "$("${G[@]}" sysctl -n net.netfilter.nf_conntrack_max)"
 ((CT_EVENTS)) || "${G[@]}" sysctl -qw net.netfilter.nf_conntrack_events=0 # per namespace
 metric nf_conntrack_events "$("${G[@]}" sysctl -n net.netfilter.nf_conntrack_events)"
 metric gogc_env "${GOGC:-unset}"
+metric keepalive "$( ((${#KEEPALIVE[@]})) && echo off || echo 15s)"
 
 # heap NAME: ftpct's Go heap figure go_memstats_NAME_bytes (--metrics), in KiB.
 heap() { "${G[@]}" curl -s "http://$METRICS/metrics" | awk -v m="go_memstats_$1_bytes" '$1 == m { printf "%d", $2 / 1024 }'; }
@@ -106,7 +110,7 @@ stop() {
 # each with its own responder process and its own client process.
 nsrv=$(((N + PER_PROC - 1) / PER_PROC))
 ((nsrv > 0)) || nsrv=1
-for ((i = 0; i < nsrv; i++)); do start_responder "203.0.113.$((3 + i))" "$WORK/serve$i.log"; done
+for ((i = 0; i < nsrv; i++)); do start_responder "203.0.113.$((3 + i))" "$WORK/serve$i.log" ${KEEPALIVE[@]+"${KEEPALIVE[@]}"}; done
 # Client addresses: one per 20,000 sessions and one more, each with the
 # source ports 1024-65000.
 "${C[@]}" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
@@ -124,7 +128,7 @@ if ((N > 0)); then
 	for ((i = 0; i < nsrv; i++)); do
 		n=$per
 		((i < nsrv - 1)) || n=$((N - per * (nsrv - 1)))
-		"${C[@]}" "$LOAD" idle -addr "203.0.113.$((3 + i)):21" -n "$n" -src "$SRCS" -par 32 -hold 15m \
+		"${C[@]}" "$LOAD" idle -addr "203.0.113.$((3 + i)):21" -n "$n" -src "$SRCS" -par 32 -hold 15m ${KEEPALIVE[@]+"${KEEPALIVE[@]}"} \
 			> "$WORK/idle$i.out" 2> "$WORK/idle$i.err" &
 		idle+=($!)
 		PIDS+=($!)

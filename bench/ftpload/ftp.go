@@ -24,6 +24,10 @@ type ctrl struct {
 	br *bufio.Reader
 }
 
+// keepAlive is the TCP keep-alive interval of control connections (-keepalive):
+// 0 is Go's default (15 s), negative is none.
+var keepAlive time.Duration
+
 // dial opens a control connection from src (nil: any) to addr and reads the
 // greeting.
 func dial(ctx context.Context, src net.IP, addr string) (*ctrl, error) {
@@ -32,7 +36,7 @@ func dial(ctx context.Context, src net.IP, addr string) (*ctrl, error) {
 
 // dialFrom is dial from a given source port (0: any).
 func dialFrom(ctx context.Context, src net.IP, port int, addr string) (*ctrl, error) {
-	d := net.Dialer{Timeout: 5 * time.Second}
+	d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: keepAlive}
 	if src != nil || port != 0 {
 		d.LocalAddr = &net.TCPAddr{IP: src, Port: port}
 	}

@@ -57,6 +57,7 @@ func run(args []string) error {
 	ctrlPorts := fs.String("ctrl-ports", "", "sessions: client ports for control connections, taken in order (default: the kernel picks, and reuses a port soon after the server closed it)")
 	srcPort := fs.Int("src-port", 0, "sessions: client port of every control connection (0: any), as a client reusing its port does")
 	listen := fs.String("listen", "", "serve: address to listen on")
+	fs.DurationVar(&keepAlive, "keepalive", 0, "TCP keep-alive interval of every control connection, dialled or accepted (0: Go's default, 15s; negative: off, so that idle sessions send nothing)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}

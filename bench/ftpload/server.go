@@ -15,7 +15,7 @@ import (
 // (port_promiscuous=NO) it answers PORT 200 only when the announced address
 // is the connection's peer, 500 otherwise; data connections are never made.
 func serve(ctx context.Context, listen string) error {
-	var lc net.ListenConfig
+	lc := net.ListenConfig{KeepAlive: keepAlive} // for the accepted connections
 	ln, err := lc.Listen(ctx, "tcp4", listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
