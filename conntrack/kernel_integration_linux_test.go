@@ -393,8 +393,18 @@ func TestDestroyEvents(t *testing.T) {
 	ns, path := newNS(t)
 	k := dialIn(t, path)
 	gone := make(chan Tuple, 16)
+	before := connect(t, path) // before any listener: no event cache (see below)
 	listenDestroyIn(t, path, 0, func(tu Tuple) { gone <- tu }, func() { t.Error("events lost") })
 	keep, del := connect(t, path), connect(t, path)
+	// With net.netfilter.nf_conntrack_events = 2 (the default) an entry
+	// made while nobody listened sends no DESTROY event: ftpct's slow
+	// sweep finds such sessions (those of a restart, say).
+	deleteEntry(t, ns, before)
+	select {
+	case got := <-gone:
+		t.Logf("an entry made before the listener was reported too (%v): this kernel adds the event cache anyway", got)
+	case <-time.After(300 * time.Millisecond):
+	}
 	deleteEntry(t, ns, del)
 	select {
 	case got := <-gone:
@@ -424,9 +434,6 @@ func TestDestroyEventsLost(t *testing.T) {
 	requireRoot(t)
 	ns, path := newNS(t)
 	const many = 300
-	for range many {
-		connect(t, path)
-	}
 	var (
 		mu    sync.Mutex
 		seen  = map[Tuple]bool{}
@@ -443,6 +450,12 @@ func TestDestroyEventsLost(t *testing.T) {
 		lostN++
 		mu.Unlock()
 	})
+	// Made after the listener: with net.netfilter.nf_conntrack_events = 2
+	// (the default) the kernel gives an entry its event cache only while a
+	// listener exists, and entries made before send no DESTROY event.
+	for range many {
+		connect(t, path)
+	}
 	nsExec(t, ns, "conntrack", "-F") // 300 DESTROY events at once
 	close(block)
 	deadline := time.Now().Add(5 * time.Second)

@@ -76,6 +76,7 @@ type daemon struct {
 	claims    []interface{ Close() error }
 	srv       *control.Server
 	kernel    *conntrack.Kernel
+	destroy   *conntrack.DestroyWatcher // nil: no DESTROY events
 	mgr       *rules.Manager
 	installed bool
 	eng       *engine.Engine
@@ -145,6 +146,13 @@ func (d *daemon) start(parent context.Context) error {
 	if d.kernel, err = conntrack.DialKernel(); err != nil {
 		return fmt.Errorf("%w (is the nf_conntrack module available?)", err)
 	}
+	// Subscribed early: with net.netfilter.nf_conntrack_events = 2 (the
+	// default) only connections made while a listener exists send DESTROY
+	// events.
+	if d.destroy, err = conntrack.ListenDestroy(); err != nil {
+		d.log.Warn("no conntrack DESTROY events; "+destroyFallback, "err", err)
+		d.destroy = nil
+	}
 	if o.Install && o.Rules.Accept {
 		if missing := missingIptables(o.Rules.IPv6); missing != "" {
 			// An nftables-only host: the rest works without the binary.
@@ -210,15 +218,16 @@ func (d *daemon) start(parent context.Context) error {
 	return nil
 }
 
+// destroyFallback is how ended sessions are found without DESTROY events.
+const destroyFallback = "ended sessions are found by checking idle ones against the kernel"
+
 // watchDestroy has the engine told of the control connections the kernel
 // forgets (conntrack DESTROY events) instead of asking the kernel about
 // every idle one. Without events (net.netfilter.nf_conntrack_events = 0,
 // or the socket failed) the engine checks idle sessions as before.
 func (d *daemon) watchDestroy(ctx context.Context) {
-	const fallback = "ended sessions are found by checking idle ones against the kernel"
-	w, err := conntrack.ListenDestroy()
-	if err != nil {
-		d.log.Warn("no conntrack DESTROY events; "+fallback, "err", err)
+	w := d.destroy
+	if w == nil {
 		return
 	}
 	d.eng.KernelEvents(true)
@@ -226,7 +235,7 @@ func (d *daemon) watchDestroy(ctx context.Context) {
 		err := w.Run(ctx, d.eng.SessionGone, d.eng.EventsLost)
 		d.eng.KernelEvents(false)
 		if err != nil {
-			d.log.Error("conntrack DESTROY events stopped; "+fallback, "err", err)
+			d.log.Error("conntrack DESTROY events stopped; "+destroyFallback, "err", err)
 		}
 		<-ctx.Done()
 		return nil
@@ -410,6 +419,9 @@ func (d *daemon) teardown() {
 	}
 	if d.kernel != nil {
 		d.kernel.Close()
+	}
+	if d.destroy != nil {
+		d.destroy.Close() // a start that failed before its Run
 	}
 	for _, c := range d.claims {
 		c.Close()
