@@ -30,6 +30,7 @@ const (
 	typeConfig   = subsysQueue<<8 | msgConfig
 	attrPktHdr   = 1  // NFQA_PACKET_HDR: struct nfqnl_msg_packet_hdr
 	attrVerdict  = 2  // NFQA_VERDICT_HDR: struct nfqnl_msg_verdict_hdr
+	attrMark     = 3  // NFQA_MARK: __be32 packet mark (sent when non-zero; a verdict's sets it)
 	attrPayload  = 10 // NFQA_PAYLOAD
 	pktHdrLen    = 7  // __be32 packet_id, __be16 hw_protocol, __u8 hook (packed)
 	cfgCmd       = 1  // NFQA_CFG_CMD: struct nfqnl_msg_config_cmd
@@ -113,6 +114,11 @@ func parsePacket(body []byte) (Packet, error) {
 			haveHdr = true
 		case attrPayload:
 			p.Data = v
+		case attrMark:
+			if len(v) < 4 {
+				return p, fmt.Errorf("%w: mark of %d bytes", errMalformed, len(v))
+			}
+			p.Mark = binary.BigEndian.Uint32(v)
 		}
 		b = b[min(align4(l), len(b)):]
 	}
@@ -124,8 +130,12 @@ func parsePacket(body []byte) (Packet, error) {
 
 // appendVerdict appends an NFQNL_MSG_VERDICT for packet id of queue to dst:
 // accept or drop, with payload replacing the packet when it is not nil.
-func appendVerdict(dst []byte, queue uint16, id uint32, v Verdict, payload []byte) []byte {
+// AcceptMark accepts and sets the packet mark to mark (NFQA_MARK).
+func appendVerdict(dst []byte, queue uint16, id uint32, v Verdict, mark uint32, payload []byte) []byte {
 	n := verdictLen
+	if v == AcceptMark {
+		n += nlaHdrLen + 4
+	}
 	if payload != nil {
 		n += nlaHdrLen + len(payload)
 	}
@@ -146,6 +156,11 @@ func appendVerdict(dst []byte, queue uint16, id uint32, v Verdict, payload []byt
 	}
 	dst = binary.BigEndian.AppendUint32(dst, verdict)
 	dst = binary.BigEndian.AppendUint32(dst, id)
+	if v == AcceptMark {
+		dst = binary.NativeEndian.AppendUint16(dst, nlaHdrLen+4)
+		dst = binary.NativeEndian.AppendUint16(dst, attrMark)
+		dst = binary.BigEndian.AppendUint32(dst, mark)
+	}
 	if payload != nil {
 		dst = binary.NativeEndian.AppendUint16(dst, uint16(nlaHdrLen+len(payload)))
 		dst = binary.NativeEndian.AppendUint16(dst, attrPayload)

@@ -62,6 +62,18 @@ func packetMsg(tb testing.TB, id uint32, hook uint8, payload []byte) []byte {
 	)
 }
 
+// markedPacketMsg is packetMsg for a packet with mark (NFQA_MARK, sent by
+// the kernel before the payload).
+func markedPacketMsg(tb testing.TB, id uint32, hook uint8, mark uint32, payload []byte) []byte {
+	tb.Helper()
+	return nlMessage(tb, typePacket, 0, 0, syscall.AF_INET, 7,
+		attr{attrPktHdr, pktHdr(id, 0x0800, hook)},
+		attr{attrMark, binary.BigEndian.AppendUint32(nil, mark)},
+		attr{5 /* NFQA_IFINDEX_INDEV */, binary.BigEndian.AppendUint32(nil, 2)},
+		attr{attrPayload, payload},
+	)
+}
+
 // errorMsg returns an NLMSG_ERROR answering seq with errno (0: an ack),
 // echoing only the request's header, as with NETLINK_CAP_ACK.
 func errorMsg(tb testing.TB, seq uint32, errno syscall.Errno) []byte {
@@ -93,6 +105,16 @@ func TestParsePacket(t *testing.T) {
 			name: "header, metadata and payload",
 			body: body(packetMsg(t, 0xdeadbeef, 3, ip)),
 			want: Packet{ID: 0xdeadbeef, Hook: 3, Data: ip},
+		},
+		{
+			name: "with a mark",
+			body: body(markedPacketMsg(t, 5, 0, 0x80100001, ip)),
+			want: Packet{ID: 5, Hook: 0, Mark: 0x80100001, Data: ip},
+		},
+		{
+			name:    "short mark",
+			body:    body(nlMessage(t, typePacket, 0, 0, syscall.AF_INET, 7, attr{attrPktHdr, pktHdr(2, 0x0800, 1)}, attr{attrMark, []byte{0, 1}})),
+			wantErr: true,
 		},
 		{
 			name: "payload before header, odd length",
@@ -246,6 +268,8 @@ type decodedVerdict struct {
 	NfGen    []byte
 	Verdict  uint32
 	ID       uint32
+	Mark     uint32
+	HasMark  bool
 	Payload  []byte
 	HasPload bool
 }
@@ -272,6 +296,8 @@ func decodeVerdict(tb testing.TB, b []byte) decodedVerdict {
 			d.Verdict, d.ID = binary.BigEndian.Uint32(v), binary.BigEndian.Uint32(v[4:])
 		case attrPayload:
 			d.Payload, d.HasPload = ad.Bytes(), true
+		case attrMark:
+			d.Mark, d.HasMark = binary.BigEndian.Uint32(ad.Bytes()), true
 		default:
 			tb.Errorf("unexpected attribute %d", ad.Type())
 		}
@@ -287,21 +313,24 @@ func TestAppendVerdict(t *testing.T) {
 	tests := []struct {
 		name    string
 		v       Verdict
+		mark    uint32
 		payload []byte
 		want    decodedVerdict
 	}{
-		{"accept", Accept, nil, decodedVerdict{Verdict: nfAccept}},
-		{"drop", Drop, nil, decodedVerdict{Verdict: nfDrop}},
-		{"modified, aligned", Accept, []byte{1, 2, 3, 4}, decodedVerdict{Verdict: nfAccept, Payload: []byte{1, 2, 3, 4}, HasPload: true}},
-		{"modified, padded", Accept, []byte{1, 2, 3, 4, 5}, decodedVerdict{Verdict: nfAccept, Payload: []byte{1, 2, 3, 4, 5}, HasPload: true}},
-		{"modified, empty", Accept, []byte{}, decodedVerdict{Verdict: nfAccept, Payload: []byte{}, HasPload: true}},
+		{"accept", Accept, 7, nil, decodedVerdict{Verdict: nfAccept}},
+		{"drop", Drop, 7, nil, decodedVerdict{Verdict: nfDrop}},
+		{"modified, aligned", Accept, 0, []byte{1, 2, 3, 4}, decodedVerdict{Verdict: nfAccept, Payload: []byte{1, 2, 3, 4}, HasPload: true}},
+		{"modified, padded", Accept, 0, []byte{1, 2, 3, 4, 5}, decodedVerdict{Verdict: nfAccept, Payload: []byte{1, 2, 3, 4, 5}, HasPload: true}},
+		{"modified, empty", Accept, 0, []byte{}, decodedVerdict{Verdict: nfAccept, Payload: []byte{}, HasPload: true}},
+		{"marked", AcceptMark, 0x00100001, nil, decodedVerdict{Verdict: nfAccept, Mark: 0x00100001, HasMark: true}},
+		{"marked and modified", AcceptMark, 0x00100000, []byte{1, 2, 3, 4, 5}, decodedVerdict{Verdict: nfAccept, Mark: 0x00100000, HasMark: true, Payload: []byte{1, 2, 3, 4, 5}, HasPload: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.want.Type, tc.want.Flags, tc.want.Seq, tc.want.NfGen, tc.want.ID = typeVerdict, netlink.Request, 0x01020304, nfgen, 0x01020304
 			// Appending to a used buffer must leave its start alone.
 			prefix := []byte{9, 9, 9, 9}
-			b := appendVerdict(append([]byte{}, prefix...), 258, 0x01020304, tc.v, tc.payload)
+			b := appendVerdict(append([]byte{}, prefix...), 258, 0x01020304, tc.v, tc.mark, tc.payload)
 			if diff := cmp.Diff(prefix, b[:4]); diff != "" {
 				t.Errorf("prefix (-want +got):\n%s", diff)
 			}

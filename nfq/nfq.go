@@ -16,6 +16,12 @@ const (
 	// Pending, returned by a Handler, sends no verdict now: the packet
 	// waits in the kernel until Queue.Verdict gives it one by its ID.
 	Pending
+	// AcceptMark, returned by a Handler, accepts the packet (modified when
+	// a payload is given) with Config.Mark's bits set in its packet mark
+	// (skb->mark), its other bits kept: the verdict carries NFQA_MARK, the
+	// packet's mark as queued (Packet.Mark) or Config.Mark. Queue.Verdict
+	// refuses it: a deferred verdict does not know the packet's mark.
+	AcceptMark
 )
 
 func (v Verdict) String() string {
@@ -24,6 +30,8 @@ func (v Verdict) String() string {
 		return "drop"
 	case Pending:
 		return "pending"
+	case AcceptMark:
+		return "accept-mark"
 	}
 	return "accept"
 }
@@ -34,6 +42,9 @@ type Packet struct {
 	// Hook is the netfilter hook it was queued from (NF_INET_PRE_ROUTING=0,
 	// LOCAL_IN=1, FORWARD=2, LOCAL_OUT=3, POST_ROUTING=4; include/uapi/linux/netfilter.h).
 	Hook uint8
+	// Mark is the packet's mark (skb->mark) when it was queued; the kernel
+	// sends it (NFQA_MARK) only when it is not 0.
+	Mark uint32
 	// Data is the IP datagram, starting at the IP header.
 	Data []byte
 }
@@ -55,6 +66,8 @@ type Config struct {
 	// ReadBuffer is the netlink socket's receive buffer in bytes (with
 	// CAP_NET_ADMIN, beyond net.core.rmem_max). 0 means DefaultConfig's.
 	ReadBuffer int
+	// Mark holds the packet-mark bits an AcceptMark verdict sets.
+	Mark uint32
 	// Logger receives the queue's own complaints, once each (the counters
 	// count every one); nil discards them.
 	Logger *slog.Logger
@@ -81,6 +94,8 @@ type Stats struct {
 	Packets  atomic.Uint64
 	Modified atomic.Uint64
 	Dropped  atomic.Uint64
+	// Marked counts AcceptMark verdicts.
+	Marked atomic.Uint64
 	// Deferred counts packets whose verdict the Handler left for later
 	// (Pending), given with Queue.Verdict.
 	Deferred atomic.Uint64

@@ -469,6 +469,46 @@ func TestDropVerdict(t *testing.T) {
 	s.check(t, 2)
 }
 
+// TestMarkReachesKernel: an AcceptMark verdict sets Config.Mark's bits in
+// the packet's mark and keeps the bits it was queued with (the kernel sends
+// them in NFQA_MARK): in A, raw OUTPUT marks datagrams 0x1 before the queue,
+// and filter OUTPUT (after the queue) drops those whose mark is exactly
+// 0x00100001. The queue marks those starting "mark" and accepts the others.
+func TestMarkReachesKernel(t *testing.T) {
+	const port, num, bit = 9998, 111, 0x00100000
+	p := newNSPair(t)
+	run(t, "ip", "netns", "exec", p.a, "iptables", "-w", "-t", "raw", "-A", "OUTPUT",
+		"-p", "udp", "--dport", fmt.Sprint(port), "-j", "MARK", "--set-mark", "0x1")
+	p.divert(t, port, num)
+	run(t, "ip", "netns", "exec", p.a, "iptables", "-w", "-A", "OUTPUT",
+		"-p", "udp", "--dport", fmt.Sprint(port), "-m", "mark", "--mark", "0x00100001", "-j", "DROP")
+	var marks []uint32
+	var mu sync.Mutex
+	p.mustOpen(t, nfq.Config{Num: num, Mark: bit}, func(pkt nfq.Packet) (nfq.Verdict, []byte) {
+		mu.Lock()
+		marks = append(marks, pkt.Mark)
+		mu.Unlock()
+		if payload, _ := udpPayload(pkt.Data); bytes.HasPrefix(payload, []byte("mark")) {
+			return nfq.AcceptMark, nil
+		}
+		return nfq.Accept, nil
+	})
+	rx := p.listen(t, port)
+	tx := p.dial(t, port)
+
+	send(t, tx, "mark me")
+	send(t, tx, "keep me")
+	if diff := cmp.Diff("keep me", mustRecv(t, rx)); diff != "" {
+		t.Errorf("first datagram received in B (-want +got):\n%s", diff)
+	}
+	mustNotRecv(t, rx)
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]uint32{1, 1}, marks); diff != "" {
+		t.Errorf("Packet.Mark as queued (-want +got):\n%s", diff)
+	}
+}
+
 // TestQueueBusy checks that a second Open of a bound queue number fails with
 // ErrQueueBusy and a message naming the queue, that another number can be
 // bound meanwhile, and that the number is free again after Close.

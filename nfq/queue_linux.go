@@ -238,10 +238,11 @@ func (q *Queue) packet(p Packet) {
 	}
 	out = q.count(v, out)
 	q.wmu.Lock()
-	if q.nwait > 0 && len(q.wbuf)+verdictLen+nlaHdrLen+len(out) > flushAt {
+	if q.nwait > 0 && len(q.wbuf)+verdictLen+2*nlaHdrLen+4+len(out) > flushAt {
 		q.writeLocked()
 	}
-	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, p.ID, v, out)
+	// With AcceptMark, the packet's own mark bits and Config.Mark's.
+	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, p.ID, v, p.Mark|q.cfg.Mark, out)
 	q.nwait++
 	q.wmu.Unlock()
 }
@@ -274,6 +275,10 @@ func (q *Queue) count(v Verdict, out []byte) []byte {
 	case v == Drop:
 		q.stats.Dropped.Add(1)
 		return nil
+	case v == AcceptMark:
+		q.stats.Marked.Add(1)
+	}
+	switch {
 	case out != nil:
 		q.stats.Modified.Add(1)
 	}
@@ -285,8 +290,11 @@ func (q *Queue) count(v Verdict, out []byte) []byte {
 // any goroutine, and returns ErrClosed once the queue is closed: the kernel
 // then dropped the packet (nfqnl_flush at unbind).
 func (q *Queue) Verdict(id uint32, v Verdict, payload []byte) error {
-	if v == Pending {
+	switch v {
+	case Pending:
 		return fmt.Errorf("%w: a verdict cannot be pending", ErrVerdict)
+	case AcceptMark:
+		return fmt.Errorf("%w: a deferred verdict cannot mark (the packet's mark is not known)", ErrVerdict)
 	}
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
@@ -301,7 +309,7 @@ func (q *Queue) Verdict(id uint32, v Verdict, payload []byte) error {
 		_ = q.writeLocked()
 	}
 	// With the reader's verdicts not written yet, if any: decided before.
-	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, id, v, payload)
+	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, id, v, 0, payload)
 	q.nwait++
 	if err := q.writeLocked(); err != nil {
 		return fmt.Errorf("nfqueue %d: verdict for packet %d: %w", q.cfg.Num, id, err)

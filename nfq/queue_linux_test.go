@@ -168,7 +168,13 @@ func (f *fakeSock) waitWrites(tb testing.TB, n int) {
 // startFake binds a queue over f; the queue is closed by t.Cleanup.
 func startFake(tb testing.TB, ctx context.Context, f *fakeSock, h Handler) *Queue {
 	tb.Helper()
-	q, err := start(ctx, f, Config{Num: 7, MaxQueueLen: 100, ReadBuffer: 1 << 20}, h)
+	return startFakeMark(tb, ctx, f, 0, h)
+}
+
+// startFakeMark is startFake with Config.Mark mark.
+func startFakeMark(tb testing.TB, ctx context.Context, f *fakeSock, mark uint32, h Handler) *Queue {
+	tb.Helper()
+	q, err := start(ctx, f, Config{Num: 7, MaxQueueLen: 100, ReadBuffer: 1 << 20, Mark: mark}, h)
 	if err != nil {
 		tb.Fatalf("start: %v", err)
 	}
@@ -393,6 +399,73 @@ func TestVerdicts(t *testing.T) {
 	}
 }
 
+// TestMarkVerdicts: AcceptMark sets Config.Mark's bits and keeps the
+// packet's own; other verdicts carry no mark; Verdict refuses AcceptMark.
+func TestMarkVerdicts(t *testing.T) {
+	ip := []byte{0x45, 0, 0, 20, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	tests := []struct {
+		name    string
+		msg     []byte
+		verdict Verdict
+		payload []byte
+		want    decodedVerdict
+	}{
+		{
+			name:    "unmarked packet",
+			msg:     packetMsg(t, 1, 0, ip),
+			verdict: AcceptMark,
+			want:    decodedVerdict{Verdict: nfAccept, Mark: 0x00100000, HasMark: true},
+		},
+		{
+			name:    "marked packet keeps its bits",
+			msg:     markedPacketMsg(t, 1, 0, 0x80000003, ip),
+			verdict: AcceptMark,
+			want:    decodedVerdict{Verdict: nfAccept, Mark: 0x80100003, HasMark: true},
+		},
+		{
+			name:    "bit already set",
+			msg:     markedPacketMsg(t, 1, 0, 0x00100000, ip),
+			verdict: AcceptMark,
+			payload: []byte{1, 2},
+			want:    decodedVerdict{Verdict: nfAccept, Mark: 0x00100000, HasMark: true, Payload: []byte{1, 2}, HasPload: true},
+		},
+		{
+			name:    "accept leaves the mark alone",
+			msg:     markedPacketMsg(t, 1, 0, 0x80000003, ip),
+			verdict: Accept,
+			want:    decodedVerdict{Verdict: nfAccept},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeSock(t)
+			q := startFakeMark(t, context.Background(), f, 0x00100000, func(p Packet) (Verdict, []byte) { return tc.verdict, tc.payload })
+			f.in <- fakeRead{b: tc.msg}
+			f.waitWrites(t, 2)
+			if err := q.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			tc.want.Type, tc.want.Flags, tc.want.Seq, tc.want.ID = typeVerdict, 1, 1, 1
+			tc.want.NfGen = []byte{0, 0, 0, 7}
+			if diff := cmp.Diff([]decodedVerdict{tc.want}, f.verdicts(t)); diff != "" {
+				t.Errorf("verdicts sent (-want +got):\n%s", diff)
+			}
+			wantMarked := uint64(0)
+			if tc.verdict == AcceptMark {
+				wantMarked = 1
+			}
+			if got := q.Stats().Marked.Load(); got != wantMarked {
+				t.Errorf("Stats().Marked = %d, want %d", got, wantMarked)
+			}
+		})
+	}
+	f := newFakeSock(t)
+	q := startFakeMark(t, context.Background(), f, 0x00100000, accept)
+	if err := q.Verdict(1, AcceptMark, nil); !errors.Is(err, ErrVerdict) {
+		t.Errorf("Verdict(AcceptMark) = %v, want ErrVerdict", err)
+	}
+}
+
 func TestReadErrors(t *testing.T) {
 	pkt := func(id uint32) fakeRead { return fakeRead{b: packetMsg(t, id, 3, []byte{0x45, 0, 0, 1})} }
 	tests := []struct {
@@ -600,14 +673,15 @@ func TestPacketPathAllocs(t *testing.T) {
 		{"accept", Accept, nil},
 		{"drop", Drop, nil},
 		{"modified", Accept, modified},
+		{"marked", AcceptMark, modified},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeSock(t)
-			q := startFake(t, context.Background(), f, func(p Packet) (Verdict, []byte) { return tc.verdict, tc.payload })
+			q := startFakeMark(t, context.Background(), f, 0x00100000, func(p Packet) (Verdict, []byte) { return tc.verdict, tc.payload })
 			f.waitWrites(t, 1)
 			f.record = false // no copies from here on; the reader has not written since
-			msg := fakeRead{b: packetMsg(t, 1, 3, ip)}
+			msg := fakeRead{b: markedPacketMsg(t, 1, 3, 0x2, ip)}
 			var timeout bool
 			timer := time.NewTimer(4 * wait)
 			defer timer.Stop()
