@@ -40,6 +40,20 @@
 //   - chain xlate_pre, type nat, prerouting, priority -101
 //     (NF_IP_PRI_NAT_DST - 1, before iptables-nft's nat chains): a marked
 //     connection is DNATed to the map value, if the map has one.
+//   - set guard { type addr; flags dynamic, timeout } and chains
+//     guard_post (postrouting) and guard_in (input) at priority 300, after
+//     NAT (NF_IP_PRI_NAT_SRC = 100): a packet whose mark (skb->mark, not
+//     the ct mark) has Config.Mark's bits adds its destination address
+//     to @guard (dynset update, timeout GuardTimeout) and gets the bits
+//     cleared. The daemon marks (NFQA_MARK in its verdict) a packet that
+//     carries an announcement whose hole may not be committed yet; at that
+//     packet's last hook its destination is the peer that will open the
+//     data connection, as the divert chains see that connection's SYN. The
+//     element is added in the packet path, before the packet leaves, so the
+//     peer cannot connect before it exists. The first rule of the divert
+//     chains (after the loopback return) queues, with bypass, a SYN (of
+//     fin, syn, rst, ack only syn) whose source is in @guard: the daemon
+//     holds it until the hole it may be for is committed.
 //
 // With Config.Accept, "-m connmark --mark M/M -m comment --comment ftpct -j
 // ACCEPT" is inserted at the top of filter INPUT and FORWARD by iptables
@@ -50,8 +64,9 @@
 //
 // Install creates its own tables (add, delete, add in one batch) or, when
 // an earlier run left them, adopts them: one batch deletes and re-adds every
-// chain and the sets it does not keep, and keeps the sets expect, xlate and
-// hold with their elements (the ports set is refilled). It never flushes
+// chain and the sets it does not keep, and keeps the sets expect, xlate,
+// hold and guard with their elements (the ports set is refilled); a table
+// of an older version without some of them gets them. It never flushes
 // the ruleset or touches other tables. On failure it removes what that call
 // added. Reconcile then deletes the holes and held flows no live control
 // connection owns (a hole's owner is its element comment, "SRC DST" of the

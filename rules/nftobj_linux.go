@@ -18,6 +18,7 @@ const (
 	xtNFQueueRev  = 3    // struct xt_NFQ_info_v3 { __u16 queuenum, queues_total, flags; }
 	// include/uapi/linux/netfilter/nf_tables.h
 	nftReg32Base    = 8 // NFT_REG32_00: first 32-bit register
+	dynsetOpUpdate  = 1 // NFT_DYNSET_OP_UPDATE
 	dynsetOpDelete  = 2 // NFT_DYNSET_OP_DELETE
 	ifNameSize      = 16
 	protoTCP        = unix.IPPROTO_TCP
@@ -29,11 +30,14 @@ const (
 	xlateMapName    = "xlate"
 	portsSetName    = "ports"
 	holdSetName     = "hold"
+	guardSetName    = "guard"
 	labelsChainName = "keep_labels"
 	bareChainName   = "bare_ack"
 	tcpFlagsOffset  = 13   // the byte with FIN (0x01), SYN (0x02), RST (0x04)
 	tcpDoffOffset   = 12   // data offset in the high nibble, in 32-bit words
 	tcpFinSynRst    = 0x07 // those three flags
+	tcpFinSynRstAck = 0x17 // and ACK (0x10)
+	tcpSyn          = 0x02
 	tcpMinDoff      = 5    // a header without options
 	tcpMaxDoff      = 15
 	expectSetSizeNF = expectSetSize // script.go
@@ -46,6 +50,7 @@ type tableObjs struct {
 	expect *nftables.Set
 	xlate  *nftables.Set
 	hold   *nftables.Set
+	guard  *nftables.Set
 }
 
 // netlinkFamily is what the netlink side needs to know of a family.
@@ -98,12 +103,23 @@ func newTableObjs(name string, f family) *tableObjs {
 			KeyType:       nftables.MustConcatSetType(at, at, nftables.TypeInetService, nftables.TypeInetService),
 			Concatenation: true,
 		},
+		guard: &nftables.Set{
+			Table:      t,
+			Name:       guardSetName,
+			KeyType:    at,
+			HasTimeout: true,
+			Dynamic:    true, // the guard chains add to it
+			Size:       expectSetSizeNF,
+		},
 	}
 }
 
 // kept are the sets whose elements outlive the daemon: an adopted table
-// keeps them (see queueAdopt).
-func (o *tableObjs) kept() []*nftables.Set { return []*nftables.Set{o.expect, o.xlate, o.hold} }
+// keeps them (see queueAdopt). Guard elements live seconds, but a data
+// connection may still be on its way to one while ftpct restarts.
+func (o *tableObjs) kept() []*nftables.Set {
+	return []*nftables.Set{o.expect, o.xlate, o.hold, o.guard}
+}
 
 // nfqueueInfo encodes struct xt_NFQ_info_v3 in host byte order, padded to
 // XT_ALIGN (8 bytes) as iptables sends it.
@@ -152,6 +168,8 @@ func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bo
 			&expr.Verdict{Kind: expr.VerdictReturn},
 		})
 	}
+	info := xt.Unknown(nfqueueInfo(cfg.Queue, cfg.Queues, nfqFlagBypass))
+	rules = append(rules, guardSynRule(o, &info))
 	held := xt.Unknown(nfqueueInfo(cfg.Queue, cfg.Queues, 0))
 	r := isTCP()
 	r = append(r, loadFlow(o.fam)...)
@@ -177,7 +195,6 @@ func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bo
 		)
 		rules = append(rules, r)
 	}
-	info := xt.Unknown(nfqueueInfo(cfg.Queue, cfg.Queues, nfqFlagBypass))
 	for _, off := range []uint32{tcpDportOffset, tcpSportOffset} {
 		r := isTCP()
 		r = append(r,
@@ -188,6 +205,47 @@ func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bo
 		rules = append(rules, r)
 	}
 	return rules
+}
+
+// guardSynRule: tcp flags & (fin|syn|rst|ack) == syn, saddr @guard: to
+// the queue (info, with bypass). The first SYN of a connection from a peer
+// that was just sent an announcement goes to ftpct, which holds it until the
+// announcement's hole is committed (its verdict did not wait for that).
+func guardSynRule(o *tableObjs, info *xt.Unknown) []expr.Any {
+	n, saddr := o.fam.nl().addrLen, o.fam.nl().saddrOffset
+	r := isTCP()
+	return append(r,
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpFlagsOffset, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpFinSynRstAck}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{tcpSyn}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: saddr, Len: n},
+		&expr.Lookup{SourceRegister: 1, SetName: o.guard.Name, SetID: o.guard.ID},
+		&expr.Target{Name: "NFQUEUE", Rev: xtNFQueueRev, Info: info},
+	)
+}
+
+// guardRule: meta mark & MARK == MARK  update @guard { daddr timeout 5s }
+// meta mark set meta mark & ~MARK. ftpct marks the packet that carries an
+// announcement whose hole may not be committed yet (its verdict does not
+// wait); at the packet's last hook (postrouting, or input when it is for
+// this host), after NAT, its destination is the peer that will open the
+// data connection, as the divert chains will see that connection's SYN.
+// The element exists before the packet leaves: the peer cannot connect
+// before it. The bit is cleared again.
+func guardRule(cfg *Config, o *tableObjs) []expr.Any {
+	n, saddr := o.fam.nl().addrLen, o.fam.nl().saddrOffset
+	mark := binaryutil.NativeEndian.PutUint32(cfg.Mark)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mark, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: mark},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: saddr + n, Len: n},
+		&expr.Dynset{SrcRegKey: 1, SetName: o.guard.Name, SetID: o.guard.ID, Operation: dynsetOpUpdate, Timeout: GuardTimeout},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^cfg.Mark), Xor: make([]byte, 4)},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
+	}
 }
 
 // bareRules are the rules of chain bare_ack, reached by a control packet
@@ -363,6 +421,8 @@ var wantedChains = map[string]chainSpec{
 	"pinhole_pre":   {nftables.ChainTypeFilter, nftables.ChainHookPrerouting, prioMangle},
 	"pinhole_out":   {nftables.ChainTypeFilter, nftables.ChainHookOutput, prioMangle},
 	"xlate_pre":     {nftables.ChainTypeNAT, nftables.ChainHookPrerouting, prioNAT},
+	"guard_post":    {nftables.ChainTypeFilter, nftables.ChainHookPostrouting, prioGuard},
+	"guard_in":      {nftables.ChainTypeFilter, nftables.ChainHookInput, prioGuard},
 }
 
 // wantedChain reports whether c is a chain queueObjects makes again with
@@ -447,5 +507,7 @@ func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[strin
 	add(chain("pinhole_pre"), pinholeRule(cfg, o))
 	add(chain("pinhole_out"), pinholeRule(cfg, o))
 	add(chain("xlate_pre"), xlateRule(cfg, o))
+	add(chain("guard_post"), guardRule(cfg, o))
+	add(chain("guard_in"), guardRule(cfg, o))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // family describes what differs between the ip and the ip6 table.
@@ -31,7 +32,12 @@ const (
 	prioRaw    = -300 // NF_IP_PRI_RAW: before conntrack (NF_IP_PRI_CONNTRACK = -200)
 	prioMangle = -150 // NF_IP_PRI_MANGLE
 	prioNAT    = -101 // NF_IP_PRI_NAT_DST - 1: before iptables-nft's nat PREROUTING
+	prioGuard  = 300  // after NF_IP_PRI_NAT_SRC (100) and NF_IP_PRI_SECURITY (50)
 )
+
+// GuardTimeout is how long a guard element lives after the last
+// announcement sent to its address: far longer than a hole commit takes.
+const GuardTimeout = 5 * time.Second
 
 // expectSetSize is the size of the expect set: what nft gives a dynamic set
 // without a size, so that a table loaded from Script lists the same.
@@ -129,6 +135,7 @@ func (c *Config) divertRuleTexts(f family, skipLoopback bool) []string {
 		rules = append(rules, `iifname "lo" return`)
 	}
 	return append(rules,
+		fmt.Sprintf("tcp flags syn / fin,syn,rst,ack %s saddr @guard %s", f.nft, c.queueStatement(true)),
 		fmt.Sprintf("%s saddr . %s daddr . tcp sport . tcp dport @hold %s", f.nft, f.nft, c.queueStatement(false)),
 		"tcp dport @ports tcp flags ! fin,syn,rst jump bare_ack", "tcp sport @ports tcp flags ! fin,syn,rst jump bare_ack",
 		"tcp dport @ports "+c.queueStatement(true), "tcp sport @ports "+c.queueStatement(true))
@@ -174,6 +181,9 @@ func (c *Config) tableText(f family) string {
 	fmt.Fprintf(&b, "\tmap xlate {\n\t\ttype %s : %s . inet_service\n\t\tflags timeout\n\t}\n", key, f.addrType)
 	fmt.Fprintf(&b, "\n\t# Control connections whose stream ftpct resized: saddr . daddr . sport . dport.\n")
 	fmt.Fprintf(&b, "\tset hold {\n\t\ttype %s . %s . inet_service . inet_service\n\t}\n", f.addrType, f.addrType)
+	fmt.Fprintf(&b, "\n\t# Peers just sent an announcement whose hole may not be committed yet (guard_post,\n")
+	fmt.Fprintf(&b, "\t# guard_in): their first SYNs go to ftpct, which holds them until it is.\n")
+	fmt.Fprintf(&b, "\tset guard {\n\t\ttype %s\n\t\tsize %d\n\t\tflags dynamic,timeout\n\t}\n", f.addrType, expectSetSize)
 	fmt.Fprintf(&b, "\n\t# Never runs: while a rule sets ct labels, new conntrack entries get room\n")
 	fmt.Fprintf(&b, "\t# for labels, where ftpct keeps a resized connection's state.\n")
 	fmt.Fprintf(&b, "\tchain keep_labels {\n\t\tct label set 127\n\t}\n")
@@ -196,6 +206,13 @@ func (c *Config) tableText(f family) string {
 	fmt.Fprintf(&b, "\n\t# A marked connection with a translation is DNATed.\n")
 	chain("xlate_pre", "nat", "prerouting", prioNAT,
 		fmt.Sprintf("ct mark & %s == %s dnat %s to %s map @xlate", mark, mark, f.nft, tuple))
+	guard := fmt.Sprintf("meta mark & %s == %s update @guard { %s daddr timeout %s } meta mark set meta mark & 0x%08x",
+		mark, mark, f.nft, GuardTimeout, ^c.Mark)
+	fmt.Fprintf(&b, "\n\t# A packet ftpct marked (its announcement's hole may not be committed yet), at\n")
+	fmt.Fprintf(&b, "\t# its last hook, after NAT: its destination joins @guard, the mark bit is cleared.\n")
+	chain("guard_post", "filter", "postrouting", prioGuard, guard)
+	b.WriteString("\n")
+	chain("guard_in", "filter", "input", prioGuard, guard)
 	fmt.Fprintf(&b, "}\n")
 	return b.String()
 }
