@@ -38,7 +38,7 @@ const (
 	tcpFinSynRst    = 0x07 // those three flags
 	tcpFinSynRstAck = 0x17 // and ACK (0x10)
 	tcpSyn          = 0x02
-	tcpMinDoff      = 5    // a header without options
+	tcpMinDoff      = 5 // a header without options
 	tcpMaxDoff      = 15
 	expectSetSizeNF = expectSetSize // script.go
 )
