@@ -59,6 +59,7 @@ func (e *Engine) Defer(c Committer, verdict VerdictFunc) {
 type deferrer struct {
 	c       Committer
 	verdict VerdictFunc
+	guard   *guard // nil: announcements wait for their holes (Guard)
 	// w handles the packets that waited behind a decided one. Only the
 	// committer's goroutine uses it (its done calls come one at a time).
 	w *Worker
@@ -102,6 +103,7 @@ type ticket struct {
 	added  int // rewrite records the packet added to its direction
 	before stream.Summary
 	grants []pending
+	keys   []guardKey // its holes in the guard's registry (guarded)
 }
 
 // behind queues packet tag of sess's direction dir when an earlier packet
@@ -131,14 +133,19 @@ func (a *deferrer) wait(sess *conntrack.Session, dir conntrack.Dir) {
 }
 
 // locked handles segment s of the locked session sess, then, if the policy
-// asked for hole operations, submits them and defers the decision.
-func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, s *segment, now time.Time) (Decision, []byte) {
+// asked for hole operations, submits them and defers the decision; with the
+// guard and mayMark, and unless the packet is its session's first resize
+// (which must be held first), the decision is given at once (guarded).
+func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, s *segment, now time.Time, mayMark bool) (Decision, []byte) {
 	w.ops, w.grants = w.ops[:0], w.grants[:0]
 	d, out := w.decide(sess, dir, s, now)
 	if len(w.ops) == 0 {
 		return d, out
 	}
 	e := w.e
+	if mayMark && e.async.guard != nil && !e.persist.mustHold(sess, dir, w.before) {
+		return w.guarded(tag, sess, dir, s, d, out, now)
+	}
 	t := &ticket{e: e, tag: tag, sess: sess, dir: dir, d: d, forced: s.forced, before: w.before,
 		added: len(sess.Stream[dir].Records()) - w.kept, grants: slices.Clone(w.grants)}
 	if d == DecisionModified {
@@ -199,7 +206,9 @@ func (w *Worker) again(tag uint64, sess *conntrack.Session, dir conntrack.Dir, p
 		return DecisionAccept, nil // not reached: it was decoded before
 	}
 	s.in, s.payload = pkt, s.p.Payload(pkt)
-	return w.locked(tag, sess, dir, &s, w.e.now())
+	// Its decision is given by the committer's goroutine, which cannot
+	// mark it: no guard.
+	return w.locked(tag, sess, dir, &s, w.e.now(), false)
 }
 
 // settle decides t's packet once its operations are committed (or not).

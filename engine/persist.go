@@ -402,6 +402,22 @@ func (p *persister) after(s *conntrack.Session, dir conntrack.Dir, before stream
 	return true
 }
 
+// mustHold reports whether the packet just handled resized direction dir
+// of a session not held yet (before: dir's Snapshot before the packet):
+// after would hold it, in a transaction of its own.
+func (p *persister) mustHold(s *conntrack.Session, dir conntrack.Dir, before stream.Summary) bool {
+	if !p.enabled() {
+		return false
+	}
+	if sm := s.Stream[dir].Snapshot(); sm.Delta == 0 || sm == before {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.byID[s.ID]
+	return st == nil || !st.held
+}
+
 // ownedHole is x's hole, with the session that announced it as owner.
 func (e *Engine) ownedHole(x expect.Expectation, s *conntrack.Session) rules.Hole {
 	h := e.hole(x)

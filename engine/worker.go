@@ -35,6 +35,7 @@ type Worker struct {
 	txt     ftpText        // the FTP layer's text of the current session's rewrites
 	text    stream.Text    // &txt, as the normaliser asks for it
 	kept    int            // records of the packet's direction before it
+	marked  bool           // the packet leaves with the guard's mark (Marked)
 	before  stream.Summary // its Snapshot before it, for persistence
 }
 
@@ -75,10 +76,14 @@ func (w *Worker) Handle(pkt []byte) (Decision, []byte) { return w.HandleID(0, pk
 func (w *Worker) HandleID(tag uint64, pkt []byte) (Decision, []byte) {
 	e := w.e
 	e.stats.Packets.Add(1)
+	w.marked = false
 	var s segment
 	if err := rewrite.Decode(pkt, &s.p); err != nil {
 		e.stats.NotTCP.Add(1)
 		return DecisionAccept, nil
+	}
+	if w.guardSYN(tag, &s.p) {
+		return DecisionPending, nil
 	}
 	s.in, s.payload = pkt, s.p.Payload(pkt)
 	now := e.now()
@@ -92,7 +97,7 @@ func (w *Worker) HandleID(tag uint64, pkt []byte) (Decision, []byte) {
 		e.stats.Deferred.Add(1)
 		return DecisionPending, nil
 	}
-	return w.locked(tag, sess, dir, &s, now)
+	return w.locked(tag, sess, dir, &s, now, true)
 }
 
 // decide runs the layers on segment s of the locked session sess.
