@@ -166,9 +166,12 @@ func (d *daemon) start(parent context.Context) error {
 	d.eng = engine.New(o.Engine, d.kernel, d.timed(d.mgr))
 	d.eng.Persist(d.kernel, d.mgr) // sessions survive a restart (README "Restarts")
 	// Holes are committed off the packet path, many in one transaction;
-	// an announcement's packet waits for its hole (engine/deferred.go).
+	// an announcement's packet leaves at once, marked, and its peer's
+	// first SYNs wait for the hole instead (engine/guard.go, the rules'
+	// guard set and chains).
 	d.commit = d.mgr.Committer()
 	d.eng.Defer(d.timedCommitter(d.commit), d.verdict)
+	d.eng.Guard(o.Rules.Ports)
 	d.observe(d.srv, handlers)
 
 	// One worker per queue: the kernel hashes each flow to one queue, the
@@ -177,6 +180,7 @@ func (d *daemon) start(parent context.Context) error {
 	for n := range queueNums(o.Rules) {
 		qcfg := nfq.DefaultConfig()
 		qcfg.Num = n
+		qcfg.Mark = o.Rules.Mark // the guard's mark (AcceptMark)
 		qcfg.Logger = d.log.With("queue", n)
 		// The queues outlive ctx: teardown closes them once the
 		// committer's last pass gave the waiting packets their verdicts.
@@ -263,9 +267,15 @@ func (d *daemon) handler(w *engine.Worker, qi int) nfq.Handler {
 		}
 		v, out := d.handlePacket(w, uint64(qi)<<32|uint64(p.ID), p.Data)
 		if d.level.Level() <= slog.LevelDebug {
-			d.log.Debug("packet", "queue", d.cfg.Rules.Queue+uint16(qi), "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out))
+			d.log.Debug("packet", "queue", d.cfg.Rules.Queue+uint16(qi), "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out), "marked", w.Marked())
 		}
-		return queueVerdict(v, out)
+		nv, payload := queueVerdict(v, out)
+		if nv == nfq.Accept && w.Marked() {
+			// Its hole may not be committed yet: the guard chains put
+			// its destination in @guard on its way out.
+			nv = nfq.AcceptMark
+		}
+		return nv, payload
 	}
 }
 
