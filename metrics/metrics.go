@@ -30,7 +30,7 @@ var (
 	packetDoc = Doc{Metric: "ftpct_packet_handling_seconds", Type: "histogram",
 		Help: "time the engine took to decide one queued packet's verdict (parse, rewrite, and any hole opened inline)"}
 	holeDoc = Doc{Metric: "ftpct_hole_commit_seconds", Type: "histogram", Label: "op",
-		Help: "time from an announcement's hole being submitted to its nftables transaction committed, as the announcement's packet waits for it (op=open); closes alone are op=close"}
+		Help: "time from an announcement's hole being submitted to its nftables transaction committed (op=open): what its peer's guarded SYN, or a session's first resize, may wait; closes alone are op=close"}
 	sessionsDoc = Doc{Metric: "ftpct_sessions_by_state", Type: "gauge", Label: "state",
 		Help: "control connections tracked now, by state: active (read and rewritten), tls (switched to TLS), closing (FIN or RST seen)"}
 	expectDoc = Doc{Metric: "ftpct_expectations_by_state", Type: "gauge", Label: "state",
