@@ -22,8 +22,10 @@ import (
 // operations (evicted holes closed, the new one opened) to a Committer,
 // which commits what all workers submitted meanwhile in one nftables
 // transaction, and the packet's decision waits (DecisionPending) until its
-// holes are committed: a data connection never races its hole. The worker
-// goes on with other packets. Later packets of the same flow (session and
+// holes are committed: a data connection never races its hole. (With
+// Engine.Guard, only a session's first resize waits so, its flows held in
+// the same transaction: guard.go.) The worker goes on with other packets.
+// Later packets of the same flow (session and
 // direction) wait behind it, unread, and are handled in order once it is
 // decided, so a flow is never reordered and the state they meet is final.
 //
@@ -104,6 +106,7 @@ type ticket struct {
 	before stream.Summary
 	grants []pending
 	keys   []guardKey // its holes in the guard's registry (guarded)
+	holds  bool       // its operations hold the session's flows
 }
 
 // behind queues packet tag of sess's direction dir when an earlier packet
@@ -143,13 +146,20 @@ func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, 
 		return d, out
 	}
 	e := w.e
-	if mayMark && e.async.guard != nil && !e.persist.mustHold(sess, dir, w.before) {
+	hold := e.persist.mustHold(sess, dir, w.before)
+	if mayMark && e.async.guard != nil && !hold {
 		return w.guarded(tag, sess, dir, s, d, out, now)
 	}
 	t := &ticket{e: e, tag: tag, sess: sess, dir: dir, d: d, forced: s.forced, before: w.before,
-		added: len(sess.Stream[dir].Records()) - w.kept, grants: slices.Clone(w.grants)}
+		added: len(sess.Stream[dir].Records()) - w.kept, grants: slices.Clone(w.grants), holds: hold}
 	if d == DecisionModified {
 		t.out = bytes.Clone(out)
+	}
+	if hold {
+		// The session's first resize: its flows are held in the
+		// transaction that opens its holes (settle then only writes its
+		// labels), not in one of their own after it.
+		w.ops = append(w.ops, holdOps(sess)...)
 	}
 	if err := e.async.c.Submit(t.done, w.ops...); err != nil {
 		// The committer stopped: ftpct is stopping. The announcement is
@@ -219,6 +229,9 @@ func (t *ticket) settle(r rules.Result, now time.Time) (Decision, []byte) {
 		e.stats.Errors.Add(1)
 	}
 	if r.Err == nil {
+		if t.holds {
+			e.persist.held(sess)
+		}
 		for _, g := range t.grants {
 			if g.created {
 				e.created(sess, g.x, now)

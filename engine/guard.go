@@ -28,9 +28,9 @@ import (
 // (ReasonRules, audited): the packet is out already, and the peer's data
 // connection finds no hole, as when the kernel's helper cannot create an
 // expectation. The first resize of a session still waits for its commit
-// (DecisionPending, deferred.go): the session is held (rules.Manager.Hold)
-// before a resized packet leaves, and with the guard as without it that
-// happens once its holes are committed. Packets that waited behind another
+// (DecisionPending, deferred.go): the session must be held (set hold)
+// before a resized packet leaves, and its flows are added in the
+// transaction that opens its holes. Packets that waited behind another
 // of their flow are decided by the committer's goroutine, which cannot mark
 // them: they wait for their holes as without the guard.
 

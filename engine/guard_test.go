@@ -142,12 +142,19 @@ func TestGuardFirstResizeWaits(t *testing.T) {
 	if _, pending := r.handle(t, 2, masqC2S(1038, 5008, guardPort2)); !pending {
 		t.Fatal("second announcement did not wait behind the first")
 	}
+	var kinds []rules.OpKind
+	for _, op := range r.c.subs[0].ops {
+		kinds = append(kinds, op.Kind)
+	}
+	if diff := cmp.Diff([]rules.OpKind{rules.OpOpen, rules.OpHold, rules.OpHold}, kinds); diff != "" {
+		t.Errorf("first submission: the session is not held with its hole (-want +got):\n%s", diff)
+	}
 	r.c.commit(t, rules.Result{})
 	if diff := cmp.Diff([]given{{1, got{Verdict: "accept-modified", Seq: 1016, Ack: 5008, Payload: guardPort1w}}}, r.given); diff != "" {
 		t.Fatalf("first commit (-want +got):\n%s", diff)
 	}
-	if len(h.held) != 2 {
-		t.Fatalf("held %v, want both directions", h.held)
+	if len(h.held) != 0 || k.writes != 1 {
+		t.Fatalf("held by a transaction of its own %v, %d label writes; want none, 1", h.held, k.writes)
 	}
 	r.given = nil
 	r.c.commit(t, rules.Result{})

@@ -418,6 +418,24 @@ func (p *persister) mustHold(s *conntrack.Session, dir conntrack.Dir, before str
 	return st == nil || !st.held
 }
 
+// holdOps are the committer's operations that hold s's flows (save's
+// Hold, in a hole's transaction).
+func holdOps(s *conntrack.Session) []rules.Op {
+	return []rules.Op{{Kind: rules.OpHold, Flow: flowOf(s.Binding.Orig)}, {Kind: rules.OpHold, Flow: flowOf(s.Binding.Reply)}}
+}
+
+// held records that s's flows were held (holdOps committed).
+func (p *persister) held(s *conntrack.Session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.byID[s.ID]
+	if st == nil {
+		st = &stored{}
+		p.byID[s.ID] = st
+	}
+	st.held = true
+}
+
 // ownedHole is x's hole, with the session that announced it as owner.
 func (e *Engine) ownedHole(x expect.Expectation, s *conntrack.Session) rules.Hole {
 	h := e.hole(x)

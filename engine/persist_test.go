@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -316,29 +317,51 @@ func TestResizeNeedsHold(t *testing.T) {
 	}
 }
 
-// TestDeferredResizeNeedsHold: with holes committed off the packet path, the
-// announcement's packet is decided once its hole is committed; if its
-// session cannot be held then, it leaves as it came and the rewrite is
-// forgotten.
+// TestDeferredResizeNeedsHold: with holes committed off the packet path, a
+// session's first resize is decided once its hole is committed, and its
+// flows are held in the same transaction (then only its labels are
+// written). If that transaction fails, the announcement is refused, its
+// packet leaves as it came and the rewrite is forgotten.
 func TestDeferredResizeNeedsHold(t *testing.T) {
-	r := newDeferredRig(t, Config{})
-	k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
-	h := &holdingHoles{holdFail: true}
-	r.e.Persist(k, h)
 	port1 := "PORT 10,0,1,2,156,64\r\n"
-	if _, pending := r.handle(t, 1, masqC2S(1016, 5008, port1)); !pending {
-		t.Fatal("the announcement did not wait for its hole")
-	}
-	r.c.commit(t, rules.Result{})
-	want := []given{{1, got{Verdict: "accept", Seq: 1016, Ack: 5008, Payload: port1}}}
-	if diff := cmp.Diff(want, r.given); diff != "" {
-		t.Errorf("decisions given (-want +got):\n%s", diff)
-	}
-	g, pending := r.handle(t, 2, masqC2S(1038, 5008, "LIST\r\n"))
-	if diff := cmp.Diff(got{Verdict: "accept", Seq: 1038, Ack: 5008, Payload: "LIST\r\n"}, g); pending || diff != "" {
-		t.Errorf("next command (pending %v): not shifted, as it came (-want +got):\n%s", pending, diff)
-	}
-	if st := r.e.Stats(); st.StateErrors != 1 || st.Errors != 1 || st.Modified != 0 || k.writes != 0 || len(h.held) != 0 {
-		t.Errorf("state_errors %d errors %d modified %d, %d label writes, held %v; want 1 1 0 0 none", st.StateErrors, st.Errors, st.Modified, k.writes, h.held)
+	port1w := "PORT 203,0,113,1,156,64\r\n"
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
+			r := newDeferredRig(t, Config{})
+			k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+			h := &holdingHoles{holdFail: true} // a Hold of its own would fail
+			r.e.Persist(k, h)
+			if _, pending := r.handle(t, 1, masqC2S(1016, 5008, port1)); !pending {
+				t.Fatal("the announcement did not wait for its hole")
+			}
+			var kinds []rules.OpKind
+			for _, op := range r.c.subs[0].ops {
+				kinds = append(kinds, op.Kind)
+			}
+			if diff := cmp.Diff([]rules.OpKind{rules.OpOpen, rules.OpHold, rules.OpHold}, kinds); diff != "" {
+				t.Errorf("operations (-want +got):\n%s", diff)
+			}
+			var err error
+			want := []given{{1, got{Verdict: "accept-modified", Seq: 1016, Ack: 5008, Payload: port1w}}}
+			next := got{Verdict: "accept-modified", Seq: 1041, Ack: 5008, Payload: "LIST\r\n"}
+			writes, refused := 1, uint64(0)
+			if fail {
+				err = errors.New("injected")
+				want = []given{{1, got{Verdict: "accept", Seq: 1016, Ack: 5008, Payload: port1}}}
+				next = got{Verdict: "accept", Seq: 1038, Ack: 5008, Payload: "LIST\r\n"}
+				writes, refused = 0, 1
+			}
+			r.c.commit(t, rules.Result{Err: err})
+			if diff := cmp.Diff(want, r.given); diff != "" {
+				t.Errorf("decisions given (-want +got):\n%s", diff)
+			}
+			g, pending := r.handle(t, 2, masqC2S(1038, 5008, "LIST\r\n"))
+			if diff := cmp.Diff(next, g); pending || diff != "" {
+				t.Errorf("next command (pending %v) (-want +got):\n%s", pending, diff)
+			}
+			if st := r.e.Stats(); st.StateErrors != 0 || st.ExpectRefused != refused || k.writes != writes || len(h.held) != 0 {
+				t.Errorf("state_errors %d expect_refused %d, %d label writes, held %v; want 0 %d %d none", st.StateErrors, st.ExpectRefused, k.writes, h.held, refused, writes)
+			}
+		})
 	}
 }
