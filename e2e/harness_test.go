@@ -176,12 +176,28 @@ func (l *lab) ruleset() string {
 	counters := regexp.MustCompile(`counter packets \d+ bytes \d+ ?|\[\d+:\d+\]`)
 	nft := l.mustExec("g", "nft", "list", "ruleset")
 	ipt := l.mustExec("g", "iptables-save")
+	expires := regexp.MustCompile(` expires [0-9dhms]+`)
 	var keep []string
+	inGuard, inElems := false, false
 	for _, line := range strings.Split(nft+ipt, "\n") {
 		if strings.HasPrefix(line, "#") {
 			continue
 		}
-		keep = append(keep, counters.ReplaceAllString(line, ""))
+		// The guard set's elements come and go by themselves within
+		// seconds (rules: set guard): not rules.
+		switch t := strings.TrimSpace(line); {
+		case t == "set guard {":
+			inGuard = true
+		case inGuard && strings.HasPrefix(t, "elements = {"):
+			inElems = !strings.HasSuffix(t, "}")
+			continue
+		case inElems:
+			inElems = !strings.HasSuffix(t, "}")
+			continue
+		case inGuard && t == "}":
+			inGuard = false
+		}
+		keep = append(keep, expires.ReplaceAllString(counters.ReplaceAllString(line, ""), ""))
 	}
 	return strings.Join(keep, "\n")
 }
