@@ -104,7 +104,12 @@ func TestInstallRemove(t *testing.T) {
 				"tcp dport @ports tcp flags ! fin,syn,rst jump bare_ack",
 				"tcp sport @ports tcp flags ! fin,syn,rst jump bare_ack",
 				"chain bare_ack {\n\t\ttcp doff 5 @th,160,8 & 0x0 == 0x0 return\n",
-				"tcp doff 15 @th,480,8 & 0x0 == 0x0 return\n\t\taccept\n\t}"},
+				"tcp doff 15 @th,480,8 & 0x0 == 0x0 return\n\t\taccept\n\t}",
+				// The guard: SYNs from peers just sent an announcement.
+				"set guard", "tcp flags syn / fin,syn,rst,ack ip saddr @guard queue num 21 bypass",
+				"tcp flags syn / fin,syn,rst,ack ip6 saddr @guard queue num 21 bypass",
+				"type filter hook postrouting priority 300", "type filter hook input priority 300",
+				"meta mark & 0x00100000 == 0x00100000 update @guard { ip daddr timeout 5s } meta mark set meta mark & 0xffefffff"},
 			want4: []string{"-A INPUT " + acceptLine, "-A FORWARD " + acceptLine},
 			want6: []string{"-A INPUT " + acceptLine, "-A FORWARD " + acceptLine},
 		},
@@ -139,8 +144,8 @@ func TestInstallRemove(t *testing.T) {
 			// queue expression is missing from some kernels).
 			for _, chain := range []string{"divert_pre", "divert_out"} {
 				dbg := nsExec(t, ns, "nft", "--debug=netlink", "list", "chain", "ip", "ftpct", chain)
-				if n := strings.Count(dbg, "[ target name NFQUEUE rev 3 ]"); n != 3 {
-					t.Errorf("%s: %d xt NFQUEUE targets, want 3:\n%s", chain, n, dbg)
+				if n := strings.Count(dbg, "[ target name NFQUEUE rev 3 ]"); n != 4 {
+					t.Errorf("%s: %d xt NFQUEUE targets, want 4:\n%s", chain, n, dbg)
 				}
 			}
 			got4 := nsExec(t, ns, "iptables", "-S")
