@@ -305,15 +305,17 @@ def accept_data(listener, deadline, op_timeout):
     return data
 
 
-def finish_transfer(ctl, xfer, data, deadline, op_timeout):
-    """Read the data connection to EOF, check xfer's final reply and end the
-    session -> (bytes, sha256 hex, first 64 KiB, data peer [addr, port])."""
+def finish_transfer(ctl, xfer, data, deadline, op_timeout, last=True):
+    """Read the data connection to EOF, check xfer's final reply and, if
+    last, end the session -> (bytes, sha256 hex, first 64 KiB, data peer
+    [addr, port])."""
     peer = list(data.getpeername()[:2])
     n, digest, head = recv_all(data, deadline, op_timeout)
     data.close()
     code, text = ctl.reply()
     check(xfer, code, text, 2)
-    goodbye(ctl)
+    if last:
+        goodbye(ctl)
     return n, digest, head, peer
 
 

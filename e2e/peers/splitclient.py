@@ -62,7 +62,11 @@ def main():
     ap.add_argument("--password", default="ftpct@example.org")
     ap.add_argument("--op-timeout", type=float, default=10.0, help="per socket operation (default 10)")
     ap.add_argument("--timeout", type=float, default=30.0, help="overall limit in seconds (default 30)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="announce and transfer N times on the one control connection (default 1); the result is the last's")
     a = ap.parse_args()
+    if a.repeat < 1:
+        ap.error("--repeat must be at least 1")
     if not a.list and not a.file:
         ap.error("--file is required unless --list is given")
     if a.data_port and not 1024 < a.data_port < 65536:
@@ -77,6 +81,11 @@ def main():
         state["ctl"] = ctl
         fp.login(ctl, a.user, a.password)
         ctl.cmd("TYPE A" if a.list else "TYPE I", 200)
+        for _ in range(a.repeat - 1):
+            transfer(ctl, False)
+        return transfer(ctl, True)
+
+    def transfer(ctl, last):
         local = a.data_addr or ctl.local_addr()
         active = a.mode in ("port", "eprt")
         listener = None
@@ -128,7 +137,7 @@ def main():
         fp.check(xfer, code, text, 1)
         if active:
             data = fp.accept_data(listener, dl, a.op_timeout)
-        n, digest, head, peer = fp.finish_transfer(ctl, xfer, data, dl, a.op_timeout)
+        n, digest, head, peer = fp.finish_transfer(ctl, xfer, data, dl, a.op_timeout, last)
         res = {"ok": True, "bytes": n, "sha256": digest, "mode": a.mode, "split": a.split,
                "pipeline": a.pipeline, "announced": announced, "data_peer": peer,
                "data_target": list(target) if target else None, "transcript": ctl.transcript}
