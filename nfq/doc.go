@@ -36,4 +36,11 @@
 // in the order they were decided, so a packet given its verdict later never
 // overtakes one of its flow decided before it. Packets still pending when
 // the queue closes are dropped by the kernel (their senders retransmit).
+//
+// Marks: Packet.Mark is the packet's mark (skb->mark) as queued (NFQA_MARK,
+// which the kernel sends only when it is not 0). A Handler's AcceptMark
+// accepts the packet with Config.Mark's bits set in that mark, the others
+// kept: the verdict carries NFQA_MARK (nfqnl_recv_verdict,
+// net/netfilter/nfnetlink_queue.c, sets skb->mark from it). Only the reader
+// knows a packet's mark, so a deferred verdict cannot mark.
 package nfq
