@@ -14,6 +14,8 @@ var (
 	// ErrNoEvents: the kernel delivers no conntrack events
 	// (net.netfilter.nf_conntrack_events is 0).
 	ErrNoEvents = errors.New("conntrack events are off (net.netfilter.nf_conntrack_events = 0)")
+	// errMalformed: a ctnetlink message from the kernel does not parse.
+	errMalformed = errors.New("malformed ctnetlink message")
 	// ErrUnsupported: the kernel interface is not available on this OS.
 	ErrUnsupported = errors.New("kernel conntrack is only supported on Linux")
 )

@@ -210,6 +210,50 @@ func TestCloseInterruptsRequest(t *testing.T) {
 	}
 }
 
+// TestSetResizedAllocs: SetResized on an existing entry, the request and
+// its ACK over the real kernel, allocates nothing (it runs on the packet
+// path, for every rewritten announcement); a miss still answers ErrNoEntry
+// afterwards, and a request's stale ACK does not end the next one.
+func TestSetResizedAllocs(t *testing.T) {
+	requireRoot(t)
+	ns, path := newNS(t)
+	nft(t, ns, labelRule)
+	k := dialIn(t, path)
+	tu := connect(t, path)
+	var labels [LabelsSize]byte
+	labels[0] = 0x18
+	var err error
+	allocs := testing.AllocsPerRun(200, func() {
+		labels[15]++
+		if e := k.SetResized(tu, labels); e != nil && err == nil {
+			err = e
+		}
+	})
+	if err != nil {
+		t.Fatalf("SetResized: %v", err)
+	}
+	if allocs != 0 {
+		t.Errorf("SetResized: %v allocations per call, want 0", allocs)
+	}
+	if b, err := k.Lookup(tu.Reverse()); err != nil || b.Labels != labels || !b.Liberal {
+		t.Errorf("Lookup after SetResized: labels %x liberal %v, err %v; want %x liberal", b.Labels, b.Liberal, err, labels)
+	}
+	// A request whose answer nobody read (as one that timed out): its ACK
+	// waits in the socket and must not be taken for the next request's.
+	stale, err := resizedRequest(tu, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.Header.Sequence = k.seq + 1000
+	if _, err := k.c.Send(stale); err != nil {
+		t.Fatal(err)
+	}
+	gone := Tuple{Src: netip.MustParseAddr("127.0.0.1"), Dst: netip.MustParseAddr("127.0.0.1"), SrcPort: 1, DstPort: 1}
+	if err := k.SetResized(gone, labels); !errors.Is(err, ErrNoEntry) {
+		t.Errorf("SetResized on an untracked tuple after a stale ACK: %v, want ErrNoEntry", err)
+	}
+}
+
 // BenchmarkSetResized is the per-packet cost ftpct pays when a packet
 // changes a session's stored state: one ctnetlink update, answered by an ACK.
 func BenchmarkSetResized(b *testing.B) {

@@ -4,7 +4,6 @@ package conntrack
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -20,20 +19,55 @@ import (
 
 // Kernel talks to the kernel's conntrack table over ctnetlink.
 //
-// Lookups do not use ti-mo/conntrack's Conn.Get: recent kernels answer a
-// CT_GET with a reply flagged NLM_F_MULTI and end it with an ACK instead of
-// NLMSG_DONE, and mdlayher/netlink's Execute then waits for the DONE forever
-// (mdlayher/netlink pull request 315). Kernel sends the request itself, reads
-// until the ACK, and decodes the entry with ti-mo/conntrack (imported as
+// It writes its requests and reads their answers itself, through the
+// socket's syscall.RawConn, into buffers it keeps: mdlayher/netlink's Send
+// and Receive allocate for every message, and SetResized runs on the packet
+// path. Lookups do not use ti-mo/conntrack's Conn.Get either: recent
+// kernels answer a CT_GET with a reply flagged NLM_F_MULTI and end it with
+// an ACK instead of NLMSG_DONE, and mdlayher/netlink's Execute then waits
+// for the DONE forever (mdlayher/netlink pull request 315). Kernel reads
+// until the ACK and decodes the entry with ti-mo/conntrack (imported as
 // ctnl, to keep it apart from this package).
 //
 // Requests are serialised on one socket. Close does not wait for them: it
 // closes the socket, which ends a read in progress.
 type Kernel struct {
-	mu     sync.Mutex // serialises requests on c and guards buf
 	c      *netlink.Conn
+	rc     syscall.RawConn
 	closed atomic.Bool
-	buf    [8192]byte
+
+	mu  sync.Mutex // serialises requests on c and guards what follows
+	seq uint32     // of the request in req
+	req []byte
+	buf [8192]byte
+	// io is the state of the read or the write in progress; readFn and
+	// writeFn are bound once so that an exchange allocates nothing.
+	io      ioCall
+	readFn  func(fd uintptr) bool
+	writeFn func(fd uintptr) bool
+}
+
+// ioCall is the state of one read or write on the socket.
+type ioCall struct {
+	buf []byte
+	n   int
+	err error
+}
+
+// rw runs op on c.buf, again after EINTR, and keeps its result; on EAGAIN
+// (the socket is non-blocking) it returns false to wait in the poller.
+func (c *ioCall) rw(fd uintptr, op func(int, []byte) (int, error)) bool {
+	for {
+		n, err := op(int(fd), c.buf)
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		c.n, c.err = n, err
+		return true
+	}
 }
 
 // DialKernel opens a ctnetlink connection in the current network namespace.
@@ -42,7 +76,15 @@ func DialKernel() (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open ctnetlink: %w", err)
 	}
-	return &Kernel{c: c}, nil
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("ctnetlink socket: %w", err)
+	}
+	k := &Kernel{c: c, rc: rc, req: make([]byte, 0, maxRequestLen)}
+	k.readFn = func(fd uintptr) bool { return k.io.rw(fd, unix.Read) }
+	k.writeFn = func(fd uintptr) bool { return k.io.rw(fd, unix.Write) }
+	return k, nil
 }
 
 // Close closes the connection. It is idempotent and does not wait for a
@@ -85,10 +127,6 @@ const (
 // (NF_CT_LABELS_MAX_SIZE, include/net/netfilter/nf_conntrack_labels.h).
 const LabelsSize = 16
 
-func getRequest(t Tuple) (netlink.Message, error) {
-	return request(t, ipctnlMsgCtGet, nil)
-}
-
 // tcpFlagBeLiberal is IP_CT_TCP_FLAG_BE_LIBERAL
 // (include/uapi/linux/netfilter/nf_conntrack_tcp.h): conntrack's TCP window
 // tracking accepts every segment of a direction with this flag that its
@@ -96,78 +134,22 @@ func getRequest(t Tuple) (netlink.Message, error) {
 // net/netfilter/nf_conntrack_proto_tcp.c).
 const tcpFlagBeLiberal = 0x08
 
-// liberal sets IP_CT_TCP_FLAG_BE_LIBERAL in both directions and leaves the
-// other flags alone: each attribute is a struct nf_ct_tcp_flags {flags,
-// mask}, and the kernel changes only the bits in mask (nlattr_to_tcp).
-var liberal = netfilter.Attribute{Type: ctaProtoInfo, Nested: true, Children: []netfilter.Attribute{
-	{Type: ctaProtoInfoTCP, Nested: true, Children: []netfilter.Attribute{
-		{Type: ctaTCPFlagsOrig, Data: []byte{tcpFlagBeLiberal, tcpFlagBeLiberal}},
-		{Type: ctaTCPFlagsRepl, Data: []byte{tcpFlagBeLiberal, tcpFlagBeLiberal}},
-	}},
-}}
-
-// resizedRequest asks the kernel to replace all labels of t's connection
-// and to make its TCP window tracking liberal in both directions
-// (IPCTNL_MSG_CT_NEW without NLM_F_CREATE updates an existing entry only).
-// The kernel applies CTA_PROTOINFO before CTA_LABELS
-// (ctnetlink_change_conntrack), so an entry without room for labels still
-// becomes liberal.
-func resizedRequest(t Tuple, labels [LabelsSize]byte) (netlink.Message, error) {
-	mask := [LabelsSize]byte{}
-	for i := range mask {
-		mask[i] = 0xff
-	}
-	return request(t, ipctnlMsgCtNew, []netfilter.Attribute{
-		liberal,
-		{Type: ctaLabels, Data: labels[:]},
-		{Type: ctaLabelsMask, Data: mask[:]},
-	})
-}
-
-// request builds a ctnetlink request of type typ for the connection one of
-// whose tuples is t, with the attributes extra after the tuple.
-func request(t Tuple, typ uint8, extra []netfilter.Attribute) (netlink.Message, error) {
-	family := netfilter.ProtoIPv4
-	srcType, dstType := uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
-	src, dst := t.Src.Unmap(), t.Dst.Unmap()
-	if !src.Is4() {
-		family = netfilter.ProtoIPv6
-		srcType, dstType = ctaIPv6Src, ctaIPv6Dst
-	}
-	tuple := netfilter.Attribute{Type: ctaTupleOrig, Nested: true, Children: []netfilter.Attribute{
-		{Type: ctaTupleIP, Nested: true, Children: []netfilter.Attribute{
-			{Type: srcType, Data: src.AsSlice()},
-			{Type: dstType, Data: dst.AsSlice()},
-		}},
-		{Type: ctaTupleProto, Nested: true, Children: []netfilter.Attribute{
-			{Type: ctaProtoNum, Data: []byte{unix.IPPROTO_TCP}},
-			{Type: ctaProtoSrcPort, Data: netfilter.Uint16Bytes(t.SrcPort)},
-			{Type: ctaProtoDstPort, Data: netfilter.Uint16Bytes(t.DstPort)},
-		}},
-	}}
-	return netfilter.MarshalNetlink(netfilter.Header{
-		SubsystemID: netfilter.NFSubsysCTNetlink,
-		MessageType: netfilter.MessageType(typ),
-		Family:      family,
-		Flags:       netlink.Request | netlink.Acknowledge,
-	}, append([]netfilter.Attribute{tuple}, extra...))
-}
-
 // Lookup returns the binding of the TCP connection one of whose directions is
 // t (as the packet carries it before NAT: the kernel finds either direction),
 // with its labels. It returns ErrNoEntry when the kernel does not track the
 // connection.
 func (k *Kernel) Lookup(t Tuple) (Binding, error) {
-	req, err := getRequest(t)
-	if err != nil {
-		return Binding{}, fmt.Errorf("conntrack get %s: %w", t, err)
-	}
 	var (
 		b     Binding
 		found bool
 	)
-	err = k.exchange(req, func(nm netlink.Message) error {
+	k.mu.Lock()
+	k.seq++
+	k.req = appendGet(k.req[:0], k.seq, t)
+	err := k.exchange(func(h nlHeader, body []byte) error {
 		var ev ctnl.Event
+		nm := netlink.Message{Header: netlink.Header{Length: h.Len, Type: netlink.HeaderType(h.Type),
+			Flags: netlink.HeaderFlags(h.Flags), Sequence: h.Seq, PID: h.PID}, Data: body}
 		if err := ev.Unmarshal(nm); err != nil || ev.Flow == nil {
 			return fmt.Errorf("decode: %v", err)
 		}
@@ -182,6 +164,7 @@ func (k *Kernel) Lookup(t Tuple) (Binding, error) {
 		found = true
 		return nil
 	})
+	k.mu.Unlock()
 	if err == nil && !found {
 		err = ErrNoEntry
 	}
@@ -209,15 +192,20 @@ func (k *Kernel) Lookup(t Tuple) (Binding, error) {
 // kernel's own FTP helper escapes this because conntrack knows its sequence
 // offsets; ftpct's live outside the kernel.
 //
+// The request is CT_NEW without NLM_F_CREATE, which updates an existing
+// entry only. The kernel applies CTA_PROTOINFO before CTA_LABELS
+// (ctnetlink_change_conntrack), so an entry without room for labels still
+// becomes liberal. It allocates nothing when it succeeds.
+//
 // It returns ErrNoLabels when the entry has no room for labels (it was
 // created while no rule setting ct labels existed; it is made liberal all
 // the same) and ErrNoEntry when the kernel does not track the connection.
 func (k *Kernel) SetResized(t Tuple, labels [LabelsSize]byte) error {
-	req, err := resizedRequest(t, labels)
-	if err != nil {
-		return fmt.Errorf("conntrack set resized %s: %w", t, err)
-	}
-	err = k.exchange(req, func(netlink.Message) error { return nil })
+	k.mu.Lock()
+	k.seq++
+	k.req = appendResized(k.req[:0], k.seq, t, &labels)
+	err := k.exchange(nil)
+	k.mu.Unlock()
 	switch {
 	case err == nil, errors.Is(err, ErrNoEntry):
 		return err
@@ -228,65 +216,60 @@ func (k *Kernel) SetResized(t Tuple, labels [LabelsSize]byte) error {
 	}
 }
 
-// exchange sends req and passes every answer message to fn until the
-// kernel's ACK (or NLMSG_DONE) ends the answer. ENOENT is ErrNoEntry.
-func (k *Kernel) exchange(req netlink.Message, fn func(netlink.Message) error) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+// exchange sends the request in k.req, whose sequence number is k.seq, and
+// passes every answer message to fn (when not nil) until the kernel's ACK
+// (or NLMSG_DONE) ends the answer. ENOENT is ErrNoEntry. The caller holds
+// k.mu.
+func (k *Kernel) exchange(fn func(h nlHeader, body []byte) error) error {
 	if k.closed.Load() {
 		return errClosed
 	}
 	// A reply that does not come is a kernel or library fault, not a reason
 	// to stall the packet path.
 	_ = k.c.SetReadDeadline(time.Now().Add(time.Second))
-	req, err := k.c.Send(req) // Send fills in the sequence number
-	if err != nil {
+	k.io.buf = k.req
+	if err := k.rc.Write(k.writeFn); err != nil {
 		return k.failed(err)
 	}
-	rc, err := k.c.SyscallConn()
-	if err != nil {
-		return k.failed(err)
+	if k.io.err != nil {
+		return k.failed(k.io.err)
 	}
-	buf := k.buf[:]
 	for {
-		var n int
-		var rerr error
-		if err := rc.Read(func(fd uintptr) bool {
-			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
-			return rerr != unix.EAGAIN && rerr != unix.EWOULDBLOCK
-		}); err != nil {
+		k.io.buf = k.buf[:]
+		if err := k.rc.Read(k.readFn); err != nil {
 			return k.failed(err)
 		}
-		if rerr != nil {
-			return k.failed(rerr)
+		if k.io.err != nil {
+			return k.failed(k.io.err)
 		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return err
-		}
-		for _, m := range msgs {
-			if m.Header.Seq != req.Header.Sequence {
+		for b := k.buf[:k.io.n]; len(b) > 0; {
+			h, body, rest, err := nextMessage(b)
+			if err != nil {
+				return err
+			}
+			b = rest
+			if h.Seq != k.seq {
 				continue // a stale answer to an earlier, timed-out request
 			}
-			switch m.Header.Type {
-			case unix.NLMSG_ERROR:
-				if len(m.Data) < 4 {
-					return errors.New("short error message")
+			switch h.Type {
+			case nlmsgError:
+				errno, err := parseError(body)
+				switch {
+				case err != nil:
+					return err
+				case errno == 0:
+					return nil // the ACK ends the answer
+				case errno == unix.ENOENT:
+					return ErrNoEntry
 				}
-				if errno := -int32(nativeEndian.Uint32(m.Data[:4])); errno != 0 {
-					if syscall.Errno(errno) == unix.ENOENT {
-						return ErrNoEntry
-					}
-					return syscall.Errno(errno)
-				}
-				return nil // the ACK ends the answer
-			case unix.NLMSG_DONE:
+				return errno
+			case nlmsgDone:
 				return nil
 			}
-			nm := netlink.Message{Header: netlink.Header{Length: m.Header.Len, Type: netlink.HeaderType(m.Header.Type),
-				Flags: netlink.HeaderFlags(m.Header.Flags), Sequence: m.Header.Seq, PID: m.Header.Pid}, Data: m.Data}
-			if err := fn(nm); err != nil {
-				return err
+			if fn != nil {
+				if err := fn(h, body); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -301,9 +284,6 @@ func (k *Kernel) failed(err error) error {
 }
 
 var errClosed = errors.New("conntrack connection closed")
-
-// nativeEndian is the byte order of netlink headers and error codes.
-var nativeEndian = binary.NativeEndian
 
 // WatchNew calls fn for every new TCP connection whose conntrack mark has all
 // bits of mark set, until ctx is cancelled or the event socket fails. It

@@ -1,0 +1,181 @@
+//go:build linux
+
+package conntrack
+
+import (
+	"encoding/binary"
+	"fmt"
+	"syscall"
+)
+
+// The subset of ctnetlink that Kernel writes and reads by hand, into buffers
+// it keeps: netlink and attribute headers are in host byte order, ports in
+// network byte order (include/uapi/linux/netlink.h,
+// include/uapi/linux/netfilter/nfnetlink.h).
+const (
+	nlmsgHdrLen   = 16     // struct nlmsghdr
+	nlaHdrLen     = 4      // struct nlattr
+	nlaFNested    = 0x8000 // NLA_F_NESTED
+	nlaTypeMask   = 0x3fff // ^(NLA_F_NESTED | NLA_F_NET_BYTEORDER)
+	nlmFRequest   = 0x1    // NLM_F_REQUEST
+	nlmFAck       = 0x4    // NLM_F_ACK
+	nlmsgError    = 0x2    // NLMSG_ERROR
+	nlmsgDone     = 0x3    // NLMSG_DONE
+	nfgenHdrLen   = 4      // struct nfgenmsg
+	nfnetlinkV0   = 0      // NFNETLINK_V0
+	subsysCT      = 1      // NFNL_SUBSYS_CTNETLINK
+	afINET        = 2      // AF_INET
+	afINET6       = 10     // AF_INET6
+	ipprotoTCP    = 6      // IPPROTO_TCP
+	ctaTupleReply = 2      // CTA_TUPLE_REPLY
+	ctaMark       = 8      // CTA_MARK: __be32
+	// maxRequestLen bounds a request Kernel builds: an IPv6 tuple,
+	// CTA_PROTOINFO and two label attributes come to 152 bytes.
+	maxRequestLen = 256
+)
+
+// appendRequest appends to dst a ctnetlink request of type typ with
+// sequence number seq for the connection one of whose tuples is t: the
+// tuple as CTA_TUPLE_ORIG. The caller appends the other attributes and then
+// calls finishMessage with the start of the message.
+func appendRequest(dst []byte, typ uint8, seq uint32, t Tuple) []byte {
+	family := byte(afINET)
+	srcType, dstType := uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
+	src, dst16 := t.Src.Unmap(), t.Dst.Unmap()
+	if !src.Is4() {
+		family = afINET6
+		srcType, dstType = ctaIPv6Src, ctaIPv6Dst
+	}
+	dst = binary.NativeEndian.AppendUint32(dst, 0) // length, set by finishMessage
+	dst = binary.NativeEndian.AppendUint16(dst, subsysCT<<8|uint16(typ))
+	dst = binary.NativeEndian.AppendUint16(dst, nlmFRequest|nlmFAck)
+	dst = binary.NativeEndian.AppendUint32(dst, seq)
+	dst = binary.NativeEndian.AppendUint32(dst, 0) // to the kernel
+	dst = append(dst, family, nfnetlinkV0, 0, 0)   // res_id 0
+	tuple := len(dst)
+	dst = appendNestStart(dst, ctaTupleOrig)
+	ip := len(dst)
+	dst = appendNestStart(dst, ctaTupleIP)
+	if family == afINET {
+		a, b := src.As4(), dst16.As4()
+		dst = appendAttr(dst, srcType, a[:])
+		dst = appendAttr(dst, dstType, b[:])
+	} else {
+		a, b := src.As16(), dst16.As16()
+		dst = appendAttr(dst, srcType, a[:])
+		dst = appendAttr(dst, dstType, b[:])
+	}
+	dst = nestEnd(dst, ip)
+	proto := len(dst)
+	dst = appendNestStart(dst, ctaTupleProto)
+	dst = appendAttr(dst, ctaProtoNum, []byte{ipprotoTCP})
+	var port [2]byte
+	binary.BigEndian.PutUint16(port[:], t.SrcPort)
+	dst = appendAttr(dst, ctaProtoSrcPort, port[:])
+	binary.BigEndian.PutUint16(port[:], t.DstPort)
+	dst = appendAttr(dst, ctaProtoDstPort, port[:])
+	dst = nestEnd(dst, proto)
+	return nestEnd(dst, tuple)
+}
+
+// appendResized appends the request SetResized sends (resizedRequest's
+// documentation in kernel_linux.go): t's tuple, both directions liberal, and
+// all label bits replaced by labels.
+func appendResized(dst []byte, seq uint32, t Tuple, labels *[LabelsSize]byte) []byte {
+	start := len(dst)
+	dst = appendRequest(dst, ipctnlMsgCtNew, seq, t)
+	info := len(dst)
+	dst = appendNestStart(dst, ctaProtoInfo)
+	tcp := len(dst)
+	dst = appendNestStart(dst, ctaProtoInfoTCP)
+	// struct nf_ct_tcp_flags {flags, mask}: only the bits in mask change.
+	dst = appendAttr(dst, ctaTCPFlagsOrig, []byte{tcpFlagBeLiberal, tcpFlagBeLiberal})
+	dst = appendAttr(dst, ctaTCPFlagsRepl, []byte{tcpFlagBeLiberal, tcpFlagBeLiberal})
+	dst = nestEnd(dst, tcp)
+	dst = nestEnd(dst, info)
+	dst = appendAttr(dst, ctaLabels, labels[:])
+	dst = binary.NativeEndian.AppendUint16(dst, nlaHdrLen+LabelsSize)
+	dst = binary.NativeEndian.AppendUint16(dst, ctaLabelsMask)
+	for range LabelsSize {
+		dst = append(dst, 0xff)
+	}
+	return finishMessage(dst, start)
+}
+
+// appendGet appends a CT_GET request for the connection one of whose
+// tuples is t.
+func appendGet(dst []byte, seq uint32, t Tuple) []byte {
+	start := len(dst)
+	return finishMessage(appendRequest(dst, ipctnlMsgCtGet, seq, t), start)
+}
+
+// finishMessage sets the length of the netlink message that starts at
+// dst[start].
+func finishMessage(dst []byte, start int) []byte {
+	binary.NativeEndian.PutUint32(dst[start:], uint32(len(dst)-start))
+	return dst
+}
+
+// appendAttr appends an attribute, padded to four bytes. The compiler keeps
+// small literal slices passed here on the stack.
+func appendAttr(dst []byte, typ uint16, v []byte) []byte {
+	dst = binary.NativeEndian.AppendUint16(dst, uint16(nlaHdrLen+len(v)))
+	dst = binary.NativeEndian.AppendUint16(dst, typ)
+	dst = append(dst, v...)
+	for len(dst)%4 != 0 {
+		dst = append(dst, 0)
+	}
+	return dst
+}
+
+// appendNestStart appends the header of a nested attribute; nestEnd sets
+// its length once its children are appended.
+func appendNestStart(dst []byte, typ uint16) []byte {
+	dst = binary.NativeEndian.AppendUint16(dst, 0)
+	return binary.NativeEndian.AppendUint16(dst, typ|nlaFNested)
+}
+
+func nestEnd(dst []byte, start int) []byte {
+	binary.NativeEndian.PutUint16(dst[start:], uint16(len(dst)-start))
+	return dst
+}
+
+// nlHeader is a struct nlmsghdr.
+type nlHeader struct {
+	Len   uint32
+	Type  uint16
+	Flags uint16
+	Seq   uint32
+	PID   uint32
+}
+
+// nextMessage splits the first netlink message off datagram b: its header,
+// its body (after the header, within its length) and what follows it.
+func nextMessage(b []byte) (h nlHeader, body, rest []byte, err error) {
+	if len(b) < nlmsgHdrLen {
+		return h, nil, nil, fmt.Errorf("%w: %d bytes left, short of a netlink header", errMalformed, len(b))
+	}
+	h = nlHeader{
+		Len:   binary.NativeEndian.Uint32(b[0:]),
+		Type:  binary.NativeEndian.Uint16(b[4:]),
+		Flags: binary.NativeEndian.Uint16(b[6:]),
+		Seq:   binary.NativeEndian.Uint32(b[8:]),
+		PID:   binary.NativeEndian.Uint32(b[12:]),
+	}
+	if h.Len < nlmsgHdrLen || uint64(h.Len) > uint64(len(b)) {
+		return h, nil, nil, fmt.Errorf("%w: netlink length %d with %d bytes read", errMalformed, h.Len, len(b))
+	}
+	next := min(align4(int(h.Len)), len(b))
+	return h, b[nlmsgHdrLen:h.Len], b[next:], nil
+}
+
+func align4(n int) int { return (n + 3) &^ 3 }
+
+// parseError returns the errno carried by an NLMSG_ERROR body: 0 for an
+// acknowledgement.
+func parseError(body []byte) (syscall.Errno, error) {
+	if len(body) < 4 {
+		return 0, fmt.Errorf("%w: netlink error of %d bytes", errMalformed, len(body))
+	}
+	return syscall.Errno(-int32(binary.NativeEndian.Uint32(body))), nil
+}

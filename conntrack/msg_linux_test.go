@@ -1,0 +1,224 @@
+//go:build linux
+
+package conntrack
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"syscall"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/mdlayher/netlink"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
+)
+
+// resizedRequest is the reference for appendResized: the same request built
+// with ti-mo/netfilter's encoder (how Kernel built it before it encoded by
+// hand).
+func resizedRequest(t Tuple, labels [LabelsSize]byte) (netlink.Message, error) {
+	mask := [LabelsSize]byte{}
+	for i := range mask {
+		mask[i] = 0xff
+	}
+	liberal := netfilter.Attribute{Type: ctaProtoInfo, Nested: true, Children: []netfilter.Attribute{
+		{Type: ctaProtoInfoTCP, Nested: true, Children: []netfilter.Attribute{
+			{Type: ctaTCPFlagsOrig, Data: []byte{tcpFlagBeLiberal, tcpFlagBeLiberal}},
+			{Type: ctaTCPFlagsRepl, Data: []byte{tcpFlagBeLiberal, tcpFlagBeLiberal}},
+		}},
+	}}
+	return referenceRequest(t, ipctnlMsgCtNew, []netfilter.Attribute{
+		liberal,
+		{Type: ctaLabels, Data: labels[:]},
+		{Type: ctaLabelsMask, Data: mask[:]},
+	})
+}
+
+func referenceRequest(t Tuple, typ uint8, extra []netfilter.Attribute) (netlink.Message, error) {
+	family := netfilter.ProtoIPv4
+	srcType, dstType := uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
+	src, dst := t.Src.Unmap(), t.Dst.Unmap()
+	if !src.Is4() {
+		family = netfilter.ProtoIPv6
+		srcType, dstType = ctaIPv6Src, ctaIPv6Dst
+	}
+	tuple := netfilter.Attribute{Type: ctaTupleOrig, Nested: true, Children: []netfilter.Attribute{
+		{Type: ctaTupleIP, Nested: true, Children: []netfilter.Attribute{
+			{Type: srcType, Data: src.AsSlice()},
+			{Type: dstType, Data: dst.AsSlice()},
+		}},
+		{Type: ctaTupleProto, Nested: true, Children: []netfilter.Attribute{
+			{Type: ctaProtoNum, Data: []byte{unix.IPPROTO_TCP}},
+			{Type: ctaProtoSrcPort, Data: netfilter.Uint16Bytes(t.SrcPort)},
+			{Type: ctaProtoDstPort, Data: netfilter.Uint16Bytes(t.DstPort)},
+		}},
+	}}
+	return netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysCTNetlink,
+		MessageType: netfilter.MessageType(typ),
+		Family:      family,
+		Flags:       netlink.Request | netlink.Acknowledge,
+	}, append([]netfilter.Attribute{tuple}, extra...))
+}
+
+// wireBytes is m as the kernel receives it, with sequence number seq.
+func wireBytes(tb testing.TB, m netlink.Message, seq uint32) []byte {
+	tb.Helper()
+	m.Header.Sequence = seq
+	m.Header.Length = uint32(nlmsgHdrLen + len(m.Data))
+	b, err := m.MarshalBinary()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+var encodeTests = []struct {
+	name   string
+	t      Tuple
+	labels [LabelsSize]byte
+}{
+	{"ipv4", Tuple{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.7"), SrcPort: 40000, DstPort: 21}, [LabelsSize]byte{0: 0x18, 15: 0xff}},
+	{"ipv4-mapped", Tuple{Src: netip.MustParseAddr("::ffff:10.0.0.1"), Dst: netip.MustParseAddr("::ffff:10.0.0.2"), SrcPort: 1, DstPort: 65535}, [LabelsSize]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}},
+	{"ipv6", Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2:1"), SrcPort: 2121, DstPort: 0x1234}, [LabelsSize]byte{}},
+}
+
+// TestAppendResized checks the hand encoding against ti-mo/netfilter's.
+func TestAppendResized(t *testing.T) {
+	for _, tc := range encodeTests {
+		t.Run(tc.name, func(t *testing.T) {
+			ref, err := resizedRequest(tc.t, tc.labels)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := wireBytes(t, ref, 0x01020304)
+			// Appending to a used buffer must leave its start alone.
+			prefix := []byte{9, 9, 9, 9}
+			got := appendResized(append([]byte{}, prefix...), 0x01020304, tc.t, &tc.labels)
+			if diff := cmp.Diff(prefix, got[:4]); diff != "" {
+				t.Errorf("prefix (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(want, got[4:]); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
+			}
+			if len(got)-4 > maxRequestLen {
+				t.Errorf("request of %d bytes, longer than maxRequestLen %d", len(got)-4, maxRequestLen)
+			}
+		})
+	}
+}
+
+// TestAppendGet checks the hand encoding against ti-mo/netfilter's.
+func TestAppendGet(t *testing.T) {
+	for _, tc := range encodeTests {
+		t.Run(tc.name, func(t *testing.T) {
+			ref, err := referenceRequest(tc.t, ipctnlMsgCtGet, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(wireBytes(t, ref, 7), appendGet(nil, 7, tc.t)); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestAppendResizedAllocs(t *testing.T) {
+	buf := make([]byte, 0, maxRequestLen)
+	tc := encodeTests[2]
+	if n := testing.AllocsPerRun(100, func() { buf = appendResized(buf[:0], 1, tc.t, &tc.labels) }); n != 0 {
+		t.Errorf("appendResized: %v allocations, want 0", n)
+	}
+}
+
+// nlMsg is a netlink message of type typ with sequence number seq and body,
+// padded to four bytes.
+func nlMsg(typ uint16, seq uint32, body []byte) []byte {
+	b := binary.NativeEndian.AppendUint32(nil, uint32(nlmsgHdrLen+len(body)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = binary.NativeEndian.AppendUint16(b, 0)
+	b = binary.NativeEndian.AppendUint32(b, seq)
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = append(b, body...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func TestNextMessage(t *testing.T) {
+	ack := nlMsg(nlmsgError, 3, []byte{0, 0, 0, 0})
+	odd := nlMsg(0x101, 4, []byte{1, 2, 3, 4, 5}) // padded to 24 bytes
+	tests := []struct {
+		name      string
+		in        []byte
+		wantTypes []uint16
+		wantSeqs  []uint32
+		wantBody  [][]byte
+		wantErr   bool
+	}{
+		{"one", ack, []uint16{nlmsgError}, []uint32{3}, [][]byte{{0, 0, 0, 0}}, false},
+		{"padded then ack", append(append([]byte{}, odd...), ack...), []uint16{0x101, nlmsgError}, []uint32{4, 3}, [][]byte{{1, 2, 3, 4, 5}, {0, 0, 0, 0}}, false},
+		{"short header", ack[:10], nil, nil, nil, true},
+		{"length beyond datagram", ack[:len(ack)-1], nil, nil, nil, true},
+		{"length below header", append([]byte{4, 0, 0, 0}, ack[4:]...), nil, nil, nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				types  []uint16
+				seqs   []uint32
+				bodies [][]byte
+				err    error
+			)
+			for b := tc.in; len(b) > 0 && err == nil; {
+				var h nlHeader
+				var body []byte
+				if h, body, b, err = nextMessage(b); err == nil {
+					types, seqs, bodies = append(types, h.Type), append(seqs, h.Seq), append(bodies, body)
+				}
+			}
+			if (err != nil) != tc.wantErr || err != nil && !errors.Is(err, errMalformed) {
+				t.Fatalf("error %v, want error %v wrapping errMalformed", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				return
+			}
+			if diff := cmp.Diff(tc.wantTypes, types); diff != "" {
+				t.Errorf("types (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantSeqs, seqs); diff != "" {
+				t.Errorf("sequence numbers (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantBody, bodies); diff != "" {
+				t.Errorf("bodies (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestParseError(t *testing.T) {
+	tests := []struct {
+		name    string
+		body    []byte
+		want    syscall.Errno
+		wantErr bool
+	}{
+		{"ack", nlMsg(0, 0, []byte{0, 0, 0, 0})[16:], 0, false},
+		{"enoent", []byte{0xfe, 0xff, 0xff, 0xff, 1, 2, 3, 4}, unix.ENOENT, false},
+		{"short", []byte{0xfe, 0xff}, 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseError(tc.body)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error %v", err, tc.wantErr)
+			}
+			if got != tc.want {
+				t.Errorf("errno %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
