@@ -254,6 +254,35 @@ func TestSetResizedAllocs(t *testing.T) {
 	}
 }
 
+// TestLookupAllocs: Lookup of an existing entry, over the real kernel,
+// allocates nothing.
+func TestLookupAllocs(t *testing.T) {
+	requireRoot(t)
+	ns, path := newNS(t)
+	nft(t, ns, labelRule)
+	k := dialIn(t, path)
+	tu := connect(t, path)
+	var (
+		b   Binding
+		err error
+	)
+	allocs := testing.AllocsPerRun(200, func() {
+		var e error
+		if b, e = k.Lookup(tu); e != nil && err == nil {
+			err = e
+		}
+	})
+	if err != nil {
+		t.Fatalf("Lookup: %v", err)
+	}
+	if allocs != 0 {
+		t.Errorf("Lookup: %v allocations per call, want 0", allocs)
+	}
+	if b.Orig != tu || b.Reply != tu.Reverse() {
+		t.Errorf("Lookup(%v): orig %v reply %v", tu, b.Orig, b.Reply)
+	}
+}
+
 // BenchmarkSetResized is the per-packet cost ftpct pays when a packet
 // changes a session's stored state: one ctnetlink update, answered by an ACK.
 func BenchmarkSetResized(b *testing.B) {

@@ -26,8 +26,8 @@ import (
 // kernels answer a CT_GET with a reply flagged NLM_F_MULTI and end it with
 // an ACK instead of NLMSG_DONE, and mdlayher/netlink's Execute then waits
 // for the DONE forever (mdlayher/netlink pull request 315). Kernel reads
-// until the ACK and decodes the entry with ti-mo/conntrack (imported as
-// ctnl, to keep it apart from this package).
+// until the ACK and decodes the entry in place. (ti-mo/conntrack, imported
+// as ctnl to keep it apart from this package, serves the event sockets.)
 //
 // Requests are serialised on one socket. Close does not wait for them: it
 // closes the socket, which ends a read in progress.
@@ -146,23 +146,11 @@ func (k *Kernel) Lookup(t Tuple) (Binding, error) {
 	k.mu.Lock()
 	k.seq++
 	k.req = appendGet(k.req[:0], k.seq, t)
-	err := k.exchange(func(h nlHeader, body []byte) error {
-		var ev ctnl.Event
-		nm := netlink.Message{Header: netlink.Header{Length: h.Len, Type: netlink.HeaderType(h.Type),
-			Flags: netlink.HeaderFlags(h.Flags), Sequence: h.Seq, PID: h.PID}, Data: body}
-		if err := ev.Unmarshal(nm); err != nil || ev.Flow == nil {
-			return fmt.Errorf("decode: %v", err)
-		}
-		b = Binding{Orig: tupleOf(ev.Flow.TupleOrig), Reply: tupleOf(ev.Flow.TupleReply), Mark: ev.Flow.Mark}
-		if tcp := ev.Flow.ProtoInfo.TCP; tcp != nil {
-			// ti-mo/conntrack reads struct nf_ct_tcp_flags as a
-			// big-endian uint16: flags is its high byte.
-			b.Liberal = (tcp.OriginalFlags&tcp.ReplyFlags)>>8&tcpFlagBeLiberal != 0
-		}
-		// The kernel sends CTA_LABELS only when a bit is set.
-		copy(b.Labels[:], ev.Flow.Labels)
-		found = true
-		return nil
+	err := k.exchange(func(_ nlHeader, body []byte) error {
+		var err error
+		b, err = decodeFlow(body)
+		found = err == nil
+		return err
 	})
 	k.mu.Unlock()
 	if err == nil && !found {

@@ -5,6 +5,7 @@ package conntrack
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"syscall"
 )
 
@@ -178,4 +179,157 @@ func parseError(body []byte) (syscall.Errno, error) {
 		return 0, fmt.Errorf("%w: netlink error of %d bytes", errMalformed, len(body))
 	}
 	return syscall.Errno(-int32(binary.NativeEndian.Uint32(body))), nil
+}
+
+// nextAttr splits the first attribute off b: its type without the
+// NLA_F_NESTED and NLA_F_NET_BYTEORDER flags, its value and what follows.
+func nextAttr(b []byte) (typ uint16, v, rest []byte, err error) {
+	if len(b) < nlaHdrLen {
+		return 0, nil, nil, fmt.Errorf("%w: %d trailing bytes", errMalformed, len(b))
+	}
+	l := int(binary.NativeEndian.Uint16(b))
+	if l < nlaHdrLen || l > len(b) {
+		return 0, nil, nil, fmt.Errorf("%w: attribute length %d with %d bytes left", errMalformed, l, len(b))
+	}
+	return binary.NativeEndian.Uint16(b[2:]) & nlaTypeMask, b[nlaHdrLen:l], b[min(align4(l), len(b)):], nil
+}
+
+// decodeFlow decodes the body of a ctnetlink message that describes a
+// connection (the answer to CT_GET) in place: its tuples, mark, labels
+// (zero when the kernel sends none: it omits CTA_LABELS when no bit is set)
+// and whether its TCP window tracking is liberal in both directions.
+func decodeFlow(body []byte) (Binding, error) {
+	var b Binding
+	if len(body) < nfgenHdrLen {
+		return b, fmt.Errorf("%w: conntrack message of %d bytes", errMalformed, len(body))
+	}
+	var haveOrig, haveReply bool
+	for a := body[nfgenHdrLen:]; len(a) > 0; {
+		typ, v, rest, err := nextAttr(a)
+		if err != nil {
+			return b, err
+		}
+		a = rest
+		switch typ {
+		case ctaTupleOrig:
+			b.Orig, err = decodeTuple(v)
+			haveOrig = true
+		case ctaTupleReply:
+			b.Reply, err = decodeTuple(v)
+			haveReply = true
+		case ctaMark:
+			if len(v) != 4 {
+				return b, fmt.Errorf("%w: mark of %d bytes", errMalformed, len(v))
+			}
+			b.Mark = binary.BigEndian.Uint32(v)
+		case ctaLabels:
+			copy(b.Labels[:], v)
+		case ctaProtoInfo:
+			b.Liberal, err = decodeLiberal(v)
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	if !haveOrig || !haveReply {
+		return b, fmt.Errorf("%w: conntrack message without both tuples", errMalformed)
+	}
+	return b, nil
+}
+
+// decodeTuple decodes the value of CTA_TUPLE_ORIG or CTA_TUPLE_REPLY.
+func decodeTuple(b []byte) (Tuple, error) {
+	var t Tuple
+	for len(b) > 0 {
+		typ, v, rest, err := nextAttr(b)
+		if err != nil {
+			return t, err
+		}
+		b = rest
+		switch typ {
+		case ctaTupleIP:
+			for len(v) > 0 {
+				typ, a, rest, err := nextAttr(v)
+				if err != nil {
+					return t, err
+				}
+				v = rest
+				switch {
+				case (typ == ctaIPv4Src || typ == ctaIPv4Dst) && len(a) == 4:
+					addr := netip.AddrFrom4([4]byte(a))
+					if typ == ctaIPv4Src {
+						t.Src = addr
+					} else {
+						t.Dst = addr
+					}
+				case (typ == ctaIPv6Src || typ == ctaIPv6Dst) && len(a) == 16:
+					addr := netip.AddrFrom16([16]byte(a))
+					if typ == ctaIPv6Src {
+						t.Src = addr
+					} else {
+						t.Dst = addr
+					}
+				case typ >= ctaIPv4Src && typ <= ctaIPv6Dst:
+					return t, fmt.Errorf("%w: address attribute %d of %d bytes", errMalformed, typ, len(a))
+				}
+			}
+		case ctaTupleProto:
+			for len(v) > 0 {
+				typ, a, rest, err := nextAttr(v)
+				if err != nil {
+					return t, err
+				}
+				v = rest
+				if typ != ctaProtoSrcPort && typ != ctaProtoDstPort {
+					continue
+				}
+				if len(a) != 2 {
+					return t, fmt.Errorf("%w: port attribute %d of %d bytes", errMalformed, typ, len(a))
+				}
+				if typ == ctaProtoSrcPort {
+					t.SrcPort = binary.BigEndian.Uint16(a)
+				} else {
+					t.DstPort = binary.BigEndian.Uint16(a)
+				}
+			}
+		}
+	}
+	return t, nil
+}
+
+// decodeLiberal reports whether the value of CTA_PROTOINFO sets
+// IP_CT_TCP_FLAG_BE_LIBERAL in both directions: each of
+// CTA_PROTOINFO_TCP_FLAGS_ORIGINAL and _REPLY is a struct nf_ct_tcp_flags
+// {flags, mask}.
+func decodeLiberal(b []byte) (bool, error) {
+	var orig, reply byte
+	for len(b) > 0 {
+		typ, v, rest, err := nextAttr(b)
+		if err != nil {
+			return false, err
+		}
+		b = rest
+		if typ != ctaProtoInfoTCP {
+			continue
+		}
+		for len(v) > 0 {
+			typ, a, rest, err := nextAttr(v)
+			if err != nil {
+				return false, err
+			}
+			v = rest
+			if typ != ctaTCPFlagsOrig && typ != ctaTCPFlagsRepl {
+				continue
+			}
+			if len(a) != 2 {
+				return false, fmt.Errorf("%w: TCP flags attribute %d of %d bytes", errMalformed, typ, len(a))
+			}
+			if typ == ctaTCPFlagsOrig {
+				orig = a[0]
+			} else {
+				reply = a[0]
+			}
+		}
+	}
+	return orig&reply&tcpFlagBeLiberal != 0, nil
 }

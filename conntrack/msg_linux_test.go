@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/mdlayher/netlink"
+	ctnl "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )
@@ -221,4 +223,168 @@ func TestParseError(t *testing.T) {
 			}
 		})
 	}
+}
+
+// referenceDecode is the reference for decodeFlow: the binding read from a
+// CT_GET answer with ti-mo/conntrack's decoder (how Kernel read it before it
+// decoded in place).
+func referenceDecode(m netlink.Message) (Binding, error) {
+	var ev ctnl.Event
+	if err := ev.Unmarshal(m); err != nil {
+		return Binding{}, err
+	}
+	if ev.Flow == nil {
+		return Binding{}, errors.New("no flow")
+	}
+	b := Binding{Orig: tupleOf(ev.Flow.TupleOrig), Reply: tupleOf(ev.Flow.TupleReply), Mark: ev.Flow.Mark}
+	if tcp := ev.Flow.ProtoInfo.TCP; tcp != nil {
+		b.Liberal = (tcp.OriginalFlags&tcp.ReplyFlags)>>8&tcpFlagBeLiberal != 0
+	}
+	copy(b.Labels[:], ev.Flow.Labels)
+	return b, nil
+}
+
+func tupleAttr(typ uint16, t Tuple) netfilter.Attribute {
+	srcType, dstType := uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
+	if !t.Src.Is4() {
+		srcType, dstType = ctaIPv6Src, ctaIPv6Dst
+	}
+	return netfilter.Attribute{Type: typ, Nested: true, Children: []netfilter.Attribute{
+		{Type: ctaTupleIP, Nested: true, Children: []netfilter.Attribute{
+			{Type: srcType, Data: t.Src.AsSlice()},
+			{Type: dstType, Data: t.Dst.AsSlice()},
+		}},
+		{Type: ctaTupleProto, Nested: true, Children: []netfilter.Attribute{
+			{Type: ctaProtoNum, Data: []byte{unix.IPPROTO_TCP}},
+			{Type: ctaProtoSrcPort, Data: netfilter.Uint16Bytes(t.SrcPort)},
+			{Type: ctaProtoDstPort, Data: netfilter.Uint16Bytes(t.DstPort)},
+		}},
+	}}
+}
+
+// tcpInfo is CTA_PROTOINFO as the kernel sends it: state, window scales and
+// the flags of both directions.
+func tcpInfo(orig, reply byte) netfilter.Attribute {
+	return netfilter.Attribute{Type: ctaProtoInfo, Nested: true, Children: []netfilter.Attribute{
+		{Type: ctaProtoInfoTCP, Nested: true, Children: []netfilter.Attribute{
+			{Type: 1, Data: []byte{3}}, // CTA_PROTOINFO_TCP_STATE: ESTABLISHED
+			{Type: 2, Data: []byte{7}}, // CTA_PROTOINFO_TCP_WSCALE_ORIGINAL
+			{Type: 3, Data: []byte{7}}, // CTA_PROTOINFO_TCP_WSCALE_REPLY
+			{Type: ctaTCPFlagsOrig, Data: []byte{orig, 0}},
+			{Type: ctaTCPFlagsRepl, Data: []byte{reply, 0}},
+		}},
+	}}
+}
+
+// flowMessage is a CT_GET answer with attrs, as the kernel sends it.
+func flowMessage(tb testing.TB, family netfilter.ProtoFamily, attrs ...netfilter.Attribute) netlink.Message {
+	tb.Helper()
+	m, err := netfilter.MarshalNetlink(netfilter.Header{
+		SubsystemID: netfilter.NFSubsysCTNetlink,
+		MessageType: netfilter.MessageType(ipctnlMsgCtNew),
+		Family:      family,
+	}, attrs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m.Header.Length = uint32(nlmsgHdrLen + len(m.Data))
+	return m
+}
+
+func TestDecodeFlow(t *testing.T) {
+	v4 := Tuple{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.7"), SrcPort: 40000, DstPort: 21}
+	v4nat := Tuple{Src: netip.MustParseAddr("198.51.100.7"), Dst: netip.MustParseAddr("203.0.113.9"), SrcPort: 21, DstPort: 61000}
+	v6 := Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2:1"), SrcPort: 2121, DstPort: 0x1234}
+	labels := []byte{0x18, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xa5}
+	other := []netfilter.Attribute{
+		{Type: 3, Data: []byte{0, 0, 1, 0x8e}},           // CTA_STATUS
+		{Type: 7, Data: []byte{0, 0, 0x1c, 0x20}},        // CTA_TIMEOUT
+		{Type: 12, Data: []byte{0xde, 0xad, 0xbe, 0xef}}, // CTA_ID
+		{Type: 11, Data: []byte{0, 0, 0, 1}},             // CTA_USE
+		{Type: 9, Nested: true, Children: []netfilter.Attribute{ // CTA_COUNTERS_ORIG
+			{Type: 1, Data: []byte{0, 0, 0, 0, 0, 0, 0, 5}}, // CTA_COUNTERS_PACKETS
+			{Type: 2, Data: []byte{0, 0, 0, 0, 0, 0, 1, 5}}, // CTA_COUNTERS_BYTES
+		}},
+	}
+	tests := []struct {
+		name   string
+		family netfilter.ProtoFamily
+		attrs  []netfilter.Attribute
+	}{
+		{"ipv4 translated, labels, liberal", netfilter.ProtoIPv4, append([]netfilter.Attribute{tupleAttr(ctaTupleOrig, v4), tupleAttr(ctaTupleReply, v4nat),
+			{Type: ctaMark, Data: []byte{0x00, 0x10, 0x00, 0x01}}, tcpInfo(0x08|0x02, 0x08|0x20), {Type: ctaLabels, Data: labels}}, other...)},
+		{"ipv4 strict, no labels", netfilter.ProtoIPv4, append(other, tupleAttr(ctaTupleOrig, v4), tupleAttr(ctaTupleReply, v4.Reverse()), tcpInfo(0x02, 0x20))},
+		{"liberal one way only", netfilter.ProtoIPv4, []netfilter.Attribute{tupleAttr(ctaTupleOrig, v4), tupleAttr(ctaTupleReply, v4.Reverse()), tcpInfo(0x08, 0x20)}},
+		{"no protoinfo", netfilter.ProtoIPv4, []netfilter.Attribute{tupleAttr(ctaTupleOrig, v4), tupleAttr(ctaTupleReply, v4.Reverse()), {Type: ctaLabels, Data: labels}}},
+		{"ipv6", netfilter.ProtoIPv6, []netfilter.Attribute{tupleAttr(ctaTupleOrig, v6), tupleAttr(ctaTupleReply, v6.Reverse()), tcpInfo(0x08, 0x08),
+			{Type: ctaMark, Data: []byte{1, 2, 3, 4}}, {Type: ctaLabels, Data: labels}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := flowMessage(t, tc.family, tc.attrs...)
+			want, err := referenceDecode(m)
+			if err != nil {
+				t.Fatalf("reference decoder: %v", err)
+			}
+			got, err := decodeFlow(m.Data)
+			if err != nil {
+				t.Fatalf("decodeFlow: %v", err)
+			}
+			if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
+				t.Errorf("binding (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecodeFlowMalformed(t *testing.T) {
+	v4 := Tuple{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.7"), SrcPort: 40000, DstPort: 21}
+	whole := flowMessage(t, netfilter.ProtoIPv4, tupleAttr(ctaTupleOrig, v4), tupleAttr(ctaTupleReply, v4.Reverse())).Data
+	tests := []struct {
+		name string
+		body []byte
+	}{
+		{"empty", nil},
+		{"truncated", whole[:len(whole)-3]},
+		{"no reply tuple", flowMessage(t, netfilter.ProtoIPv4, tupleAttr(ctaTupleOrig, v4)).Data},
+		{"short mark", flowMessage(t, netfilter.ProtoIPv4, tupleAttr(ctaTupleOrig, v4), tupleAttr(ctaTupleReply, v4), netfilter.Attribute{Type: ctaMark, Data: []byte{1}}).Data},
+		{"short address", flowMessage(t, netfilter.ProtoIPv4, netfilter.Attribute{Type: ctaTupleOrig, Nested: true, Children: []netfilter.Attribute{
+			{Type: ctaTupleIP, Nested: true, Children: []netfilter.Attribute{{Type: ctaIPv4Src, Data: []byte{1, 2, 3}}}}}}, tupleAttr(ctaTupleReply, v4)).Data},
+		{"short port", flowMessage(t, netfilter.ProtoIPv4, netfilter.Attribute{Type: ctaTupleOrig, Nested: true, Children: []netfilter.Attribute{
+			{Type: ctaTupleProto, Nested: true, Children: []netfilter.Attribute{{Type: ctaProtoSrcPort, Data: []byte{1}}}}}}, tupleAttr(ctaTupleReply, v4)).Data},
+		{"short TCP flags", flowMessage(t, netfilter.ProtoIPv4, tupleAttr(ctaTupleOrig, v4), tupleAttr(ctaTupleReply, v4), netfilter.Attribute{Type: ctaProtoInfo, Nested: true, Children: []netfilter.Attribute{
+			{Type: ctaProtoInfoTCP, Nested: true, Children: []netfilter.Attribute{{Type: ctaTCPFlagsOrig, Data: []byte{8}}}}}}).Data},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := decodeFlow(tc.body); !errors.Is(err, errMalformed) {
+				t.Errorf("decodeFlow: %v, want errMalformed", err)
+			}
+		})
+	}
+}
+
+func TestDecodeFlowAllocs(t *testing.T) {
+	v6 := Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2:1"), SrcPort: 2121, DstPort: 0x1234}
+	body := flowMessage(t, netfilter.ProtoIPv6, tupleAttr(ctaTupleOrig, v6), tupleAttr(ctaTupleReply, v6.Reverse()), tcpInfo(8, 8)).Data
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := decodeFlow(body); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("decodeFlow: %v allocations, want 0", n)
+	}
+}
+
+// FuzzDecodeFlow checks that no input makes the decoder panic and that
+// every failure wraps errMalformed.
+func FuzzDecodeFlow(f *testing.F) {
+	v4 := Tuple{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("198.51.100.7"), SrcPort: 40000, DstPort: 21}
+	f.Add(flowMessage(f, netfilter.ProtoIPv4, tupleAttr(ctaTupleOrig, v4), tupleAttr(ctaTupleReply, v4.Reverse()), tcpInfo(8, 8)).Data)
+	f.Add([]byte{2, 0, 0, 0, 4, 0, 1, 0})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if _, err := decodeFlow(body); err != nil && !errors.Is(err, errMalformed) {
+			t.Fatalf("error %v does not wrap errMalformed", err)
+		}
+	})
 }
