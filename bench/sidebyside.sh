@@ -35,7 +35,8 @@
 # Loads (bench/ftpload, run in the client namespace against vsftpd):
 #   storm   8 control connections, each sending PORT and waiting for the reply;
 #           every PORT must be answered 200, i.e. rewritten to the gateway's
-#           address (no helper: every one must be refused, 500)
+#           address (no helper: every one must be refused, 500); for ftpct,
+#           base and queue also the helper's CPU time per PORT (as for noop)
 #   conc    16 concurrent full active-mode sessions (login, PORT, RETR
 #           hello.txt, QUIT): sessions/s, session time p50/p99
 #   serial  one session at a time: session time p50/p99
@@ -216,10 +217,11 @@ load() {
 	[[ -z $pid ]] || t0=$(cpu_ticks "$pid")
 	out=$(timeout -s QUIT --kill-after=5 $((DUR + 90)) "${C[@]}" "$LOAD" "$@" -addr "$SERVER" 2> "$WORK/load.err") || rc=$?
 	awk -v r="$round" -v v="$variant" 'NF == 2 { print r, v, $1, $2 }' <<< "$out" >> "$RESULTS"
-	if [[ -n $t0 && $1 == noop ]]; then
-		# Round trips done: the rate times the load's duration.
-		awk -v r="$round" -v v="$variant" -v t="$(($(cpu_ticks "$pid") - t0))" -v hz="$(getconf CLK_TCK)" -v d="$DUR" \
-			'$1 ~ /noop_per_s$/ && $2 > 0 { printf "%s %s noop.helper_cpu_us_per_rt %.2f\n", r, v, t / hz * 1e6 / ($2 * d) }' <<< "$out" >> "$RESULTS"
+	if [[ -n $t0 && ($1 == noop || $1 == storm) ]]; then
+		# Round trips (PORTs) done: the rate times the load's duration.
+		awk -v r="$round" -v v="$variant" -v t="$(($(cpu_ticks "$pid") - t0))" -v hz="$(getconf CLK_TCK)" -v d="$DUR" '
+			$1 ~ /noop_per_s$/ && $2 > 0 { printf "%s %s noop.helper_cpu_us_per_rt %.2f\n", r, v, t / hz * 1e6 / ($2 * d) }
+			$1 ~ /storm_port_per_s$/ && $2 > 0 { printf "%s %s storm.helper_cpu_us_per_port %.2f\n", r, v, t / hz * 1e6 / ($2 * d) }' <<< "$out" >> "$RESULTS"
 	fi
 	if ((rc != 0)); then
 		[[ $rc == 124 || $rc == 2 ]] && cat "$WORK/load.err" >&2 # timed out: Go's goroutine dump

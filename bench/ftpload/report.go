@@ -45,6 +45,7 @@ type row struct {
 
 var rows = []row{
 	{"storm.storm_port_per_s", "announcement storm: PORT/s", false},
+	{"storm.helper_cpu_us_per_port", "CPU of the helper's process per PORT of the storm (µs)", false},
 	{"conc.sessions_per_s", "concurrent active-mode sessions: sessions/s", false},
 	{"conc.session_p50_ms", "concurrent sessions: session time p50 (ms)", false},
 	{"conc.session_p99_ms", "concurrent sessions: session time p99 (ms)", false},
