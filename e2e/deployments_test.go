@@ -75,13 +75,13 @@ func runDeployment(t *testing.T, dep deployment, server, helper string) {
 		labHelper = "none"
 	}
 	l, host := newTopoLab(t, labHelper, dep.topo, server, dep.ports)
-	var stats func() map[string]uint64
+	var d *daemon
 	if helper == "ftpct" {
 		var args []string
 		if len(dep.ports) != 1 || dep.ports[0] != "21" {
 			args = append(args, "--ports", strings.Join(dep.ports, ","))
 		}
-		stats = l.startFtpctOn(host, args...).stats
+		d = l.startFtpctOn(host, args...)
 	}
 	var used int
 	t.Run("transfers", func(t *testing.T) {
@@ -112,10 +112,10 @@ func runDeployment(t *testing.T, dep deployment, server, helper string) {
 			}
 		}
 	})
-	if stats == nil || t.Failed() {
+	if d == nil || t.Failed() {
 		return
 	}
-	st := stats()
+	st := d.usedSettled(uint64(used))
 	if st["expect_used"] < uint64(used) {
 		t.Errorf("expect_used = %d, want at least %d", st["expect_used"], used)
 	}

@@ -338,6 +338,20 @@ func (d *daemon) uninstall() error {
 	return nil
 }
 
+// usedSettled returns stats once expect_used has reached want, or after
+// 5 s whatever it is: expect_used counts the conntrack NEW events of data
+// connections, which ftpct reads from their own socket and may handle a
+// little after the transfer that made them has ended.
+func (d *daemon) usedSettled(want uint64) map[string]uint64 {
+	d.l.t.Helper()
+	st := d.stats()
+	for deadline := time.Now().Add(5 * time.Second); st["expect_used"] < want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		st = d.stats()
+	}
+	return st
+}
+
 // stats returns `ftpct stats --json`.
 func (d *daemon) stats() map[string]uint64 {
 	d.l.t.Helper()

@@ -99,7 +99,7 @@ func TestHostileSplit(t *testing.T) {
 					start := time.Now()
 					res, out, err := c.run(l, 20*time.Second)
 					took := time.Since(start)
-					dt, rtos := delta(before, d.stats()), l.rtos()-rto
+					dt, rtos := delta(before, d.usedSettled(before["expect_used"]+1)), l.rtos()-rto
 					if err != nil || !res.ok() {
 						t.Fatalf("splitclient through ftpct failed: %v\n%s", err, out)
 					}
@@ -144,7 +144,7 @@ func TestHostileSplit(t *testing.T) {
 					start := time.Now()
 					err := curlGet(l, altPort, "big.bin", 15*time.Second, m.flags...)
 					took := time.Since(start)
-					dt, rtos := delta(before, d.stats()), l.rtos()-rto
+					dt, rtos := delta(before, d.usedSettled(before["expect_used"]+1)), l.rtos()-rto
 					if err != nil {
 						t.Fatalf("split %s reply through ftpct: %v", m.name, err)
 					}

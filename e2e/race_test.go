@@ -39,7 +39,7 @@ func TestHoleRace(t *testing.T) {
 			}
 		})
 	}
-	dt := delta(before, d.stats())
+	dt := delta(before, d.usedSettled(before["expect_used"]+4*3*rounds))
 	t.Logf("deferred +%d, guarded +%d, guard_syns +%d, guard_waits +%d, expect_created +%d, expect_used +%d, expect_refused +%d",
 		dt["deferred"], dt["guarded"], dt["guard_syns"], dt["guard_waits"], dt["expect_created"], dt["expect_used"], dt["expect_refused"])
 	// Each session has three announcements. The passive ones (227, 229:
