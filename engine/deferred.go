@@ -227,6 +227,9 @@ func (t *ticket) settle(r rules.Result, now time.Time) (Decision, []byte) {
 	e, sess := t.e, t.sess
 	if r.CloseErr != nil {
 		e.stats.Errors.Add(1)
+		if e.errLim.Allow(now) {
+			e.log.Error("close hole", "err", r.CloseErr)
+		}
 	}
 	if r.Err == nil {
 		if t.holds {
@@ -244,13 +247,13 @@ func (t *ticket) settle(r rules.Result, now time.Time) (Decision, []byte) {
 		// ACKs would bypass the queue unmapped. The holes stay (unused,
 		// they expire).
 		e.stats.Errors.Add(1)
-		if e.logLim.Allow(now) {
+		if e.errLim.Allow(now) {
 			e.log.Warn("rewrite failed", "session", sess.ID, "err", errNotHeld)
 		}
 		return t.unsent()
 	}
 	e.stats.Errors.Add(1)
-	if e.logLim.Allow(now) {
+	if e.errLim.Allow(now) {
 		e.log.Error("open hole", "err", r.Err)
 	}
 	for _, g := range t.grants {
@@ -292,6 +295,9 @@ func (e *Engine) closeHole(h rules.Hole) {
 		err := a.c.Submit(func(r rules.Result) {
 			if r.CloseErr != nil {
 				e.stats.Errors.Add(1)
+				if now := e.now(); e.errLim.Allow(now) {
+					e.log.Error("close hole", "err", r.CloseErr)
+				}
 			}
 		}, rules.Op{Kind: rules.OpClose, Hole: h})
 		if err == nil {
@@ -300,5 +306,8 @@ func (e *Engine) closeHole(h rules.Hole) {
 	}
 	if err := e.holes.Close(h); err != nil {
 		e.stats.Errors.Add(1)
+		if now := e.now(); e.errLim.Allow(now) {
+			e.log.Error("close hole", "err", err)
+		}
 	}
 }

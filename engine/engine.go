@@ -34,11 +34,14 @@ type Engine struct {
 	holes    Holes
 	log      *slog.Logger
 	logLim   *limiter
-	stats    Stats
-	obs      observer // audit log and watchers (audit.go)
-	persist  *persister
-	async    *deferrer // nil: holes are opened inline (Defer)
-	now      func() time.Time
+	// errLim limits warnings and errors apart from logLim's information
+	// lines, which a storm of announcements uses up.
+	errLim  *limiter
+	stats   Stats
+	obs     observer // audit log and watchers (audit.go)
+	persist *persister
+	async   *deferrer // nil: holes are opened inline (Defer)
+	now     func() time.Time
 
 	// events: conntrack DESTROY events reach SessionGone; lost: some were
 	// dropped since the last full check (KernelEvents, EventsLost).
@@ -64,6 +67,7 @@ func New(cfg Config, kernel Kernel, holes Holes) *Engine {
 		holes:    holes,
 		log:      log,
 		logLim:   newLimiter(20, 100),
+		errLim:   newLimiter(20, 100),
 		now:      time.Now,
 	}
 	e.persist = newPersister(log, &e.stats)

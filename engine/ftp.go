@@ -11,6 +11,7 @@ package engine
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"time"
 
@@ -54,7 +55,7 @@ func (w *Worker) read(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Pac
 					return off
 				}
 				e.stats.LineOverflow.Add(1)
-				if e.logLim.Allow(now) {
+				if e.errLim.Allow(now) {
 					e.log.Warn("line too long to hold, passed unparsed", "session", sess.ID, "from", dir.String(), "max_line", cfg.MaxLine)
 				}
 			} else if !ln.MidLine[dir] && !ln.TLS {
@@ -86,7 +87,7 @@ func (w *Worker) giveUp(sess *conntrack.Session, dir conntrack.Dir, payload []by
 	}
 	e := w.e
 	e.stats.HoldAbandoned.Add(1)
-	if e.logLim.Allow(now) {
+	if e.errLim.Allow(now) {
 		e.log.Warn("split line not completed before the sender retransmitted it; passed unparsed",
 			"session", sess.ID, "from", dir.String(), "held_for", now.Sub(sess.Stream[dir].HeldSince()).String())
 	}
@@ -123,9 +124,19 @@ func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, o
 	o, _ := w.txt.AppendOrig(w.orig[:0], tag.pack())
 	tag.regen = bytes.Equal(o, orig)
 	r := stream.Record{Pos: segStart.Add(int32(at)), OrigLen: uint16(len(orig)), Delta: int16(len(repl) - len(orig)), Tag: tag.pack()}
-	if err := h.Add(r); err != nil {
-		// Not reached: room was checked above and new bytes come in order.
+	if err := h.Add(r); errors.Is(err, stream.ErrOutOfOrder) {
+		// A resend of bytes older than the newest rewrite this run
+		// knows of: after a restart only the newest change per
+		// direction is restored (README "Restarts"), so the older
+		// rewrites cannot be replayed; the line passes as sent.
+		w.e.stats.RewritesStale.Add(1)
+		return
+	} else if err != nil {
+		// Not reached: room was checked above.
 		w.e.stats.Errors.Add(1)
+		if w.e.errLim.Allow(now) {
+			w.e.log.Error("rewrite not recorded", "session", sess.ID, "from", dir.String(), "pos", uint32(r.Pos), "err", err)
+		}
 		return
 	}
 	w.splice(rewrite.Splice{Off: at, End: off + m.End, Repl: repl})
@@ -153,7 +164,7 @@ func (w *Worker) meaning(sess *conntrack.Session, dir conntrack.Dir, line []byte
 	}
 	if err != nil {
 		e.stats.Malformed.Add(1)
-		if e.logLim.Allow(now) {
+		if e.errLim.Allow(now) {
 			e.log.Warn("malformed announcement passed untouched", "session", sess.ID, "from", dir.String(), "err", err)
 		}
 		return m, false

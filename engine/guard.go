@@ -172,7 +172,7 @@ func (w *Worker) guarded(tag uint64, sess *conntrack.Session, dir conntrack.Dir,
 		// Not reached: the guard is not used when the session must be
 		// held first (locked). The holes stay (unused, they expire).
 		e.stats.Errors.Add(1)
-		if e.logLim.Allow(now) {
+		if e.errLim.Allow(now) {
 			e.log.Warn("rewrite failed", "session", sess.ID, "err", errNotHeld)
 		}
 		return t.unsent()
@@ -193,6 +193,9 @@ func (t *ticket) committed(r rules.Result) {
 	t.sess.Lock()
 	if r.CloseErr != nil {
 		e.stats.Errors.Add(1)
+		if e.errLim.Allow(now) {
+			e.log.Error("close hole", "err", r.CloseErr)
+		}
 	}
 	if r.Err == nil {
 		for _, g := range t.grants {
@@ -202,7 +205,7 @@ func (t *ticket) committed(r rules.Result) {
 		}
 	} else {
 		e.stats.Errors.Add(1)
-		if e.logLim.Allow(now) {
+		if e.errLim.Allow(now) {
 			e.log.Error("open hole", "err", r.Err, "announcement", "sent already")
 		}
 		for _, g := range t.grants {

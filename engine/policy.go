@@ -95,7 +95,7 @@ func (w *Worker) admit(sess *conntrack.Session, dir conntrack.Dir, m ftpparse.Ma
 	if err := e.holes.Open(e.ownedHole(x, sess)); err != nil {
 		e.exps.Remove(x)
 		e.stats.Errors.Add(1)
-		if e.logLim.Allow(now) {
+		if e.errLim.Allow(now) {
 			e.log.Error("open hole", "err", err)
 		}
 		return g, e.refuse(sess, m, ReasonRules, now)
@@ -132,7 +132,7 @@ func (e *Engine) created(sess *conntrack.Session, x expect.Expectation, now time
 func (e *Engine) refuse(sess *conntrack.Session, m ftpparse.Match, r Reason, now time.Time) bool {
 	e.stats.ExpectRefused.Add(1)
 	e.eventRefused(sess, m, r, now)
-	if e.logLim.Allow(now) {
+	if e.errLim.Allow(now) {
 		e.log.Warn("announcement refused, no hole opened", "session", sess.ID, "kind", m.Kind.String(),
 			"addr", m.Addr.String(), "port", m.Port, "reason", r.String())
 	}

@@ -58,6 +58,7 @@ type counterSet[C, G any] struct {
 	SessionsRestored    C `json:"sessions_restored" help:"control connections taken over with the state an earlier run stored in their conntrack labels"`
 	SessionsUnpersisted C `json:"sessions_unpersisted" help:"resized control connections whose conntrack entry has no room for labels (it predates ftpct's rules): they work, but a restart of ftpct breaks them"`
 	SessionsForeign     C `json:"sessions_foreign" help:"control connections whose ct labels ftpct cannot read (another format version, or set by another tool); passed untouched"`
+	RewritesStale       C `json:"rewrites_stale" help:"announcements in a resend of bytes older than the newest rewrite ftpct knows of (after a restart only the newest change per direction is restored), passed as sent: the peer had them already unless a rewrite was lost"`
 	RewritesOutOfRange  C `json:"rewrites_out_of_range" help:"announcements left unrewritten, without a hole, because the stream's offset would leave the range ct labels can store"`
 	AuditSuppressed     C `json:"audit_suppressed" help:"audit log lines not written because of the audit rate limit"`
 	Watchers            G `json:"watchers" help:"ftpct expect watch clients connected now"`

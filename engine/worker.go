@@ -182,7 +182,7 @@ func (w *Worker) send(sess *conntrack.Session, dir conntrack.Dir, s *segment, no
 		// The rewrites of this packet were not sent: forget them.
 		h.Truncate(w.kept)
 		e.stats.Errors.Add(1)
-		if e.logLim.Allow(now) {
+		if e.errLim.Allow(now) {
 			e.log.Warn("rewrite failed", "session", sess.ID, "err", err)
 		}
 		if s.forced {
@@ -256,7 +256,7 @@ func (w *Worker) session(s *segment, now time.Time) (*conntrack.Session, conntra
 	sess, created, err := e.sessions.AddLocked(b, now)
 	if err != nil {
 		e.stats.SessionsFull.Add(1)
-		if e.logLim.Allow(now) {
+		if e.errLim.Allow(now) {
 			e.log.Warn("control connection not tracked", "conn", t.String(), "err", err)
 		}
 		return nil, 0, false

@@ -51,6 +51,7 @@ type Queue struct {
 	bound    chan error
 	isBound  bool
 	loggedV  bool // a verdict error was logged
+	loggedW  bool // a failed verdict write was logged
 	loggedM  bool // a malformed message was logged
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -264,6 +265,11 @@ func (q *Queue) writeLocked() error {
 	err := q.s.write(q.wbuf)
 	if err != nil {
 		q.stats.VerdictErrors.Add(uint64(q.nwait))
+		if !q.loggedW && q.cfg.Logger != nil {
+			q.loggedW = true
+			q.cfg.Logger.Warn("nfqueue: writing verdicts failed (logged once; see the verdict error counter)",
+				"queue", q.cfg.Num, "verdicts", q.nwait, "err", err)
+		}
 	}
 	q.wbuf, q.nwait = q.wbuf[:0], 0
 	return err
