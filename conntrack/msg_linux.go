@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/netip"
 	"syscall"
+
+	"github.com/ftpct/ftpct/internal/nlmsg"
 )
 
 // The subset of ctnetlink that Kernel writes and reads by hand, into buffers
@@ -142,44 +144,16 @@ func nestEnd(dst []byte, start int) []byte {
 }
 
 // nlHeader is a struct nlmsghdr.
-type nlHeader struct {
-	Len   uint32
-	Type  uint16
-	Flags uint16
-	Seq   uint32
-	PID   uint32
-}
+type nlHeader = nlmsg.Header
 
-// nextMessage splits the first netlink message off datagram b: its header,
-// its body (after the header, within its length) and what follows it.
-func nextMessage(b []byte) (h nlHeader, body, rest []byte, err error) {
-	if len(b) < nlmsgHdrLen {
-		return h, nil, nil, fmt.Errorf("%w: %d bytes left, short of a netlink header", errMalformed, len(b))
-	}
-	h = nlHeader{
-		Len:   binary.NativeEndian.Uint32(b[0:]),
-		Type:  binary.NativeEndian.Uint16(b[4:]),
-		Flags: binary.NativeEndian.Uint16(b[6:]),
-		Seq:   binary.NativeEndian.Uint32(b[8:]),
-		PID:   binary.NativeEndian.Uint32(b[12:]),
-	}
-	if h.Len < nlmsgHdrLen || uint64(h.Len) > uint64(len(b)) {
-		return h, nil, nil, fmt.Errorf("%w: netlink length %d with %d bytes read", errMalformed, h.Len, len(b))
-	}
-	next := min(align4(int(h.Len)), len(b))
-	return h, b[nlmsgHdrLen:h.Len], b[next:], nil
-}
+// nextMessage splits the first netlink message off datagram b (nlmsg.Next).
+func nextMessage(b []byte) (nlHeader, []byte, []byte, error) { return nlmsg.Next(b, errMalformed) }
 
-func align4(n int) int { return (n + 3) &^ 3 }
+func align4(n int) int { return nlmsg.Align4(n) }
 
 // parseError returns the errno carried by an NLMSG_ERROR body: 0 for an
-// acknowledgement.
-func parseError(body []byte) (syscall.Errno, error) {
-	if len(body) < 4 {
-		return 0, fmt.Errorf("%w: netlink error of %d bytes", errMalformed, len(body))
-	}
-	return syscall.Errno(-int32(binary.NativeEndian.Uint32(body))), nil
-}
+// acknowledgement (nlmsg.ParseError).
+func parseError(body []byte) (syscall.Errno, error) { return nlmsg.ParseError(body, errMalformed) }
 
 // nextAttr splits the first attribute off b: its type without the
 // NLA_F_NESTED and NLA_F_NET_BYTEORDER flags, its value and what follows.

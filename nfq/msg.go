@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/ftpct/ftpct/internal/nlmsg"
+
 	"github.com/mdlayher/netlink"
 )
 
@@ -51,42 +53,14 @@ const (
 )
 
 // nlHeader is a struct nlmsghdr.
-type nlHeader struct {
-	Len   uint32
-	Type  uint16
-	Flags uint16
-	Seq   uint32
-	PID   uint32
-}
+type nlHeader = nlmsg.Header
 
-// nextMessage splits the first netlink message off datagram b: its header,
-// its body (after the header, within its length) and what follows it.
-func nextMessage(b []byte) (h nlHeader, body, rest []byte, err error) {
-	if len(b) < nlmsgHdrLen {
-		return h, nil, nil, fmt.Errorf("%w: %d bytes left, short of a netlink header", errMalformed, len(b))
-	}
-	h = nlHeader{
-		Len:   binary.NativeEndian.Uint32(b[0:]),
-		Type:  binary.NativeEndian.Uint16(b[4:]),
-		Flags: binary.NativeEndian.Uint16(b[6:]),
-		Seq:   binary.NativeEndian.Uint32(b[8:]),
-		PID:   binary.NativeEndian.Uint32(b[12:]),
-	}
-	if h.Len < nlmsgHdrLen || uint64(h.Len) > uint64(len(b)) {
-		return h, nil, nil, fmt.Errorf("%w: netlink length %d with %d bytes read", errMalformed, h.Len, len(b))
-	}
-	next := min(align4(int(h.Len)), len(b))
-	return h, b[nlmsgHdrLen:h.Len], b[next:], nil
-}
+// nextMessage splits the first netlink message off datagram b (nlmsg.Next).
+func nextMessage(b []byte) (nlHeader, []byte, []byte, error) { return nlmsg.Next(b, errMalformed) }
 
 // parseError returns the errno carried by an NLMSG_ERROR body: 0 for an
-// acknowledgement.
-func parseError(body []byte) (syscall.Errno, error) {
-	if len(body) < nlmsgErrLen {
-		return 0, fmt.Errorf("%w: netlink error of %d bytes", errMalformed, len(body))
-	}
-	return syscall.Errno(-int32(binary.NativeEndian.Uint32(body))), nil
-}
+// acknowledgement (nlmsg.ParseError).
+func parseError(body []byte) (syscall.Errno, error) { return nlmsg.ParseError(body, errMalformed) }
 
 // parsePacket decodes the body of an NFQNL_MSG_PACKET. Data points into body.
 func parsePacket(body []byte) (Packet, error) {
@@ -205,4 +179,4 @@ func configMessage(seq uint32, queue uint16, maxQueueLen uint32) ([]byte, error)
 	return m.MarshalBinary()
 }
 
-func align4(n int) int { return (n + 3) &^ 3 }
+func align4(n int) int { return nlmsg.Align4(n) }
