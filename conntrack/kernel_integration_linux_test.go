@@ -433,7 +433,7 @@ func listenDestroyIn(t *testing.T, path string, buf int, gone func(Tuple), lost 
 	if err := inNetNS(t, path, func() (err error) {
 		w, err = ListenDestroy()
 		if err == nil && buf > 0 {
-			err = w.c.SetReadBuffer(buf) // SO_RCVBUF: the kernel doubles it, and keeps a minimum
+			err = w.ev.c.SetReadBuffer(buf) // SO_RCVBUF: the kernel doubles it, and keeps a minimum
 		}
 		return err
 	}); err != nil {
@@ -559,4 +559,114 @@ func TestDestroyEventsLost(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// markRule gives the new connections of the namespace conntrack mark bit
+// 0x100 (as ftpct's holes mark data connections), from the output chain:
+// before conntrack confirms the entry and reports it.
+const markRule = "add rule ip t out ct state new ct mark set ct mark or 0x100"
+
+// listenNewIn subscribes to NEW events of connections marked 0x100 in the
+// namespace at path; the watcher is closed when the test ends (a Run the
+// test starts returns then).
+func listenNewIn(t *testing.T, path string, buf int, seen func(Binding), lost func()) *NewWatcher {
+	t.Helper()
+	var w *NewWatcher
+	if err := inNetNS(t, path, func() (err error) {
+		w, err = ListenNew(0x100, seen, lost)
+		if err == nil && buf > 0 {
+			err = w.ev.c.SetReadBuffer(buf)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("ListenNew: %v", err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return w
+}
+
+// TestNewEvents: Sync hands over every marked connection the kernel has
+// confirmed so far, read or not by Run, and no unmarked one. The engine
+// relies on it to tell a used expectation from an evicted one.
+func TestNewEvents(t *testing.T) {
+	requireRoot(t)
+	ns, path := newNS(t)
+	var (
+		mu   sync.Mutex
+		seen []Tuple
+	)
+	w := listenNewIn(t, path, 0, func(b Binding) {
+		if b.Mark&0x100 == 0 {
+			t.Errorf("connection %v with mark %#x reported", b.Orig, b.Mark)
+		}
+		mu.Lock()
+		seen = append(seen, b.Orig)
+		mu.Unlock()
+	}, func() { t.Error("events lost") })
+	taken := func() []Tuple {
+		mu.Lock()
+		defer mu.Unlock()
+		s := seen
+		seen = nil
+		return s
+	}
+
+	unmarked := connect(t, path)
+	nft(t, ns, markRule)
+	marked := connect(t, path)
+	w.Sync() // no Run yet: Sync reads what the kernel queued
+	if diff := cmp.Diff([]Tuple{marked}, taken(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("after Sync, without Run (-want +got):\n%s (unmarked: %v)", diff, unmarked)
+	}
+	w.Sync()
+	if got := taken(); len(got) != 0 {
+		t.Errorf("a second Sync reported %v again", got)
+	}
+
+	// With Run reading too, each connection is reported once, by either,
+	// by the time Sync returns.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	var all []Tuple
+	for i := range 50 {
+		tu := connect(t, path)
+		w.Sync()
+		got := taken()
+		if len(got) != 1 || got[0] != tu {
+			t.Fatalf("connection %d: reported %v by the time Sync returned, want [%v]", i, got, tu)
+		}
+		all = append(all, got...)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	t.Logf("%d connections reported in order", len(all))
+}
+
+// TestNewEventsLost: events the kernel dropped (ENOBUFS) are reported to
+// lost, by Sync as by Run, and the watcher goes on.
+func TestNewEventsLost(t *testing.T) {
+	requireRoot(t)
+	ns, path := newNS(t)
+	nft(t, ns, markRule)
+	var (
+		seen = map[Tuple]bool{}
+		lost int
+	)
+	w := listenNewIn(t, path, 1, func(b Binding) { seen[b.Orig] = true }, func() { lost++ })
+	for range 300 { // nobody reads: the small buffer overflows
+		connect(t, path)
+	}
+	w.Sync()
+	if lost == 0 {
+		t.Errorf("%d of 300 events read and no loss reported", len(seen))
+	}
+	last := connect(t, path)
+	w.Sync()
+	if !seen[last] {
+		t.Errorf("the connection after the loss was not reported (losses: %d, events read: %d)", lost, len(seen))
+	}
+	t.Logf("%d of 301 events read, %d losses reported", len(seen), lost)
 }

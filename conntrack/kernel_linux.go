@@ -3,7 +3,6 @@
 package conntrack
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
-	ctnl "github.com/ti-mo/conntrack"
-	"github.com/ti-mo/netfilter"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,8 +23,8 @@ import (
 // kernels answer a CT_GET with a reply flagged NLM_F_MULTI and end it with
 // an ACK instead of NLMSG_DONE, and mdlayher/netlink's Execute then waits
 // for the DONE forever (mdlayher/netlink pull request 315). Kernel reads
-// until the ACK and decodes the entry in place. (ti-mo/conntrack, imported
-// as ctnl to keep it apart from this package, serves the event sockets.)
+// until the ACK and decodes the entry in place (events_linux.go decodes
+// the kernel's events the same way).
 //
 // Requests are serialised on one socket. Close does not wait for them: it
 // closes the socket, which ends a read in progress.
@@ -97,30 +94,27 @@ func (k *Kernel) Close() error {
 	return k.c.Close()
 }
 
-func tupleOf(t ctnl.Tuple) Tuple {
-	return Tuple{Src: t.IP.SourceAddress, Dst: t.IP.DestinationAddress, SrcPort: t.Proto.SourcePort, DstPort: t.Proto.DestinationPort}
-}
-
 // ctnetlink attribute types, include/uapi/linux/netfilter/nfnetlink_conntrack.h.
 const (
-	ctaTupleOrig    = 1  // CTA_TUPLE_ORIG
-	ctaTupleIP      = 1  // CTA_TUPLE_IP
-	ctaTupleProto   = 2  // CTA_TUPLE_PROTO
-	ctaIPv4Src      = 1  // CTA_IP_V4_SRC
-	ctaIPv4Dst      = 2  // CTA_IP_V4_DST
-	ctaIPv6Src      = 3  // CTA_IP_V6_SRC
-	ctaIPv6Dst      = 4  // CTA_IP_V6_DST
-	ctaProtoNum     = 1  // CTA_PROTO_NUM
-	ctaProtoSrcPort = 2  // CTA_PROTO_SRC_PORT
-	ctaProtoDstPort = 3  // CTA_PROTO_DST_PORT
-	ctaLabels       = 22 // CTA_LABELS
-	ctaLabelsMask   = 23 // CTA_LABELS_MASK
-	ctaProtoInfo    = 4  // CTA_PROTOINFO
-	ctaProtoInfoTCP = 1  // CTA_PROTOINFO_TCP
-	ctaTCPFlagsOrig = 4  // CTA_PROTOINFO_TCP_FLAGS_ORIGINAL
-	ctaTCPFlagsRepl = 5  // CTA_PROTOINFO_TCP_FLAGS_REPLY
-	ipctnlMsgCtNew  = 0  // IPCTNL_MSG_CT_NEW, cntl_msg_types
-	ipctnlMsgCtGet  = 1  // IPCTNL_MSG_CT_GET
+	ctaTupleOrig      = 1  // CTA_TUPLE_ORIG
+	ctaTupleIP        = 1  // CTA_TUPLE_IP
+	ctaTupleProto     = 2  // CTA_TUPLE_PROTO
+	ctaIPv4Src        = 1  // CTA_IP_V4_SRC
+	ctaIPv4Dst        = 2  // CTA_IP_V4_DST
+	ctaIPv6Src        = 3  // CTA_IP_V6_SRC
+	ctaIPv6Dst        = 4  // CTA_IP_V6_DST
+	ctaProtoNum       = 1  // CTA_PROTO_NUM
+	ctaProtoSrcPort   = 2  // CTA_PROTO_SRC_PORT
+	ctaProtoDstPort   = 3  // CTA_PROTO_DST_PORT
+	ctaLabels         = 22 // CTA_LABELS
+	ctaLabelsMask     = 23 // CTA_LABELS_MASK
+	ctaProtoInfo      = 4  // CTA_PROTOINFO
+	ctaProtoInfoTCP   = 1  // CTA_PROTOINFO_TCP
+	ctaTCPFlagsOrig   = 4  // CTA_PROTOINFO_TCP_FLAGS_ORIGINAL
+	ctaTCPFlagsRepl   = 5  // CTA_PROTOINFO_TCP_FLAGS_REPLY
+	ipctnlMsgCtNew    = 0  // IPCTNL_MSG_CT_NEW, cntl_msg_types
+	ipctnlMsgCtGet    = 1  // IPCTNL_MSG_CT_GET
+	ipctnlMsgCtDelete = 2  // IPCTNL_MSG_CT_DELETE
 )
 
 // LabelsSize is the size of a conntrack entry's labels in bytes
@@ -148,7 +142,7 @@ func (k *Kernel) Lookup(t Tuple) (Binding, error) {
 	k.req = appendGet(k.req[:0], k.seq, t)
 	err := k.exchange(func(_ nlHeader, body []byte) error {
 		var err error
-		b, err = decodeFlow(body)
+		b, _, err = decodeFlow(body)
 		found = err == nil
 		return err
 	})
@@ -272,47 +266,3 @@ func (k *Kernel) failed(err error) error {
 }
 
 var errClosed = errors.New("conntrack connection closed")
-
-// WatchNew calls fn for every new TCP connection whose conntrack mark has all
-// bits of mark set, until ctx is cancelled or the event socket fails. It
-// opens its own event socket.
-func WatchNew(ctx context.Context, mark uint32, fn func(Binding)) error {
-	c, err := ctnl.Dial(nil)
-	if err != nil {
-		return fmt.Errorf("open ctnetlink events: %w", err)
-	}
-	_ = c.SetReadBuffer(4 << 20)
-	// Lost events only delay bookkeeping (expectations also expire); keep reading.
-	_ = c.SetOption(netlink.NoENOBUFS, true)
-	evCh := make(chan ctnl.Event, 256)
-	errCh, err := c.Listen(evCh, 1, []netfilter.NetlinkGroup{netfilter.GroupCTNew})
-	if err != nil {
-		c.Close()
-		return fmt.Errorf("listen for conntrack events: %w", err)
-	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-done:
-		}
-		c.Close()
-	}()
-	defer close(done)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-errCh:
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("conntrack events: %w", err)
-		case ev := <-evCh:
-			if ev.Flow == nil || ev.Flow.TupleOrig.Proto.Protocol != unix.IPPROTO_TCP || ev.Flow.Mark&mark != mark {
-				continue
-			}
-			fn(Binding{Orig: tupleOf(ev.Flow.TupleOrig), Reply: tupleOf(ev.Flow.TupleReply), Mark: ev.Flow.Mark})
-		}
-	}
-}

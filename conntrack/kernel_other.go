@@ -22,8 +22,22 @@ const LabelsSize = 16
 // SetResized fails: not supported on this OS.
 func (k *Kernel) SetResized(Tuple, [LabelsSize]byte) error { return ErrUnsupported }
 
-// WatchNew fails: not supported on this OS.
-func WatchNew(ctx context.Context, mark uint32, fn func(Binding)) error { return ErrUnsupported }
+// NewWatcher receives conntrack NEW events; only on Linux.
+type NewWatcher struct{}
+
+// ListenNew fails: not supported on this OS.
+func ListenNew(mark uint32, fn func(Binding), lost func()) (*NewWatcher, error) {
+	return nil, ErrUnsupported
+}
+
+// Run fails: not supported on this OS.
+func (w *NewWatcher) Run(ctx context.Context) error { return ErrUnsupported }
+
+// Sync does nothing.
+func (w *NewWatcher) Sync() {}
+
+// Close does nothing.
+func (w *NewWatcher) Close() error { return nil }
 
 // DestroyWatcher receives conntrack DESTROY events; only on Linux.
 type DestroyWatcher struct{}

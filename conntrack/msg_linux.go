@@ -171,29 +171,29 @@ func nextAttr(b []byte) (typ uint16, v, rest []byte, err error) {
 // decodeFlow decodes the body of a ctnetlink message that describes a
 // connection (the answer to CT_GET) in place: its tuples, mark, labels
 // (zero when the kernel sends none: it omits CTA_LABELS when no bit is set)
-// and whether its TCP window tracking is liberal in both directions.
-func decodeFlow(body []byte) (Binding, error) {
-	var b Binding
+// and whether its TCP window tracking is liberal in both directions; and
+// the protocol of its original tuple (CTA_PROTO_NUM, 0 when absent).
+func decodeFlow(body []byte) (b Binding, proto uint8, err error) {
 	if len(body) < nfgenHdrLen {
-		return b, fmt.Errorf("%w: conntrack message of %d bytes", errMalformed, len(body))
+		return b, 0, fmt.Errorf("%w: conntrack message of %d bytes", errMalformed, len(body))
 	}
 	var haveOrig, haveReply bool
 	for a := body[nfgenHdrLen:]; len(a) > 0; {
 		typ, v, rest, err := nextAttr(a)
 		if err != nil {
-			return b, err
+			return b, 0, err
 		}
 		a = rest
 		switch typ {
 		case ctaTupleOrig:
-			b.Orig, err = decodeTuple(v)
+			b.Orig, proto, err = decodeTuple(v)
 			haveOrig = true
 		case ctaTupleReply:
-			b.Reply, err = decodeTuple(v)
+			b.Reply, _, err = decodeTuple(v)
 			haveReply = true
 		case ctaMark:
 			if len(v) != 4 {
-				return b, fmt.Errorf("%w: mark of %d bytes", errMalformed, len(v))
+				return b, 0, fmt.Errorf("%w: mark of %d bytes", errMalformed, len(v))
 			}
 			b.Mark = binary.BigEndian.Uint32(v)
 		case ctaLabels:
@@ -202,22 +202,22 @@ func decodeFlow(body []byte) (Binding, error) {
 			b.Liberal, err = decodeLiberal(v)
 		}
 		if err != nil {
-			return b, err
+			return b, 0, err
 		}
 	}
 	if !haveOrig || !haveReply {
-		return b, fmt.Errorf("%w: conntrack message without both tuples", errMalformed)
+		return b, 0, fmt.Errorf("%w: conntrack message without both tuples", errMalformed)
 	}
-	return b, nil
+	return b, proto, nil
 }
 
-// decodeTuple decodes the value of CTA_TUPLE_ORIG or CTA_TUPLE_REPLY.
-func decodeTuple(b []byte) (Tuple, error) {
-	var t Tuple
+// decodeTuple decodes the value of CTA_TUPLE_ORIG or CTA_TUPLE_REPLY, and
+// its protocol number.
+func decodeTuple(b []byte) (t Tuple, proto uint8, err error) {
 	for len(b) > 0 {
 		typ, v, rest, err := nextAttr(b)
 		if err != nil {
-			return t, err
+			return t, 0, err
 		}
 		b = rest
 		switch typ {
@@ -225,7 +225,7 @@ func decodeTuple(b []byte) (Tuple, error) {
 			for len(v) > 0 {
 				typ, a, rest, err := nextAttr(v)
 				if err != nil {
-					return t, err
+					return t, 0, err
 				}
 				v = rest
 				switch {
@@ -244,21 +244,25 @@ func decodeTuple(b []byte) (Tuple, error) {
 						t.Dst = addr
 					}
 				case typ >= ctaIPv4Src && typ <= ctaIPv6Dst:
-					return t, fmt.Errorf("%w: address attribute %d of %d bytes", errMalformed, typ, len(a))
+					return t, 0, fmt.Errorf("%w: address attribute %d of %d bytes", errMalformed, typ, len(a))
 				}
 			}
 		case ctaTupleProto:
 			for len(v) > 0 {
 				typ, a, rest, err := nextAttr(v)
 				if err != nil {
-					return t, err
+					return t, 0, err
 				}
 				v = rest
+				if typ == ctaProtoNum && len(a) == 1 {
+					proto = a[0]
+					continue
+				}
 				if typ != ctaProtoSrcPort && typ != ctaProtoDstPort {
 					continue
 				}
 				if len(a) != 2 {
-					return t, fmt.Errorf("%w: port attribute %d of %d bytes", errMalformed, typ, len(a))
+					return t, 0, fmt.Errorf("%w: port attribute %d of %d bytes", errMalformed, typ, len(a))
 				}
 				if typ == ctaProtoSrcPort {
 					t.SrcPort = binary.BigEndian.Uint16(a)
@@ -268,7 +272,7 @@ func decodeTuple(b []byte) (Tuple, error) {
 			}
 		}
 	}
-	return t, nil
+	return t, proto, nil
 }
 
 // decodeLiberal reports whether the value of CTA_PROTOINFO sets

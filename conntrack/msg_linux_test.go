@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -228,20 +229,33 @@ func TestParseError(t *testing.T) {
 // referenceDecode is the reference for decodeFlow: the binding read from a
 // CT_GET answer with ti-mo/conntrack's decoder (how Kernel read it before it
 // decoded in place).
-func referenceDecode(m netlink.Message) (Binding, error) {
+func referenceDecode(m netlink.Message) (Binding, uint8, error) {
 	var ev ctnl.Event
 	if err := ev.Unmarshal(m); err != nil {
-		return Binding{}, err
+		return Binding{}, 0, err
 	}
 	if ev.Flow == nil {
-		return Binding{}, errors.New("no flow")
+		return Binding{}, 0, errors.New("no flow")
+	}
+	tupleOf := func(t ctnl.Tuple) Tuple {
+		return Tuple{Src: t.IP.SourceAddress, Dst: t.IP.DestinationAddress, SrcPort: t.Proto.SourcePort, DstPort: t.Proto.DestinationPort}
 	}
 	b := Binding{Orig: tupleOf(ev.Flow.TupleOrig), Reply: tupleOf(ev.Flow.TupleReply), Mark: ev.Flow.Mark}
 	if tcp := ev.Flow.ProtoInfo.TCP; tcp != nil {
 		b.Liberal = (tcp.OriginalFlags&tcp.ReplyFlags)>>8&tcpFlagBeLiberal != 0
 	}
 	copy(b.Labels[:], ev.Flow.Labels)
-	return b, nil
+	return b, ev.Flow.TupleOrig.Proto.Protocol, nil
+}
+
+// withProto returns tuple attribute a (tupleAttr's) with protocol proto.
+func withProto(a netfilter.Attribute, proto byte) netfilter.Attribute {
+	a.Children = slices.Clone(a.Children)
+	p := a.Children[1]
+	p.Children = slices.Clone(p.Children)
+	p.Children[0].Data = []byte{proto}
+	a.Children[1] = p
+	return a
 }
 
 func tupleAttr(typ uint16, t Tuple) netfilter.Attribute {
@@ -318,20 +332,24 @@ func TestDecodeFlow(t *testing.T) {
 		{"no protoinfo", netfilter.ProtoIPv4, []netfilter.Attribute{tupleAttr(ctaTupleOrig, v4), tupleAttr(ctaTupleReply, v4.Reverse()), {Type: ctaLabels, Data: labels}}},
 		{"ipv6", netfilter.ProtoIPv6, []netfilter.Attribute{tupleAttr(ctaTupleOrig, v6), tupleAttr(ctaTupleReply, v6.Reverse()), tcpInfo(0x08, 0x08),
 			{Type: ctaMark, Data: []byte{1, 2, 3, 4}}, {Type: ctaLabels, Data: labels}}},
+		{"udp", netfilter.ProtoIPv4, []netfilter.Attribute{withProto(tupleAttr(ctaTupleOrig, v4), unix.IPPROTO_UDP), withProto(tupleAttr(ctaTupleReply, v4.Reverse()), unix.IPPROTO_UDP)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := flowMessage(t, tc.family, tc.attrs...)
-			want, err := referenceDecode(m)
+			want, wantProto, err := referenceDecode(m)
 			if err != nil {
 				t.Fatalf("reference decoder: %v", err)
 			}
-			got, err := decodeFlow(m.Data)
+			got, proto, err := decodeFlow(m.Data)
 			if err != nil {
 				t.Fatalf("decodeFlow: %v", err)
 			}
 			if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 				t.Errorf("binding (-want +got):\n%s", diff)
+			}
+			if proto != wantProto {
+				t.Errorf("protocol %d, want %d", proto, wantProto)
 			}
 		})
 	}
@@ -357,7 +375,7 @@ func TestDecodeFlowMalformed(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := decodeFlow(tc.body); !errors.Is(err, errMalformed) {
+			if _, _, err := decodeFlow(tc.body); !errors.Is(err, errMalformed) {
 				t.Errorf("decodeFlow: %v, want errMalformed", err)
 			}
 		})
@@ -368,7 +386,7 @@ func TestDecodeFlowAllocs(t *testing.T) {
 	v6 := Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2:1"), SrcPort: 2121, DstPort: 0x1234}
 	body := flowMessage(t, netfilter.ProtoIPv6, tupleAttr(ctaTupleOrig, v6), tupleAttr(ctaTupleReply, v6.Reverse()), tcpInfo(8, 8)).Data
 	if n := testing.AllocsPerRun(100, func() {
-		if _, err := decodeFlow(body); err != nil {
+		if _, _, err := decodeFlow(body); err != nil {
 			t.Fatal(err)
 		}
 	}); n != 0 {
@@ -383,7 +401,7 @@ func FuzzDecodeFlow(f *testing.F) {
 	f.Add(flowMessage(f, netfilter.ProtoIPv4, tupleAttr(ctaTupleOrig, v4), tupleAttr(ctaTupleReply, v4.Reverse()), tcpInfo(8, 8)).Data)
 	f.Add([]byte{2, 0, 0, 0, 4, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if _, err := decodeFlow(body); err != nil && !errors.Is(err, errMalformed) {
+		if _, _, err := decodeFlow(body); err != nil && !errors.Is(err, errMalformed) {
 			t.Fatalf("error %v does not wrap errMalformed", err)
 		}
 	})

@@ -42,6 +42,9 @@ type Engine struct {
 	persist *persister
 	async   *deferrer // nil: holes are opened inline (Defer)
 	now     func() time.Time
+	// syncUsed hands DataConnection every data connection the kernel has
+	// let in so far (UsedEvents); nil: none is pending anywhere.
+	syncUsed func()
 
 	// events: conntrack DESTROY events reach SessionGone; lost: some were
 	// dropped since the last full check (KernelEvents, EventsLost).
@@ -125,6 +128,19 @@ const sweepRounds = 10
 // KernelEvents tells the housekeeping whether conntrack DESTROY events
 // reach SessionGone (the daemon's conntrack.DestroyWatcher runs).
 func (e *Engine) KernelEvents(on bool) { e.events.Store(on) }
+
+// UsedEvents gives the engine sync, which has DataConnection called, before
+// it returns, for every data connection the kernel has let in through a
+// hole so far (conntrack.NewWatcher.Sync). Data connections are reported
+// by conntrack events, read apart from the queue: without sync, a
+// session's next announcement could evict an expectation whose data
+// connection came long before, but whose event was not read yet, and the
+// expectation would be counted (and audited) evicted instead of used. Set
+// before the engine sees packets.
+func (e *Engine) UsedEvents(sync func()) { e.syncUsed = sync }
+
+// DataEventsLost records that the kernel dropped conntrack NEW events.
+func (e *Engine) DataEventsLost() { e.stats.DataEventsLost.Add(1) }
 
 // EventsLost records that the kernel dropped DESTROY events: the next
 // housekeeping pass checks every idle session against the kernel.

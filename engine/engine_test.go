@@ -917,3 +917,59 @@ func TestReusedTupleStartsAfresh(t *testing.T) {
 		t.Errorf("the old connection's holes stay open: %v", holes.open)
 	}
 }
+
+// A session's next announcement evicts its pending expectation unless that
+// expectation's data connection came already. The kernel reports data
+// connections by events read apart from the queue: the engine has them
+// read (UsedEvents) before it evicts, so an expectation used before the
+// announcement is counted used, not evicted, however late its event would
+// have been read.
+func TestUsedBeforeEvicted(t *testing.T) {
+	data := conntrack.Binding{
+		Orig:  conntrack.Tuple{Src: server, Dst: gwPublic, SrcPort: 20, DstPort: 40000},
+		Reply: conntrack.Tuple{Src: client, Dst: server, SrcPort: 40000, DstPort: 20},
+	}
+	tests := []struct {
+		name        string
+		hook        bool // UsedEvents set
+		pending     bool // the data connection's event is still unread at the second PORT
+		wantUsed    uint64
+		wantEvicted uint64
+		wantSyncs   int
+	}{
+		{name: "event read in time", hook: true, pending: false, wantUsed: 1, wantEvicted: 0, wantSyncs: 0},
+		{name: "event pending, read before the eviction", hook: true, pending: true, wantUsed: 1, wantEvicted: 0, wantSyncs: 1},
+		{name: "event pending, no events hook", hook: false, pending: true, wantUsed: 0, wantEvicted: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, _ := newTestEngine(masqueradeBinding)
+			var queued []conntrack.Binding
+			syncs := 0
+			if tt.hook {
+				e.UsedEvents(func() {
+					syncs++
+					for _, b := range queued {
+						e.DataConnection(b)
+					}
+					queued = queued[:0]
+				})
+			}
+			w := e.NewWorker()
+			w.Handle(build(t, masqC2S(1, 1, "PORT 10,0,1,2,156,64\r\n")))
+			if tt.pending {
+				queued = append(queued, data)
+			} else {
+				e.DataConnection(data)
+			}
+			w.Handle(build(t, masqC2S(23, 1, "PORT 10,0,1,2,156,65\r\n")))
+			st := e.Stats()
+			if st.ExpectCreated != 2 || st.ExpectUsed != tt.wantUsed || st.ExpectEvicted != tt.wantEvicted {
+				t.Errorf("created %d used %d evicted %d, want 2 %d %d", st.ExpectCreated, st.ExpectUsed, st.ExpectEvicted, tt.wantUsed, tt.wantEvicted)
+			}
+			if syncs != tt.wantSyncs {
+				t.Errorf("events synced %d times, want %d (only before an eviction)", syncs, tt.wantSyncs)
+			}
+		})
+	}
+}

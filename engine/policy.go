@@ -62,6 +62,12 @@ func (w *Worker) admit(sess *conntrack.Session, dir conntrack.Dir, m ftpparse.Ma
 	if seenAs != sender {
 		req.To = netip.AddrPortFrom(sender, m.Port)
 	}
+	if e.syncUsed != nil && e.exps.Full(sess.ID) {
+		// The oldest expectation is evicted unless its data connection
+		// came already: it did if the kernel reported it before this
+		// announcement (which the peer sent after that connection).
+		e.syncUsed()
+	}
 	x, created, evicted, err := e.exps.Add(req, now, w.evict[:0])
 	w.evict = evicted[:0]
 	for _, old := range evicted {

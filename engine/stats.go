@@ -27,6 +27,7 @@ type counterSet[C, G any] struct {
 	SessionsEnded       C `json:"sessions_ended" help:"tracked control connections forgotten because the kernel's conntrack table no longer has them: told by a conntrack DESTROY event, or found by the periodic check (sessions_swept)"`
 	SessionsSwept       C `json:"sessions_swept" help:"of sessions_ended, those found by the periodic check of idle sessions, not by a DESTROY event (with events on: an event the kernel did not send, or one lost)"`
 	EventsLost          C `json:"conntrack_events_lost" help:"times the kernel dropped conntrack DESTROY events because ftpct read them too slowly (ENOBUFS); every idle session is then checked against the kernel at once"`
+	DataEventsLost      C `json:"data_events_lost" help:"times the kernel dropped conntrack NEW events because ftpct read them too slowly (ENOBUFS): the expectations of data connections they told of are counted expired or evicted, not used"`
 	SessionsFull        C `json:"sessions_full" help:"control connections not tracked because --max-sessions were tracked already; they pass untouched"`
 	Lines               C `json:"lines" help:"complete control lines read"`
 	Commands            C `json:"commands" help:"announcements parsed: PORT, EPRT, 227 and 229"`

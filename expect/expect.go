@@ -164,6 +164,14 @@ func (t *Table) Add(r Request, now time.Time, evicted []Expectation) (Expectatio
 	return e, true, evicted, nil
 }
 
+// Full reports whether session id has as many pending expectations as it
+// may: its next new one evicts the oldest.
+func (t *Table) Full(id uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.bySession[id]) >= t.lim.PerSession
+}
+
 // choosePort returns the port to expect, and whether the tuple is already
 // expected by the same session for the same target.
 func (t *Table) choosePort(r Request) (uint16, bool, error) {

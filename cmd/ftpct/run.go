@@ -77,6 +77,7 @@ type daemon struct {
 	srv       *control.Server
 	kernel    *conntrack.Kernel
 	destroy   *conntrack.DestroyWatcher // nil: no DESTROY events
+	used      *conntrack.NewWatcher     // nil: no NEW events
 	mgr       *rules.Manager
 	installed bool
 	eng       *engine.Engine
@@ -164,6 +165,15 @@ func (d *daemon) start(parent context.Context) error {
 		return err
 	}
 	d.eng = engine.New(o.Engine, d.kernel, d.timed(d.mgr))
+	// Subscribed before any hole exists (reconcile restores them) and
+	// before ready: a data connection's NEW event is how its expectation
+	// is known used.
+	if d.used, err = conntrack.ListenNew(o.Rules.Mark, d.eng.DataConnection, d.eng.DataEventsLost); err != nil {
+		d.log.Warn("no conntrack NEW events; used expectations will be counted as expired", "err", err)
+		d.used = nil
+	} else {
+		d.eng.UsedEvents(d.used.Sync)
+	}
 	d.eng.Persist(d.kernel, d.mgr) // sessions survive a restart (README "Restarts")
 	// Holes are committed off the packet path, many in one transaction;
 	// an announcement's packet leaves at once, marked, and its peer's
@@ -210,15 +220,17 @@ func (d *daemon) start(parent context.Context) error {
 	d.startMetrics(ctx)
 	d.watchDestroy(ctx)
 	d.goRun(func() error { return d.eng.Run(ctx) })
-	d.goRun(func() error {
-		// Without events expectations still expire on time; only the
-		// "used" bookkeeping is lost. Keep running.
-		if err := conntrack.WatchNew(ctx, o.Rules.Mark, d.eng.DataConnection); err != nil {
-			d.log.Error("conntrack events stopped; used expectations will be counted as expired", "err", err)
-		}
-		<-ctx.Done()
-		return nil
-	})
+	if w := d.used; w != nil {
+		d.goRun(func() error {
+			// Without events expectations still expire on time; only
+			// the "used" bookkeeping is lost. Keep running.
+			if err := w.Run(ctx); err != nil {
+				d.log.Error("conntrack NEW events stopped; used expectations will be counted as expired", "err", err)
+			}
+			<-ctx.Done()
+			return nil
+		})
+	}
 	return nil
 }
 
@@ -432,6 +444,9 @@ func (d *daemon) teardown() {
 	}
 	if d.destroy != nil {
 		d.destroy.Close() // a start that failed before its Run
+	}
+	if d.used != nil {
+		d.used.Close()
 	}
 	for _, c := range d.claims {
 		c.Close()
