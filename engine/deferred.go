@@ -39,8 +39,12 @@ import (
 // Committer commits hole operations off the packet path (rules.Committer):
 // done is called once ops are committed, or not, from the committer's own
 // goroutine. Submit fails once the committer stopped, without calling done.
+// The committer may hold what is submitted back for a while, to commit more
+// in one transaction (rules.PassInterval); Hurry makes it commit at once,
+// for a packet that waits.
 type Committer interface {
 	Submit(done func(rules.Result), ops ...rules.Op) error
+	Hurry()
 }
 
 // VerdictFunc gives the queued packet tag, left DecisionPending by
@@ -172,6 +176,7 @@ func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, 
 		return DecisionDrop, nil
 	}
 	e.async.wait(sess, dir)
+	e.async.c.Hurry() // its packet waits
 	e.stats.Deferred.Add(1)
 	return DecisionPending, nil
 }

@@ -15,7 +15,10 @@ import (
 type fakeCommitter struct {
 	subs    []submitted
 	stopped bool
+	hurried int // Hurry calls
 }
+
+func (c *fakeCommitter) Hurry() { c.hurried++ }
 
 type submitted struct {
 	ops  []rules.Op

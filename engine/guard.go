@@ -137,15 +137,23 @@ func (w *Worker) guardSYN(tag uint64, p *rewrite.Packet) bool {
 		return false
 	}
 	g := a.guard
+	k := guardKey{peer: p.Src.Unmap(), addr: p.Dst.Unmap(), port: p.DstPort}
 	if g.control(p.DstPort) {
 		// A control connection (or a data connection to a control
 		// port's number) may still be a hole's: checked, not counted.
-		return g.wait(tag, guardKey{peer: p.Src.Unmap(), addr: p.Dst.Unmap(), port: p.DstPort})
+		if !g.wait(tag, k) {
+			return false
+		}
+		a.c.Hurry()
+		return true
 	}
 	w.e.stats.GuardSyns.Add(1)
-	if !g.wait(tag, guardKey{peer: p.Src.Unmap(), addr: p.Dst.Unmap(), port: p.DstPort}) {
+	if !g.wait(tag, k) {
 		return false
 	}
+	// The SYN waits for its hole: commit it now rather than at the end of
+	// the committer's interval.
+	a.c.Hurry()
 	w.e.stats.GuardWaits.Add(1)
 	return true
 }

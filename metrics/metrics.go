@@ -142,6 +142,9 @@ func (t *timedCommitter) Submit(done func(rules.Result), ops ...rules.Op) error 
 	}, ops...)
 }
 
+// Hurry makes the committer commit at once (engine.Committer).
+func (t *timedCommitter) Hurry() { t.c.Hurry() }
+
 // Handler serves the metrics in Prometheus' exposition formats.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

@@ -163,7 +163,12 @@ func TestListenTaken(t *testing.T) {
 }
 
 // laterCommitter keeps each Submit; the test commits them.
-type laterCommitter struct{ done []func(rules.Result) }
+type laterCommitter struct {
+	done    []func(rules.Result)
+	hurried int
+}
+
+func (c *laterCommitter) Hurry() { c.hurried++ }
 
 func (c *laterCommitter) Submit(done func(rules.Result), ops ...rules.Op) error {
 	c.done = append(c.done, done)
@@ -189,6 +194,10 @@ func TestCommitterHistogram(t *testing.T) {
 		if err := tc.Submit(keep, ops...); err != nil {
 			t.Fatal(err)
 		}
+	}
+	tc.Hurry()
+	if c.hurried != 1 {
+		t.Errorf("Hurry reached the committer %d times, want 1", c.hurried)
 	}
 	time.Sleep(2 * time.Millisecond) // the wait for the next pass
 	c.done[0](rules.Result{Err: boom})

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
@@ -15,23 +16,42 @@ import (
 
 // Committer commits the operations submitted by many callers in one
 // nftables transaction per pass (group commit): what accumulates while one
-// pass runs goes into the next. Each Submit's operations go into the same
-// transaction, in order, so an announcement's evicted holes are deleted in
-// the transaction that opens its new one. Submit is safe for concurrent
-// use; Run is the one goroutine that commits.
+// pass runs, or until the pass interval is up, goes into the next. Each
+// Submit's operations go into the same transaction, in order, so an
+// announcement's evicted holes are deleted in the transaction that opens
+// its new one. Within a pass, an element added and deleted again that was
+// not in the kernel before (the Manager's ledger) is not sent at all.
+// Submit and Hurry are safe for concurrent use; Run is the one goroutine
+// that commits.
 type Committer struct {
-	m    *Manager
-	wake chan struct{}
+	m        *Manager
+	wake     chan struct{}
+	interval time.Duration
 
-	passes atomic.Uint64
+	passes, sent, netted atomic.Uint64
 
 	mu      sync.Mutex
 	pending []request
+	hurry   bool // commit at once, without waiting for the interval
 	stopped bool
 }
 
+// PassInterval is the least time from the start of one pass to the start
+// of the next, unless something waits for the commit (Committer.Hurry): a
+// storm's announcements then share a transaction, and an announcement's
+// hole evicted by the next one of its session within the interval is never
+// sent. An announcement's packet does not wait for its hole (the engine's
+// guard); what may wait is its peer's first SYN, which hurries the commit.
+const PassInterval = time.Millisecond
+
 // Passes returns how many passes committed something.
 func (c *Committer) Passes() uint64 { return c.passes.Load() }
+
+// Elements returns how many element adds and deletes the passes sent, and
+// how many they did not send because they cancelled out within a pass (an
+// element added and deleted again that was not in the kernel before, or a
+// delete of an element that is surely not there).
+func (c *Committer) Elements() (sent, netted uint64) { return c.sent.Load(), c.netted.Load() }
 
 type request struct {
 	ops  []Op
@@ -40,12 +60,14 @@ type request struct {
 
 // Committer returns a committer of m's holes and held flows. Run it.
 func (m *Manager) Committer() *Committer {
-	return &Committer{m: m, wake: make(chan struct{}, 1)}
+	return &Committer{m: m, wake: make(chan struct{}, 1), interval: PassInterval}
 }
 
 // Submit queues ops for the next pass; done is called with their result
 // from Run's goroutine once they are committed (or not). It returns
-// ErrClosed, and does not call done, once Run has stopped.
+// ErrClosed, and does not call done, once Run has stopped. The pass starts
+// at most PassInterval after the previous one started; call Hurry when
+// something waits for it.
 func (c *Committer) Submit(done func(Result), ops ...Op) error {
 	c.mu.Lock()
 	if c.stopped {
@@ -54,28 +76,73 @@ func (c *Committer) Submit(done func(Result), ops ...Op) error {
 	}
 	c.pending = append(c.pending, request{ops: slices.Clone(ops), done: done})
 	c.mu.Unlock()
+	c.poke()
+	return nil
+}
+
+// Hurry makes the next pass start as soon as the running one (if any) is
+// done, without waiting for the pass interval: a packet waits for what was
+// submitted (a guarded SYN for its hole, a first resize for its hold).
+func (c *Committer) Hurry() {
+	c.mu.Lock()
+	c.hurry = true
+	c.mu.Unlock()
+	c.poke()
+}
+
+func (c *Committer) poke() {
 	select {
 	case c.wake <- struct{}{}:
 	default: // a pass is due already
 	}
-	return nil
 }
 
 // Run commits until ctx is cancelled; then it commits what is pending in
 // one last pass and refuses further Submits (ErrClosed).
 func (c *Committer) Run(ctx context.Context) error {
-	var batch []request
+	var (
+		batch []request
+		last  time.Time // start of the last pass
+		timer *time.Timer
+		tick  <-chan time.Time // timer's channel while it is set
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		stop := false
 		select {
 		case <-ctx.Done():
 			stop = true
 		case <-c.wake:
+		case <-tick:
+			tick = nil
 		}
+		now := time.Now()
 		c.mu.Lock()
+		if !stop && (len(c.pending) == 0 || (!c.hurry && now.Sub(last) < c.interval)) {
+			c.mu.Unlock()
+			if len(c.pending) > 0 && tick == nil {
+				// Due at the end of the interval (or when hurried).
+				d := c.interval - now.Sub(last)
+				if timer == nil {
+					timer = time.NewTimer(d)
+				} else {
+					timer.Reset(d)
+				}
+				tick = timer.C
+			}
+			continue
+		}
 		batch, c.pending = c.pending, batch[:0]
 		c.stopped = stop
+		c.hurry = false
 		c.mu.Unlock()
+		if len(batch) > 0 {
+			last = now
+		}
 		c.commit(batch)
 		clear(batch)
 		if stop {
@@ -102,14 +169,21 @@ func (c *Committer) commit(reqs []request) {
 		return
 	}
 	c.passes.Add(1)
+	m := c.m
 	res := make([]Result, len(reqs))
 	ops := make([][]prepared, len(reqs))
 	for i, r := range reqs {
-		ops[i], res[i] = c.m.prepare(r.ops)
+		ops[i], res[i] = m.prepare(r.ops)
 	}
 	live := func(i int) bool { return res[i].Err == nil }
-	p := plan(ops, live)
-	if err := c.m.flush(p.pre, p.add, p.opdel, p.pure); err != nil {
+	now := time.Now()
+	p := plan(ops, live, m.absentAt(now))
+	c.sent.Add(uint64(p.pre.len() + p.add.len() + p.opdel.len() + p.pure.len()))
+	c.netted.Add(uint64(p.netted))
+	err := m.flush(p.pre, p.add, p.opdel, p.pure)
+	if err == nil {
+		m.record(p.pre, p.add, p.opdel, p.pure)
+	} else {
 		// A delete of an element already used or expired (ENOENT), or
 		// another failure, rejected the whole transaction (which costs
 		// an RCU grace period, ~15 ms: callers say Hole.Used when they
@@ -117,21 +191,26 @@ func (c *Committer) commit(reqs []request) {
 		// ignored; the adds (with the deletes that follow them, which
 		// cannot miss) in one transaction, or, if that fails, each
 		// Submit's in its own so only the culprit is refused.
-		c.m.deleteEach(p.pre, res)
-		if err := c.m.flush(setElems{}, p.add, p.opdel, setElems{}); err != nil {
+		m.deleteEach(p.pre, res)
+		if err := m.flush(setElems{}, p.add, p.opdel, setElems{}); err == nil {
+			m.record(setElems{}, p.add, p.opdel, setElems{})
+		} else {
 			for i := range reqs {
 				switch {
 				case !live(i):
 				case len(reqs) == 1:
 					res[i].Err = err
 				default:
-					one := plan(ops[i:i+1], func(int) bool { return true })
-					res[i].Err = c.m.flush(setElems{}, one.add, one.opdel, setElems{})
+					one := plan(ops[i:i+1], func(int) bool { return true }, m.absentAt(time.Now()))
+					if res[i].Err = m.flush(setElems{}, one.add, one.opdel, setElems{}); res[i].Err == nil {
+						m.record(setElems{}, one.add, one.opdel, setElems{})
+					}
 				}
 			}
 		}
-		c.m.deleteEach(p.pure, res)
+		m.deleteEach(p.pure, res)
 	}
+	m.known.prune(now)
 	for i, r := range reqs {
 		if r.done != nil {
 			r.done(res[i])
@@ -188,40 +267,62 @@ func (e *setElems) put(s *nftables.Set, el nftables.SetElement, req int) {
 	e.reqs[s] = append(e.reqs[s], req)
 }
 
-// passPlan is a pass's operations netted per element: what one
-// announcement opens and the next one of its session evicts in the same
-// pass is added and deleted again; an element closed and then opened again
-// is deleted first.
-type passPlan struct {
-	pre   setElems // deletes of elements opened again afterwards
-	add   setElems // adds
-	opdel setElems // deletes of elements added in this pass (cannot miss)
-	pure  setElems // deletes of elements not added in this pass (may miss)
+// len is the number of elements.
+func (e *setElems) len() int {
+	n := 0
+	for _, s := range e.sets {
+		n += len(e.elems[s])
+	}
+	return n
 }
 
+// passPlan is a pass's operations netted per element: what one
+// announcement opens and the next one of its session evicts in the same
+// pass is added and deleted again, or, when the element was not in the
+// kernel before the pass, not sent at all; an element closed and then
+// opened again is deleted first (if it may be there).
+type passPlan struct {
+	pre    setElems // deletes of elements opened again afterwards
+	add    setElems // adds
+	opdel  setElems // deletes of elements added in this pass (cannot miss)
+	pure   setElems // deletes of elements not added in this pass (may miss)
+	netted int      // element operations not sent: they cancel out
+}
+
+// absentFunc reports whether the element under key of set s (of o) is
+// surely not in the kernel before the pass.
+type absentFunc func(o *tableObjs, s *nftables.Set, key []byte) bool
+
 // plan nets the operations of the live requests, element by element.
-func plan(ops [][]prepared, live func(int) bool) passPlan {
+// absent may be nil: then every element may be in the kernel.
+func plan(ops [][]prepared, live func(int) bool, absent absentFunc) passPlan {
 	type action struct {
 		del bool
 		el  nftables.SetElement
 		req int
 	}
+	type seqKey struct {
+		s   *nftables.Set
+		key string
+	}
 	type seq struct {
+		o           *tableObjs
 		s           *nftables.Set
 		first, last action
 		add         *action // the last add
+		n           int     // operations on the element
 	}
-	byKey := map[string]*seq{}
+	byKey := map[seqKey]*seq{}
 	var order []*seq
-	act := func(s *nftables.Set, a action) {
-		k := s.Name + "\x00" + fmt.Sprint(s.Table.Family) + "\x00" + string(a.el.Key)
-		q, ok := byKey[k]
+	act := func(o *tableObjs, s *nftables.Set, a action) {
+		q, ok := byKey[seqKey{s, string(a.el.Key)}]
 		if !ok {
-			q = &seq{s: s, first: a}
-			byKey[k] = q
+			q = &seq{o: o, s: s, first: a}
+			byKey[seqKey{s, string(a.el.Key)}] = q
 			order = append(order, q)
 		}
 		q.last = a
+		q.n++
 		if !a.del {
 			q.add = &a
 		}
@@ -235,42 +336,54 @@ func plan(ops [][]prepared, live func(int) bool) passPlan {
 			switch p.kind {
 			case OpOpen:
 				t := p.h.timeoutDuration()
+				key := p.h.expectKey()
 				if p.h.To.IsValid() {
-					act(o.xlate, action{el: nftables.SetElement{Key: p.h.expectKey(), Val: p.h.xlateValue(), Timeout: t}, req: i})
+					act(o, o.xlate, action{el: nftables.SetElement{Key: key, Val: p.h.xlateValue(), Timeout: t}, req: i})
 				}
 				var owner string
 				if p.h.Owner.Src.IsValid() {
 					owner = p.h.Owner.String()
 				}
-				act(o.expect, action{el: nftables.SetElement{Key: p.h.expectKey(), Timeout: t, Comment: owner}, req: i})
+				act(o, o.expect, action{el: nftables.SetElement{Key: key, Timeout: t, Comment: owner}, req: i})
 			case OpClose:
+				key := p.h.expectKey()
 				if !p.h.Used {
-					act(o.expect, action{del: true, el: nftables.SetElement{Key: p.h.expectKey()}, req: i})
+					act(o, o.expect, action{del: true, el: nftables.SetElement{Key: key}, req: i})
 				}
 				if p.h.To.IsValid() {
-					act(o.xlate, action{del: true, el: nftables.SetElement{Key: p.h.expectKey()}, req: i})
+					act(o, o.xlate, action{del: true, el: nftables.SetElement{Key: key}, req: i})
 				}
 			case OpHold:
-				act(o.hold, action{el: nftables.SetElement{Key: p.f.holdKey()}, req: i})
+				act(o, o.hold, action{el: nftables.SetElement{Key: p.f.holdKey()}, req: i})
 			case OpRelease:
-				act(o.hold, action{del: true, el: nftables.SetElement{Key: p.f.holdKey()}, req: i})
+				act(o, o.hold, action{del: true, el: nftables.SetElement{Key: p.f.holdKey()}, req: i})
 			}
 		}
 	}
 	var pl passPlan
 	for _, q := range order {
 		key := nftables.SetElement{Key: q.last.el.Key}
+		gone := absent != nil && absent(q.o, q.s, key.Key)
 		switch {
 		case !q.last.del:
-			if q.first.del {
+			if q.first.del && !gone {
 				pl.pre.put(q.s, key, q.first.req)
 			}
 			pl.add.put(q.s, q.add.el, q.add.req)
+			pl.netted += q.n - 1
+			if q.first.del && !gone {
+				pl.netted--
+			}
+		case gone:
+			// Not in the kernel before, not in it after.
+			pl.netted += q.n
 		case q.add != nil:
 			pl.add.put(q.s, q.add.el, q.add.req)
 			pl.opdel.put(q.s, key, q.last.req)
+			pl.netted += q.n - 2
 		default:
 			pl.pure.put(q.s, key, q.last.req)
+			pl.netted += q.n - 1
 		}
 	}
 	return pl
@@ -323,7 +436,65 @@ func (m *Manager) deleteEach(e setElems, res []Result) {
 			if err != nil && !errors.Is(err, unix.ENOENT) {
 				i := e.reqs[s][j]
 				res[i].CloseErr = errors.Join(res[i].CloseErr, fmt.Errorf("delete from %s: %w", s.Name, hint(err)))
+				continue
+			}
+			m.recordDel(s, el.Key)
+		}
+	}
+}
+
+// ledgerOf finds the ledger's family and set of s; ok is false for a set
+// the ledger does not keep (hold).
+func (m *Manager) ledgerOf(s *nftables.Set) (fam uint8, ls ledgerSet, ok bool) {
+	for _, o := range m.tables {
+		switch s {
+		case o.expect:
+			return o.fam.index(), ledgerExpect, true
+		case o.xlate:
+			return o.fam.index(), ledgerXlate, true
+		}
+	}
+	return 0, 0, false
+}
+
+// absentAt is plan's view of the ledger at now.
+func (m *Manager) absentAt(now time.Time) absentFunc {
+	return func(o *tableObjs, s *nftables.Set, key []byte) bool {
+		fam, ls, ok := m.ledgerOf(s)
+		return ok && m.known.absent(fam, ls, key, now)
+	}
+}
+
+// record notes in the ledger what a committed transaction of pre's
+// deletes, add's adds, opdel's and pure's deletes, in that order, did.
+func (m *Manager) record(pre, add, opdel, pure setElems) {
+	now := time.Now()
+	for _, s := range pre.sets {
+		for _, el := range pre.elems[s] {
+			m.recordDel(s, el.Key)
+		}
+	}
+	for _, s := range add.sets {
+		fam, ls, ok := m.ledgerOf(s)
+		if !ok {
+			continue
+		}
+		for _, el := range add.elems[s] {
+			m.known.added(fam, ls, el.Key, now, el.Timeout)
+		}
+	}
+	for _, e := range []setElems{opdel, pure} {
+		for _, s := range e.sets {
+			for _, el := range e.elems[s] {
+				m.recordDel(s, el.Key)
 			}
 		}
+	}
+}
+
+// recordDel notes in the ledger that the element under key of s is gone.
+func (m *Manager) recordDel(s *nftables.Set, key []byte) {
+	if fam, ls, ok := m.ledgerOf(s); ok {
+		m.known.deleted(fam, ls, key)
 	}
 }

@@ -2,7 +2,13 @@
 
 package rules
 
-import "context"
+import (
+	"context"
+	"time"
+)
+
+// PassInterval is the least time between two passes (Linux).
+const PassInterval = time.Millisecond
 
 // Committer is not supported outside Linux.
 type Committer struct{}
@@ -12,6 +18,12 @@ func (m *Manager) Committer() *Committer { return &Committer{} }
 
 // Submit returns ErrNotSupported.
 func (c *Committer) Submit(done func(Result), ops ...Op) error { return ErrNotSupported }
+
+// Hurry does nothing.
+func (c *Committer) Hurry() {}
+
+// Elements returns 0, 0.
+func (c *Committer) Elements() (sent, netted uint64) { return 0, 0 }
 
 // Run waits for ctx and returns nil.
 func (c *Committer) Run(ctx context.Context) error {

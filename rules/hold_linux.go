@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
@@ -153,10 +154,21 @@ func (m *Manager) Reconcile(alive func(Flow) bool) (Left, error) {
 				errs = append(errs, err)
 				continue
 			}
+			failed, now, fam := len(errs), time.Now(), o.fam.index()
 			var dead []nftables.SetElement
 			for _, h := range holes {
 				if h.Owner.Src.IsValid() && alive(h.Owner) {
 					*kept = append(*kept, h)
+					// Listed with what is left of its timeout (none
+					// shown: kept as if it never expired).
+					t := h.Timeout
+					if t <= 0 {
+						t = 100 * 365 * 24 * time.Hour
+					}
+					m.known.added(fam, ledgerExpect, h.expectKey(), now, t)
+					if h.To.IsValid() {
+						m.known.added(fam, ledgerXlate, h.expectKey(), now, t)
+					}
 					continue
 				}
 				dead = append(dead, nftables.SetElement{Key: h.expectKey()})
@@ -166,6 +178,11 @@ func (m *Manager) Reconcile(alive func(Flow) bool) (Left, error) {
 			}
 			del(o.expect, dead)
 			del(o.xlate, stale)
+			if len(errs) == failed {
+				// Every hole and mapping left is recorded: what is
+				// not, this Manager did not add, is surely gone.
+				m.known.known(fam)
+			}
 			held, err := m.conn.GetSetElements(o.hold)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("list %s %s: %w", o.fam.nft, o.hold.Name, hint(err)))

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/google/nftables"
@@ -34,6 +35,10 @@ type Manager struct {
 
 	// newTool returns the iptables runner for a family; replaced in tests.
 	newTool func(f family) (acceptTool, error)
+
+	// known is what may be in the tables' expect sets and xlate maps
+	// (ledger.go); it has its own lock.
+	known ledger
 
 	mu     sync.Mutex
 	conn   *nftables.Conn
@@ -164,7 +169,10 @@ func (m *Manager) install(u *undo) error {
 		if err := m.conn.Flush(); err != nil {
 			return fmt.Errorf("install nft table %s: %w", name, hint(err))
 		}
-		if !exists {
+		if exists {
+			m.known.unknown(o.fam.index()) // until Reconcile
+		} else {
+			m.known.reset(o.fam.index())
 			u.tables = append(u.tables, o)
 		}
 	}
@@ -266,6 +274,7 @@ func (m *Manager) remove() error {
 			m.recallCreated(o)
 		}
 		m.conn.DelTable(o.table)
+		m.known.unknown(o.fam.index())
 		if err := m.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, fmt.Errorf("remove nft table %s %s: %w", o.fam.nft, m.cfg.Table, hint(err)))
 		}
@@ -501,6 +510,11 @@ func (m *Manager) Open(h Hole) error {
 		if err := m.conn.Flush(); err != nil {
 			return fmt.Errorf("open hole %v: %w", h, hint(err))
 		}
+		now, fam := time.Now(), o.fam.index()
+		m.known.added(fam, ledgerExpect, h.expectKey(), now, t)
+		if h.To.IsValid() {
+			m.known.added(fam, ledgerXlate, h.expectKey(), now, t)
+		}
 		return nil
 	})
 }
@@ -530,7 +544,9 @@ func (m *Manager) Close(h Hole) error {
 			}
 			if err := m.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 				errs = append(errs, fmt.Errorf("%s: %w", s.Name, hint(err)))
+				continue
 			}
+			m.recordDel(s, h.expectKey())
 		}
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("close hole %v: %w", h, err)

@@ -19,6 +19,14 @@ var (
 	familyIPv6 = family{nft: "ip6", addrType: "ipv6_addr", iptables: "ip6tables"}
 )
 
+// index numbers the family for the Manager's ledger: 0 IPv4, 1 IPv6.
+func (f family) index() uint8 {
+	if f == familyIPv6 {
+		return 1
+	}
+	return 0
+}
+
 func (c *Config) families() []family {
 	if c.IPv6 {
 		return []family{familyIPv4, familyIPv6}
