@@ -16,9 +16,11 @@ type fakeCommitter struct {
 	subs    []submitted
 	stopped bool
 	hurried int // Hurry calls
+	// submitted counts Submits; covered is submitted at the last Hurry.
+	submitted, covered int
 }
 
-func (c *fakeCommitter) Hurry() { c.hurried++ }
+func (c *fakeCommitter) Hurry() { c.hurried, c.covered = c.hurried+1, c.submitted }
 
 type submitted struct {
 	ops  []rules.Op
@@ -30,6 +32,7 @@ func (c *fakeCommitter) Submit(done func(rules.Result), ops ...rules.Op) error {
 		return rules.ErrClosed
 	}
 	c.subs = append(c.subs, submitted{ops: append([]rules.Op(nil), ops...), done: done})
+	c.submitted++
 	return nil
 }
 
@@ -196,6 +199,9 @@ func TestDeferredVerdicts(t *testing.T) {
 						t.Fatalf("packet %d (-want +got):\n%s", p.id, diff)
 					}
 				}
+				if r.c.covered != r.c.submitted {
+					t.Fatalf("packet %d: submitted and waits, but the committer was not hurried", p.id)
+				}
 			}
 			if len(r.given) != 0 {
 				t.Fatalf("decisions given before any commit: %v", r.given)
@@ -212,6 +218,9 @@ func TestDeferredVerdicts(t *testing.T) {
 				}
 				r.given = nil
 				r.c.commit(t, rules.Result{Err: c.err})
+				if r.c.covered != r.c.submitted {
+					t.Errorf("commit %d: a packet that waited behind submitted without hurrying the committer", i)
+				}
 				if diff := cmp.Diff(c.wantGiven, r.given); diff != "" {
 					t.Errorf("commit %d: decisions given (-want +got):\n%s", i, diff)
 				}

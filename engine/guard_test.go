@@ -73,12 +73,21 @@ func TestGuardVerdicts(t *testing.T) {
 			if diff := cmp.Diff(got{Verdict: "accept-modified", Seq: 1041, Ack: 5008, Payload: "LIST\r\n"}, g); pending || marked || diff != "" {
 				t.Fatalf("next command: pending %v, marked %v, want it shifted at once (-want +got):\n%s", pending, marked, diff)
 			}
+			if r.c.hurried != 0 {
+				t.Fatalf("the committer was hurried %d times before a packet waited", r.c.hurried)
+			}
 			if _, pending, marked := r.handleMarked(t, 3, guardSYN(40000)); !pending || marked {
 				t.Fatalf("SYN for the uncommitted hole: pending %v, marked %v; want pending", pending, marked)
+			}
+			if r.c.hurried != 1 {
+				t.Fatalf("the waiting SYN hurried the committer %d times, want 1", r.c.hurried)
 			}
 			g, pending = r.handle(t, 4, guardSYN(40001))
 			if diff := cmp.Diff(got{Verdict: "accept", Seq: 7}, g); pending || diff != "" {
 				t.Fatalf("SYN for no hole: pending %v (-want +got):\n%s", pending, diff)
+			}
+			if r.c.hurried != 1 {
+				t.Fatalf("a SYN that did not wait hurried the committer (%d Hurry calls, want 1)", r.c.hurried)
 			}
 			if len(r.given) != 0 {
 				t.Fatalf("decisions given before the commit: %v", r.given)
