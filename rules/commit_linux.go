@@ -29,6 +29,7 @@ type Committer struct {
 	interval time.Duration
 
 	passes, sent, netted atomic.Uint64
+	planner              planner // Run's
 
 	mu      sync.Mutex
 	pending []request
@@ -161,6 +162,7 @@ type prepared struct {
 	o    *tableObjs
 	h    Hole
 	f    Flow
+	key  []byte // the element's key: h.expectKey or f.holdKey
 }
 
 // commit makes one pass over reqs and calls each done.
@@ -177,7 +179,7 @@ func (c *Committer) commit(reqs []request) {
 	}
 	live := func(i int) bool { return res[i].Err == nil }
 	now := time.Now()
-	p := plan(ops, live, m.absentAt(now))
+	p := c.planner.plan(ops, live, m.absentAt(now))
 	c.sent.Add(uint64(p.pre.len() + p.add.len() + p.opdel.len() + p.pure.len()))
 	c.netted.Add(uint64(p.netted))
 	err := m.flush(p.pre, p.add, p.opdel, p.pure)
@@ -227,10 +229,13 @@ func (m *Manager) prepare(ops []Op) ([]prepared, Result) {
 		var err error
 		switch op.Kind {
 		case OpOpen, OpClose:
-			p.h, p.o, err = m.target(op.Hole)
+			if p.h, p.o, err = m.target(op.Hole); err == nil {
+				p.key = p.h.expectKey()
+			}
 		case OpHold, OpRelease:
 			if p.f, err = op.Flow.normalize(); err == nil {
 				p.o, err = m.objsFor(Hole{Addr: p.f.Src.Addr()})
+				p.key = p.f.holdKey()
 			}
 		default:
 			err = fmt.Errorf("%w: operation %d", ErrInvalidHole, op.Kind)
@@ -293,100 +298,139 @@ type passPlan struct {
 // surely not in the kernel before the pass.
 type absentFunc func(o *tableObjs, s *nftables.Set, key []byte) bool
 
+// planKey is an element, its set and key, as a map key that needs no
+// allocation.
+type planKey struct {
+	s *nftables.Set
+	n uint8
+	k [2*16 + 2*regSize]byte // the longest key: a held IPv6 flow
+}
+
+// planAction is one operation on an element.
+type planAction struct {
+	del bool
+	p   *prepared
+	req int
+}
+
+// planSeq is what a pass does to one element, in order.
+type planSeq struct {
+	s           *nftables.Set
+	first, last planAction
+	add         planAction // the last add, if any (p not nil)
+	n           int        // operations on the element
+}
+
+// planner keeps plan's scratch between passes: one map and one slice,
+// cleared, not made again.
+type planner struct {
+	byKey map[planKey]int
+	seqs  []planSeq
+}
+
 // plan nets the operations of the live requests, element by element.
 // absent may be nil: then every element may be in the kernel.
 func plan(ops [][]prepared, live func(int) bool, absent absentFunc) passPlan {
-	type action struct {
-		del bool
-		el  nftables.SetElement
-		req int
+	var pl planner
+	return pl.plan(ops, live, absent)
+}
+
+func (pl *planner) plan(ops [][]prepared, live func(int) bool, absent absentFunc) passPlan {
+	if pl.byKey == nil {
+		pl.byKey = map[planKey]int{}
 	}
-	type seqKey struct {
-		s   *nftables.Set
-		key string
-	}
-	type seq struct {
-		o           *tableObjs
-		s           *nftables.Set
-		first, last action
-		add         *action // the last add
-		n           int     // operations on the element
-	}
-	byKey := map[seqKey]*seq{}
-	var order []*seq
-	act := func(o *tableObjs, s *nftables.Set, a action) {
-		q, ok := byKey[seqKey{s, string(a.el.Key)}]
+	clear(pl.byKey)
+	clear(pl.seqs)
+	pl.seqs = pl.seqs[:0]
+	act := func(s *nftables.Set, a planAction) {
+		k := planKey{s: s, n: uint8(len(a.p.key))}
+		copy(k.k[:], a.p.key)
+		i, ok := pl.byKey[k]
 		if !ok {
-			q = &seq{o: o, s: s, first: a}
-			byKey[seqKey{s, string(a.el.Key)}] = q
-			order = append(order, q)
+			i = len(pl.seqs)
+			pl.byKey[k] = i
+			pl.seqs = append(pl.seqs, planSeq{s: s, first: a})
 		}
+		q := &pl.seqs[i]
 		q.last = a
 		q.n++
 		if !a.del {
-			q.add = &a
+			q.add = a
 		}
 	}
-	for i, ps := range ops {
+	for i := range ops {
 		if !live(i) {
 			continue
 		}
-		for _, p := range ps {
+		for j := range ops[i] {
+			p := &ops[i][j]
 			o := p.o
 			switch p.kind {
 			case OpOpen:
-				t := p.h.timeoutDuration()
-				key := p.h.expectKey()
 				if p.h.To.IsValid() {
-					act(o, o.xlate, action{el: nftables.SetElement{Key: key, Val: p.h.xlateValue(), Timeout: t}, req: i})
+					act(o.xlate, planAction{p: p, req: i})
 				}
-				var owner string
-				if p.h.Owner.Src.IsValid() {
-					owner = p.h.Owner.String()
-				}
-				act(o, o.expect, action{el: nftables.SetElement{Key: key, Timeout: t, Comment: owner}, req: i})
+				act(o.expect, planAction{p: p, req: i})
 			case OpClose:
-				key := p.h.expectKey()
 				if !p.h.Used {
-					act(o, o.expect, action{del: true, el: nftables.SetElement{Key: key}, req: i})
+					act(o.expect, planAction{del: true, p: p, req: i})
 				}
 				if p.h.To.IsValid() {
-					act(o, o.xlate, action{del: true, el: nftables.SetElement{Key: key}, req: i})
+					act(o.xlate, planAction{del: true, p: p, req: i})
 				}
 			case OpHold:
-				act(o, o.hold, action{el: nftables.SetElement{Key: p.f.holdKey()}, req: i})
+				act(o.hold, planAction{p: p, req: i})
 			case OpRelease:
-				act(o, o.hold, action{del: true, el: nftables.SetElement{Key: p.f.holdKey()}, req: i})
+				act(o.hold, planAction{del: true, p: p, req: i})
 			}
 		}
 	}
-	var pl passPlan
-	for _, q := range order {
-		key := nftables.SetElement{Key: q.last.el.Key}
-		gone := absent != nil && absent(q.o, q.s, key.Key)
+	var out passPlan
+	for i := range pl.seqs {
+		q := &pl.seqs[i]
+		key := nftables.SetElement{Key: q.last.p.key}
+		gone := absent != nil && absent(q.last.p.o, q.s, key.Key)
 		switch {
 		case !q.last.del:
 			if q.first.del && !gone {
-				pl.pre.put(q.s, key, q.first.req)
+				out.pre.put(q.s, key, q.first.req)
 			}
-			pl.add.put(q.s, q.add.el, q.add.req)
-			pl.netted += q.n - 1
+			out.add.put(q.s, q.add.element(q.s), q.add.req)
+			out.netted += q.n - 1
 			if q.first.del && !gone {
-				pl.netted--
+				out.netted--
 			}
 		case gone:
 			// Not in the kernel before, not in it after.
-			pl.netted += q.n
-		case q.add != nil:
-			pl.add.put(q.s, q.add.el, q.add.req)
-			pl.opdel.put(q.s, key, q.last.req)
-			pl.netted += q.n - 2
+			out.netted += q.n
+		case q.add.p != nil:
+			out.add.put(q.s, q.add.element(q.s), q.add.req)
+			out.opdel.put(q.s, key, q.last.req)
+			out.netted += q.n - 2
 		default:
-			pl.pure.put(q.s, key, q.last.req)
-			pl.netted += q.n - 1
+			out.pure.put(q.s, key, q.last.req)
+			out.netted += q.n - 1
 		}
 	}
-	return pl
+	return out
+}
+
+// element is the element add a adds to s (a hole's expect or xlate
+// element, or a held flow), made only for what is sent.
+func (a planAction) element(s *nftables.Set) nftables.SetElement {
+	p := a.p
+	el := nftables.SetElement{Key: p.key}
+	switch s {
+	case p.o.expect:
+		el.Timeout = p.h.timeoutDuration()
+		if p.h.Owner.Src.IsValid() {
+			el.Comment = p.h.Owner.String()
+		}
+	case p.o.xlate:
+		el.Timeout = p.h.timeoutDuration()
+		el.Val = p.h.xlateValue()
+	}
+	return el
 }
 
 // flush commits pre's deletes, add's adds, opdel's and pure's deletes, in
