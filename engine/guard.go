@@ -20,7 +20,9 @@ import (
 // packet leaves; the divert chains then queue that peer's first SYNs. A SYN
 // whose source . destination . port is a hole submitted to the committer
 // and not committed yet waits (DecisionPending) until the pass that
-// commits it is done, then passes; any other SYN passes at once. So the
+// commits it is done, then passes; it hurries that pass (Committer.Hurry),
+// which the committer would otherwise hold back for up to its pass
+// interval to gather more. Any other SYN passes at once. So the
 // peer's data connection still never races its hole, and the
 // announcement's flow goes on while the hole is committed.
 //
