@@ -34,6 +34,8 @@ type Committer struct {
 	mu      sync.Mutex
 	pending []request
 	hurry   bool // commit at once, without waiting for the interval
+	parked  bool // Run waits for a poke (or its timer)
+	armed   bool // ... and its timer will start a pass for what is pending
 	stopped bool
 }
 
@@ -76,8 +78,14 @@ func (c *Committer) Submit(done func(Result), ops ...Op) error {
 		return ErrClosed
 	}
 	c.pending = append(c.pending, request{ops: slices.Clone(ops), done: done})
+	// A running pass looks for more when it is done, an armed timer
+	// starts the next: only a committer idle without one needs waking.
+	// (In a storm most Submits find it armed: no wake-up each.)
+	poke := c.parked && !c.armed
 	c.mu.Unlock()
-	c.poke()
+	if poke {
+		c.poke()
+	}
 	return nil
 }
 
@@ -87,14 +95,17 @@ func (c *Committer) Submit(done func(Result), ops ...Op) error {
 func (c *Committer) Hurry() {
 	c.mu.Lock()
 	c.hurry = true
+	poke := c.parked
 	c.mu.Unlock()
-	c.poke()
+	if poke {
+		c.poke()
+	}
 }
 
 func (c *Committer) poke() {
 	select {
 	case c.wake <- struct{}{}:
-	default: // a pass is due already
+	default: // a wake-up is due already
 	}
 }
 
@@ -113,20 +124,14 @@ func (c *Committer) Run(ctx context.Context) error {
 		}
 	}()
 	for {
-		stop := false
-		select {
-		case <-ctx.Done():
-			stop = true
-		case <-c.wake:
-		case <-tick:
-			tick = nil
-		}
+		stop := ctx.Err() != nil
 		now := time.Now()
 		c.mu.Lock()
 		if !stop && (len(c.pending) == 0 || (!c.hurry && now.Sub(last) < c.interval)) {
-			c.mu.Unlock()
-			if len(c.pending) > 0 && tick == nil {
-				// Due at the end of the interval (or when hurried).
+			// Nothing due: wait for a poke, or for the end of the
+			// interval when something is pending.
+			c.parked, c.armed = true, len(c.pending) > 0
+			if c.armed && tick == nil {
 				d := c.interval - now.Sub(last)
 				if timer == nil {
 					timer = time.NewTimer(d)
@@ -135,6 +140,16 @@ func (c *Committer) Run(ctx context.Context) error {
 				}
 				tick = timer.C
 			}
+			c.mu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-c.wake:
+			case <-tick:
+				tick = nil
+			}
+			c.mu.Lock()
+			c.parked, c.armed = false, false
+			c.mu.Unlock()
 			continue
 		}
 		batch, c.pending = c.pending, batch[:0]
