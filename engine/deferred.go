@@ -165,7 +165,9 @@ func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, 
 		// labels), not in one of their own after it.
 		w.ops = append(w.ops, holdOps(sess)...)
 	}
-	if err := e.async.c.Submit(t.done, w.ops...); err != nil {
+	err := e.async.c.Submit(t.done, w.ops...)
+	w.closesHandedOver()
+	if err != nil {
 		// The committer stopped: ftpct is stopping. The announcement is
 		// refused and its packet dropped: its sender retransmits it, to a
 		// restarted ftpct that can still open its hole. Passed on
@@ -293,9 +295,38 @@ func (t *ticket) unsent() (Decision, []byte) {
 	return DecisionAccept, nil
 }
 
+// closesHandedOver tells the expectation table that the closes of evicted
+// holes in w.ops were handed to the committer (or never will be): their
+// keys can be given again, to opens that are now committed after them.
+func (w *Worker) closesHandedOver() {
+	for _, op := range w.ops {
+		if op.Kind == rules.OpClose {
+			w.e.exps.Closed(expect.MakeKey(op.Hole.Peer, op.Hole.Addr, op.Hole.Port))
+		}
+	}
+}
+
+// closeWait closes h as closeHole does and returns once it is closed, with
+// the error. Through the committer, so that it is committed after the open
+// of h that may still be pending there.
+func (e *Engine) closeWait(h rules.Hole) error {
+	defer e.exps.Closed(expect.MakeKey(h.Peer, h.Addr, h.Port))
+	if a := e.async; a != nil {
+		done := make(chan error, 1)
+		if a.c.Submit(func(r rules.Result) { done <- r.CloseErr }, rules.Op{Kind: rules.OpClose, Hole: h}) == nil {
+			return <-done
+		}
+	}
+	return e.holes.Close(h)
+}
+
 // closeHole closes h: through the committer when holes are deferred, else
-// inline. Failures are counted.
+// inline. Failures are counted. Its expectation left the table by a method
+// that keeps its key from other expectations until the close is handed
+// over (expect.Table.Closed): then any open of the key is committed after
+// this close.
 func (e *Engine) closeHole(h rules.Hole) {
+	defer e.exps.Closed(expect.MakeKey(h.Peer, h.Addr, h.Port))
 	if a := e.async; a != nil {
 		err := a.c.Submit(func(r rules.Result) {
 			if r.CloseErr != nil {

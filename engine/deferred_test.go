@@ -3,10 +3,12 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/rules"
 )
 
@@ -244,5 +246,63 @@ func TestDeferredVerdicts(t *testing.T) {
 				t.Errorf("%d flows still waiting", n)
 			}
 		})
+	}
+}
+
+// Every path that takes an expectation out of the table with a hole to
+// close hands its key back once the close is submitted (expect.Table.Closed):
+// a key kept longer would move or refuse later announcements of its port.
+func TestClosedKeysHandedBack(t *testing.T) {
+	t.Run("announcements wait", func(t *testing.T) { testClosedKeysHandedBack(t, false) })
+	t.Run("guarded", func(t *testing.T) { testClosedKeysHandedBack(t, true) })
+}
+
+func testClosedKeysHandedBack(t *testing.T, guarded bool) {
+	r := newDeferredRig(t, Config{})
+	if guarded {
+		r.e.Guard([]uint16{21})
+	}
+	closing := func(step string) {
+		t.Helper()
+		if n := r.e.exps.Closing(); n != 0 {
+			t.Errorf("after %s: %d keys still wait for their close", step, n)
+		}
+	}
+	port := func(p int) string { return fmt.Sprintf("PORT 10,0,1,2,%d,%d\r\n", p>>8, p&0xff) }
+	seq := uint32(1016)
+	announce := func(p int) {
+		t.Helper()
+		// Guarded, the packet leaves at once (the test engine holds no
+		// session first: it persists nothing).
+		if _, pending := r.handle(t, uint64(p), masqC2S(seq, 5008, port(p))); !pending && !guarded {
+			t.Fatalf("PORT %d decided at once, want it to wait for its hole", p)
+		}
+		seq += uint32(len(port(p)))
+		r.c.commit(t, rules.Result{})
+	}
+	announce(40000)
+	announce(40001) // evicts 40000: closed in the same submission
+	closing("an eviction")
+	r.e.DataConnection(conntrack.Binding{
+		Orig:  conntrack.Tuple{Src: server, Dst: gwPublic, SrcPort: 20, DstPort: 40001},
+		Reply: conntrack.Tuple{Src: client, Dst: server, SrcPort: 40001, DstPort: 20},
+	})
+	closing("a data connection (its DNAT mapping)")
+	r.c.commit(t, rules.Result{})
+	announce(40002)
+	s, _, ok := r.e.sessions.Lookup(masqueradeBinding.Orig.Key())
+	if !ok {
+		t.Fatal("no session")
+	}
+	r.e.end(s)
+	closing("the session's end")
+	var kinds []rules.OpKind
+	for _, sub := range r.c.subs {
+		for _, op := range sub.ops {
+			kinds = append(kinds, op.Kind)
+		}
+	}
+	if diff := cmp.Diff([]rules.OpKind{rules.OpClose}, kinds); diff != "" {
+		t.Errorf("submitted by the session's end (-want +got):\n%s", diff)
 	}
 }

@@ -170,7 +170,9 @@ func (w *Worker) guarded(tag uint64, sess *conntrack.Session, dir conntrack.Dir,
 	t := &ticket{e: e, tag: tag, sess: sess, dir: dir, d: d, forced: s.forced, before: w.before,
 		added: len(sess.Stream[dir].Records()) - w.kept, grants: slices.Clone(w.grants)}
 	t.keys = g.submit(w.ops)
-	if err := e.async.c.Submit(t.committed, w.ops...); err != nil {
+	err := e.async.c.Submit(t.committed, w.ops...)
+	w.closesHandedOver()
+	if err != nil {
 		// The committer stopped: as without the guard (locked).
 		e.async.release(g.done(t.keys))
 		if d, _ := t.settle(rules.Result{Err: err}, now); d != DecisionDrop {

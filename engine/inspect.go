@@ -213,7 +213,7 @@ func (e *Engine) DeleteExpectation(id uint64) (expect.Expectation, error) {
 			break
 		}
 	}
-	if !found || !e.exps.Remove(x) {
+	if !found || !e.exps.Delete(x) {
 		// Not pending, or used or expired meanwhile.
 		return x, fmt.Errorf("expectation %d: %w", id, ErrNoExpectation)
 	}
@@ -222,7 +222,7 @@ func (e *Engine) DeleteExpectation(id uint64) (expect.Expectation, error) {
 	if h.Timeout < time.Second {
 		h.Timeout = time.Second // only deleted; the rule manager wants a positive one
 	}
-	err := e.holes.Close(h)
+	err := e.closeWait(h)
 	if err != nil {
 		e.stats.Errors.Add(1)
 		err = fmt.Errorf("expectation %d: %w", id, err)

@@ -75,8 +75,11 @@ func (w *Worker) admit(sess *conntrack.Session, dir conntrack.Dir, m ftpparse.Ma
 		if e.async != nil {
 			// Deleted in the transaction that opens the new hole.
 			w.ops = append(w.ops, rules.Op{Kind: rules.OpClose, Hole: e.hole(old)})
-		} else if err := e.holes.Close(e.hole(old)); err != nil {
-			e.stats.Errors.Add(1)
+		} else {
+			if err := e.holes.Close(e.hole(old)); err != nil {
+				e.stats.Errors.Add(1)
+			}
+			e.exps.Closed(old.Key())
 		}
 	}
 	if err != nil {
@@ -87,8 +90,11 @@ func (w *Worker) admit(sess *conntrack.Session, dir conntrack.Dir, m ftpparse.Ma
 		return g, e.refuse(sess, m, reason, now)
 	}
 	if !e.persist.fits(sess, dir, w.growth(m, seenAs, x.Port)) {
-		e.exps.Remove(x)
-		e.closeHole(e.hole(x)) // a refreshed expectation's hole is open
+		if created {
+			e.exps.Remove(x) // its hole was not asked for yet
+		} else if e.exps.Delete(x) {
+			e.closeHole(e.hole(x)) // a refreshed expectation's hole is open
+		}
 		return g, e.refuse(sess, m, ReasonStateRange, now)
 	}
 	if e.async != nil {

@@ -88,12 +88,29 @@ type Table struct {
 	// maps keep their room when emptied, so after a burst they are made
 	// again (shrinkLocked).
 	peak int
+	// closing are the keys of expectations that left the table and whose
+	// holes the caller closes but has not handed to the rule manager yet
+	// (Closed). Until then no other expectation gets the key: its open
+	// could reach the kernel before that close, and then clash with the
+	// old element (a DNAT mapping to another target: EEXIST, the whole
+	// transaction refused) or be deleted by it (a hole silently gone).
+	// Closes and opens handed over in that order are committed in it.
+	closing map[Key]closer
+}
+
+// closer counts the closes of one key not handed over yet.
+type closer struct {
+	n int
+	// session may reuse the key meanwhile: its own evictions, whose
+	// closes it hands over in order with its opens (it is locked while it
+	// does). 0 when another kind of removal is pending too.
+	session uint64
 }
 
 // NewTable returns an empty table with the given limits.
 func NewTable(lim Limits) *Table {
 	lim = lim.withDefaults()
-	return &Table{lim: lim, byKey: make(map[Key]Expectation), bySession: make(map[uint64][]Key)}
+	return &Table{lim: lim, byKey: make(map[Key]Expectation), bySession: make(map[uint64][]Key), closing: make(map[Key]closer)}
 }
 
 // Limits returns the table's limits.
@@ -128,8 +145,9 @@ func (lim Limits) withDefaults() Limits {
 // Add inserts an expectation for r, refreshing it if the same session already
 // expects the same tuple with the same target (a retransmitted or repeated
 // announcement). Expectations evicted to stay within the per-session limit are
-// appended to evicted; the caller closes their holes. The returned bool is
-// false when an existing expectation was refreshed rather than created.
+// appended to evicted; the caller closes their holes and calls Closed for
+// each once the close is handed over. The returned bool is false when an
+// existing expectation was refreshed rather than created.
 func (t *Table) Add(r Request, now time.Time, evicted []Expectation) (Expectation, bool, []Expectation, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -152,6 +170,7 @@ func (t *Table) Add(r Request, now time.Time, evicted []Expectation) (Expectatio
 	keys := t.bySession[r.Session]
 	for len(keys) >= t.lim.PerSession {
 		evicted = append(evicted, t.byKey[keys[0]])
+		t.markLocked(keys[0], r.Session)
 		delete(t.byKey, keys[0])
 		keys = append(keys[:0], keys[1:]...)
 	}
@@ -176,7 +195,11 @@ func (t *Table) Full(id uint64) bool {
 // expected by the same session for the same target.
 func (t *Table) choosePort(r Request) (uint16, bool, error) {
 	free := func(p uint16) (ok, same bool) {
-		e, exists := t.byKey[MakeKey(r.Peer, r.Addr, p)]
+		k := MakeKey(r.Peer, r.Addr, p)
+		if c, closing := t.closing[k]; closing && (c.session == 0 || c.session != r.Session) {
+			return false, false
+		}
+		e, exists := t.byKey[k]
 		if !exists {
 			return true, false
 		}
@@ -251,15 +274,69 @@ func (t *Table) shrinkLocked() {
 }
 
 // Take removes and returns the expectation a new data connection with key k
-// fulfilled.
+// fulfilled. The kernel deleted its hole's element (one-shot); one with a
+// DNAT mapping (To set) the caller deletes, and calls Closed once that
+// close is handed over.
 func (t *Table) Take(k Key) (Expectation, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	defer t.shrinkLocked()
-	return t.removeLocked(k)
+	e, ok := t.removeLocked(k)
+	if ok && e.To.IsValid() {
+		t.markLocked(k, 0)
+	}
+	return e, ok
 }
 
-// Remove deletes the expectation e if it is still the one in the table.
+// Delete removes the expectation e if it is still the one in the table,
+// for the caller to close its hole: it calls Closed once the close is
+// handed over.
+func (t *Table) Delete(e Expectation) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := e.Key()
+	if cur, ok := t.byKey[k]; !ok || cur.ID != e.ID {
+		return false
+	}
+	t.removeLocked(k)
+	t.markLocked(k, 0)
+	t.shrinkLocked()
+	return true
+}
+
+// Closed tells that the close of key k's hole, for an expectation Add
+// evicted, Take, Delete or RemoveSession removed, was handed over to the
+// rule manager (or will never be): the key can be given again.
+func (t *Table) Closed(k Key) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c, ok := t.closing[k]
+	if !ok {
+		return
+	}
+	if c.n--; c.n == 0 {
+		delete(t.closing, k)
+		return
+	}
+	t.closing[k] = c
+}
+
+// markLocked records a close of key k to be handed over; session is the
+// session that may reuse k meanwhile (its own eviction), or 0.
+func (t *Table) markLocked(k Key, session uint64) {
+	c, ok := t.closing[k]
+	switch {
+	case !ok:
+		c.session = session
+	case c.session != session:
+		c.session = 0
+	}
+	c.n++
+	t.closing[k] = c
+}
+
+// Remove deletes the expectation e if it is still the one in the table: one
+// whose hole was never opened (its commit failed).
 func (t *Table) Remove(e Expectation) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -286,12 +363,15 @@ func (t *Table) Expire(now time.Time, dst []Expectation) []Expectation {
 	return dst
 }
 
-// RemoveSession removes all expectations of a session and appends them to dst.
+// RemoveSession removes all expectations of a session and appends them to
+// dst, for the caller to close their holes: it calls Closed for each once
+// its close is handed over.
 func (t *Table) RemoveSession(id uint64, dst []Expectation) []Expectation {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, k := range append([]Key(nil), t.bySession[id]...) {
 		if e, ok := t.removeLocked(k); ok {
+			t.markLocked(k, 0)
 			dst = append(dst, e)
 		}
 	}
@@ -309,6 +389,13 @@ func (t *Table) List() []Expectation {
 	t.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// Closing returns how many keys wait for their closes to be handed over.
+func (t *Table) Closing() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.closing)
 }
 
 // Len returns the number of pending expectations.

@@ -202,3 +202,121 @@ func TestShrinkAfterBurst(t *testing.T) {
 		})
 	}
 }
+
+// A key whose expectation left the table is not given to another
+// expectation until the caller handed its hole's close over (Closed):
+// an open of the key must reach the kernel after that close, or it clashes
+// with the old element (another DNAT target) or is deleted by it.
+func TestClosingKeys(t *testing.T) {
+	untranslated := func(session uint64, port uint16) Request {
+		return Request{Session: session, Kind: ftpparse.KindPORT, Peer: srv, Addr: cli1, Port: port}
+	}
+	k := MakeKey(srv, pub, 40000)
+	type step struct {
+		do       string // "add", "take", "delete", "removesession", "remove", "closed"
+		req      Request
+		wantPort uint16
+		wantErr  error
+		closing  int // tab.Closing() after the step
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{name: "evicted key moves another session's announcement until closed", steps: []step{
+			{do: "add", req: natReq(1, cli1, 40000), wantPort: 40000},
+			{do: "add", req: natReq(1, cli1, 40001), wantPort: 40001, closing: 1}, // evicts 40000
+			{do: "add", req: natReq(2, cli2, 40000), wantPort: 40002, closing: 1},
+			{do: "closed", closing: 0},
+			{do: "add", req: natReq(3, cli2, 40000), wantPort: 40000},
+		}},
+		{name: "evicting session may reuse its key at once", steps: []step{
+			{do: "add", req: natReq(1, cli1, 40000), wantPort: 40000},
+			{do: "add", req: natReq(1, cli1, 40001), wantPort: 40001, closing: 1},
+			{do: "add", req: natReq(1, cli1, 40000), wantPort: 40000, closing: 2}, // evicts 40001
+		}},
+		{name: "untranslated: conflict while closing, then free", steps: []step{
+			{do: "add", req: untranslated(1, 40000), wantPort: 40000},
+			{do: "add", req: untranslated(1, 40001), wantPort: 40001, closing: 1},
+			{do: "add", req: untranslated(2, 40000), wantErr: ErrConflict, closing: 1},
+			{do: "add", req: untranslated(1, 40000), wantPort: 40000, closing: 2}, // its own: ordered
+		}},
+		{name: "taken with a DNAT mapping: kept from everyone", steps: []step{
+			{do: "add", req: natReq(1, cli1, 40000), wantPort: 40000},
+			{do: "take", closing: 1},
+			{do: "add", req: natReq(1, cli1, 40000), wantPort: 40001, closing: 1},
+			{do: "closed", closing: 0},
+		}},
+		{name: "taken without a mapping: nothing to close", steps: []step{
+			{do: "add", req: untranslated(1, 40000), wantPort: 40000},
+			{do: "take", req: untranslated(1, 40000)},
+			{do: "add", req: untranslated(2, 40000), wantPort: 40000},
+		}},
+		{name: "session forgotten", steps: []step{
+			{do: "add", req: natReq(1, cli1, 40000), wantPort: 40000},
+			{do: "removesession", closing: 1},
+			{do: "add", req: natReq(2, cli2, 40000), wantPort: 40001, closing: 1},
+			{do: "closed", closing: 0},
+		}},
+		{name: "deleted by hand", steps: []step{
+			{do: "add", req: natReq(1, cli1, 40000), wantPort: 40000},
+			{do: "delete", closing: 1},
+			{do: "closed", closing: 0},
+		}},
+		{name: "removed after a failed open: nothing to close", steps: []step{
+			{do: "add", req: natReq(1, cli1, 40000), wantPort: 40000},
+			{do: "remove", closing: 0},
+			{do: "add", req: natReq(2, cli2, 40000), wantPort: 40000},
+		}},
+		{name: "two closes pending: both must be handed over", steps: []step{
+			{do: "add", req: natReq(1, cli1, 40000), wantPort: 40000},
+			{do: "add", req: natReq(1, cli1, 40001), wantPort: 40001, closing: 1},
+			{do: "add", req: natReq(1, cli1, 40000), wantPort: 40000, closing: 2},
+			{do: "removesession", closing: 2}, // 40000 closing twice now
+			{do: "closed", closing: 2},
+			{do: "add", req: natReq(2, cli2, 40000), wantPort: 40002, closing: 2}, // 40001 closing too
+			{do: "closed", closing: 1},
+			{do: "add", req: natReq(3, cli2, 40000), wantPort: 40000, closing: 1},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tab := NewTable(Limits{PerSession: 1, Total: 100, Timeout: time.Minute})
+			var last Expectation
+			for i, s := range tt.steps {
+				switch s.do {
+				case "add":
+					e, _, _, err := tab.Add(s.req, t0, nil)
+					if !errors.Is(err, s.wantErr) {
+						t.Fatalf("step %d: err %v, want %v", i, err, s.wantErr)
+					}
+					if err == nil {
+						if e.Port != s.wantPort {
+							t.Errorf("step %d: port %d, want %d", i, e.Port, s.wantPort)
+						}
+						last = e
+					}
+				case "take":
+					if _, ok := tab.Take(last.Key()); !ok {
+						t.Fatalf("step %d: Take found nothing", i)
+					}
+				case "delete":
+					if !tab.Delete(last) {
+						t.Fatalf("step %d: Delete found nothing", i)
+					}
+				case "remove":
+					if !tab.Remove(last) {
+						t.Fatalf("step %d: Remove found nothing", i)
+					}
+				case "removesession":
+					tab.RemoveSession(last.Session, nil)
+				case "closed":
+					tab.Closed(k)
+				}
+				if got := tab.Closing(); got != s.closing {
+					t.Errorf("step %d (%s): %d keys closing, want %d", i, s.do, got, s.closing)
+				}
+			}
+		})
+	}
+}
