@@ -175,6 +175,46 @@ func TestCommitter(t *testing.T) {
 		})
 	}
 
+	// A pass whose transaction the kernel rejects settles halves of it
+	// again: the one culprit is refused, every other submission committed,
+	// in about 2·log2(n) transactions, not one per submission. The culprit
+	// maps an expected tuple to another target than its element has
+	// (EEXIST, whatever the flags).
+	t.Run("one culprit among many", func(t *testing.T) {
+		const n = 64
+		if res := runPass(t, m.Committer(), [][]Op{{open(3000)}}); res[0].Err != nil {
+			t.Fatalf("open: %v", res[0].Err)
+		}
+		clash := hole(3000)
+		clash.To = netip.MustParseAddrPort("10.9.9.9:3000")
+		subs := make([][]Op, n)
+		for i := range subs {
+			subs[i] = []Op{open(uint16(3001 + i))}
+		}
+		subs[n/3] = []Op{{Kind: OpOpen, Hole: clash}}
+		before := m.txs.Load()
+		res := runPass(t, m.Committer(), subs)
+		txs := m.txs.Load() - before
+		for i, r := range res {
+			if got, want := r.Err != nil, i == n/3; got != want {
+				t.Errorf("submission %d: err %v, want failed %v", i, r.Err, want)
+			}
+		}
+		if txs > 2*7+2 {
+			t.Errorf("%d transactions for %d submissions with one culprit, want at most %d", txs, n, 2*7+2)
+		}
+		t.Logf("%d transactions", txs)
+		xlate := nsExec(t, ns, "nft", "list", "map", "ip", "ftpct", "xlate")
+		if strings.Contains(xlate, "10.9.9.9") || !strings.Contains(xlate, ": 10.1.2.3 . 3000") || !strings.Contains(xlate, ": 10.1.2.3 . 3064") {
+			t.Errorf("the first mapping changed, or the last submission's is missing:\n%s", xlate)
+		}
+		closes := make([][]Op, n+1)
+		for i := range closes {
+			closes[i] = []Op{closeOp(uint16(3000 + i))}
+		}
+		runPass(t, m.Committer(), closes)
+	})
+
 	// Cancelled: what was submitted is committed in a last pass and told
 	// before Run returns; later Submits are refused.
 	t.Run("stopped", func(t *testing.T) {

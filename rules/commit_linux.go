@@ -192,47 +192,52 @@ func (c *Committer) commit(reqs []request) {
 	for i, r := range reqs {
 		ops[i], res[i] = m.prepare(r.ops)
 	}
-	live := func(i int) bool { return res[i].Err == nil }
 	now := time.Now()
-	p := c.planner.plan(ops, live, m.absentAt(now))
-	c.sent.Add(uint64(p.pre.len() + p.add.len() + p.opdel.len() + p.pure.len()))
-	c.netted.Add(uint64(p.netted))
-	err := m.flush(p.pre, p.add, p.opdel, p.pure)
-	if err == nil {
-		m.record(p.pre, p.add, p.opdel, p.pure)
-	} else {
-		// A delete of an element already used or expired (ENOENT), or
-		// another failure, rejected the whole transaction (which costs
-		// an RCU grace period, ~15 ms: callers say Hole.Used when they
-		// know). The deletes that may find nothing one by one, ENOENT
-		// ignored; the adds (with the deletes that follow them, which
-		// cannot miss) in one transaction, or, if that fails, each
-		// Submit's in its own so only the culprit is refused.
-		m.deleteEach(p.pre, res)
-		if err := m.flush(setElems{}, p.add, p.opdel, setElems{}); err == nil {
-			m.record(setElems{}, p.add, p.opdel, setElems{})
-		} else {
-			for i := range reqs {
-				switch {
-				case !live(i):
-				case len(reqs) == 1:
-					res[i].Err = err
-				default:
-					one := plan(ops[i:i+1], func(int) bool { return true }, m.absentAt(time.Now()))
-					if res[i].Err = m.flush(setElems{}, one.add, one.opdel, setElems{}); res[i].Err == nil {
-						m.record(setElems{}, one.add, one.opdel, setElems{})
-					}
-				}
-			}
-		}
-		m.deleteEach(p.pure, res)
-	}
+	c.settle(ops, res, 0, len(reqs))
 	m.known.prune(now)
 	for i, r := range reqs {
 		if r.done != nil {
 			r.done(res[i])
 		}
 	}
+}
+
+// settle commits the operations of requests lo to hi-1 (those prepare
+// accepted) in one transaction. When the kernel rejects it (a delete of an
+// element already used or expired, ENOENT; an add it refuses), it settles
+// each half again, in order, down to single requests: k failing requests
+// among n cost about 2k·log2(n) transactions, not n (each rejected one
+// costs an RCU grace period, ~15 ms: callers say Hole.Used when they
+// know). A single request's deletes that may find nothing go one by one,
+// ENOENT ignored; its adds (with the deletes that follow them, which cannot
+// miss) in one transaction, whose failure refuses the request alone.
+func (c *Committer) settle(ops [][]prepared, res []Result, lo, hi int) {
+	m := c.m
+	// The planner's scratch is reused by the halves: p is not used
+	// after them.
+	p := c.planner.plan(ops, func(i int) bool { return lo <= i && i < hi && res[i].Err == nil }, m.absentAt(time.Now()))
+	c.sent.Add(uint64(p.pre.len() + p.add.len() + p.opdel.len() + p.pure.len()))
+	if lo == 0 && hi == len(ops) {
+		c.netted.Add(uint64(p.netted))
+	}
+	err := m.flush(p.pre, p.add, p.opdel, p.pure)
+	switch {
+	case err == nil:
+		m.record(p.pre, p.add, p.opdel, p.pure)
+		return
+	case hi-lo > 1:
+		mid := lo + (hi-lo)/2
+		c.settle(ops, res, lo, mid)
+		c.settle(ops, res, mid, hi)
+		return
+	}
+	m.deleteEach(p.pre, res)
+	if err := m.flush(setElems{}, p.add, p.opdel, setElems{}); err != nil {
+		res[lo].Err = err
+	} else {
+		m.record(setElems{}, p.add, p.opdel, setElems{})
+	}
+	m.deleteEach(p.pure, res)
 }
 
 // prepare checks ops; res.Err is set when an add cannot be made.
@@ -460,6 +465,7 @@ func (m *Manager) flush(pre, add, opdel, pure setElems) error {
 	if n == 0 {
 		return nil
 	}
+	m.txs.Add(1)
 	return m.locked(func() error {
 		for i, e := range []setElems{pre, add, opdel, pure} {
 			for _, s := range e.sets {
@@ -486,6 +492,7 @@ func (m *Manager) flush(pre, add, opdel, pure setElems) error {
 func (m *Manager) deleteEach(e setElems, res []Result) {
 	for _, s := range e.sets {
 		for j, el := range e.elems[s] {
+			m.txs.Add(1)
 			err := m.locked(func() error {
 				if err := m.conn.SetDeleteElements(s, []nftables.SetElement{el}); err != nil {
 					return err

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -43,6 +44,8 @@ type Manager struct {
 	mu     sync.Mutex
 	conn   *nftables.Conn
 	closed bool
+	// txs counts the element transactions the committer sent (tests).
+	txs atomic.Uint64
 	// created lists, per table family, the iptables-nft base chains (and
 	// whether the "filter" table itself) did not exist before Install: an
 	// iptables-nft rule insert creates them and its delete keeps them, so
