@@ -215,6 +215,27 @@ func TestCommitter(t *testing.T) {
 		runPass(t, m.Committer(), closes)
 	})
 
+	// A rejected pass (here by a close of a hole already gone, ENOENT)
+	// still applies each key's opens and closes in their order: a hole
+	// opened, closed and opened again to another target ends with the
+	// second target. (Settled request by request without each one's
+	// deletes, the first target stayed and the second open failed with
+	// EEXIST.)
+	t.Run("a rejected pass keeps each key's order", func(t *testing.T) {
+		other := hole(3100)
+		other.To = netip.MustParseAddrPort("10.9.9.9:3100")
+		res := runPass(t, m.Committer(), [][]Op{{open(3100)}, {closeOp(3100)}, {{Kind: OpOpen, Hole: other}}, {closeOp(3199)}})
+		for i, r := range res {
+			if r.Err != nil || r.CloseErr != nil {
+				t.Errorf("submission %d: %v %v", i, r.Err, r.CloseErr)
+			}
+		}
+		if xlate := nsExec(t, ns, "nft", "list", "map", "ip", "ftpct", "xlate"); !strings.Contains(xlate, ": 10.9.9.9 . 3100") {
+			t.Errorf("hole 3100 does not map to its second target:\n%s", xlate)
+		}
+		runPass(t, m.Committer(), [][]Op{{{Kind: OpClose, Hole: other}}})
+	})
+
 	// Cancelled: what was submitted is committed in a last pass and told
 	// before Run returns; later Submits are refused.
 	t.Run("stopped", func(t *testing.T) {
