@@ -314,6 +314,7 @@ func (e *Engine) closeWait(h rules.Hole) error {
 	if a := e.async; a != nil {
 		done := make(chan error, 1)
 		if a.c.Submit(func(r rules.Result) { done <- r.CloseErr }, rules.Op{Kind: rules.OpClose, Hole: h}) == nil {
+			a.c.Hurry() // the operator waits
 			return <-done
 		}
 	}
