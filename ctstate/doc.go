@@ -5,8 +5,11 @@
 //
 // What survives is, per direction, what the kernel's nf_conntrack_seqadj
 // keeps: the position of the newest length change, its delta, and the
-// cumulative offset after it. Everything else ftpct knows about a session it
-// learns again from the stream.
+// cumulative offset after it; and, for one direction whose peer had not
+// acknowledged several changes, the span they cover (where the oldest
+// starts and their summed length change), so that a resend of any of them
+// can be placed and rewritten again. Everything else ftpct knows about a
+// session it learns again from the stream.
 //
 // The package is pure: bytes in, values out. It builds and tests on any OS.
 package ctstate
