@@ -73,6 +73,9 @@ type Half struct {
 	// Started reports whether Next is valid (a payload byte was seen).
 	Started bool
 	AckSeen bool
+	// lumped: the records end with a lump and the restored newest change
+	// (span.go).
+	lumped bool
 	// n is how many records are kept: in inline, or in spill when it is
 	// set (exactly when n > inlineRecords). Records past n are zero.
 	n      uint8
@@ -120,6 +123,11 @@ func (h *Half) Full() bool { return h.n == MaxRecords }
 // The record past inlineRecords moves the records to a pooled block: the
 // one allocation a burst may cost, when the pool is empty.
 func (h *Half) Add(r Record) error {
+	if h.lumped {
+		if done, err := h.addLumped(r); done {
+			return err
+		}
+	}
 	recs := h.recs()
 	for i := int(h.n) - 1; i >= 0; i-- {
 		k := &recs[i]
@@ -168,6 +176,13 @@ func (h *Half) shrink() {
 // Truncate forgets the records added after the first n (a packet whose
 // rewrites could not be sent).
 func (h *Half) Truncate(n int) {
+	if h.lumped {
+		if n >= 2 {
+			h.truncateLumped(n)
+			return
+		}
+		h.lumped = false
+	}
 	if n < int(h.n) {
 		clear(h.recs()[n:h.n])
 		h.n = uint8(n)
@@ -226,6 +241,9 @@ func (h *Half) Acknowledge(ack seqnum.Value) int {
 			break
 		}
 		h.base += int32(r.Delta)
+	}
+	if h.lumped && k > int(h.n)-2 {
+		h.lumped = false // the peer holds the whole span
 	}
 	if k > 0 {
 		copy(recs, recs[k:h.n])

@@ -57,6 +57,9 @@ func (h *Half) UnmapAck(w seqnum.Value) seqnum.Value {
 		if !r.Pos.Add(before).Before(w) {
 			break
 		}
+		if v, ok := h.unmapLumped(w, before, i); ok {
+			return v
+		}
 		before += int32(r.Delta)
 		cum = before
 	}
