@@ -121,14 +121,18 @@ func (w *Worker) line(sess *conntrack.Session, dir conntrack.Dir, line []byte, o
 	}
 	at := off + m.Start
 	tag := ftpTag{kind: m.Kind, delim: m.Delim, port: g.x.Port, origPort: m.Port, regen: true}
+	if m.Start <= maxLead {
+		tag.lead = uint16(m.Start)
+	}
 	o, _ := w.txt.AppendOrig(w.orig[:0], tag.pack())
 	tag.regen = bytes.Equal(o, orig)
 	r := stream.Record{Pos: segStart.Add(int32(at)), OrigLen: uint16(len(orig)), Delta: int16(len(repl) - len(orig)), Tag: tag.pack()}
 	if err := h.Add(r); errors.Is(err, stream.ErrOutOfOrder) {
-		// A resend of bytes older than the newest rewrite this run
-		// knows of: after a restart only the newest change per
-		// direction is restored (README "Restarts"), so the older
-		// rewrites cannot be replayed; the line passes as sent.
+		// A resend of bytes older than the rewrites this run knows of:
+		// after a restart, those before the span restored (the peer
+		// acknowledged them), or, when no span could be stored, before
+		// the newest change (README "Restarts"). They cannot be
+		// replayed; the line passes as sent.
 		w.e.stats.RewritesStale.Add(1)
 		return
 	} else if err != nil {
@@ -180,17 +184,23 @@ func (w *Worker) meaning(sess *conntrack.Session, dir conntrack.Dir, line []byte
 // the announcement's syntax (Kind, Delim), the port announced instead
 // (port) and the sender's (origPort), and whether the sender's argument is
 // what AppendArg makes of its own address and origPort (regen), so that a
-// resend carrying part of it can be completed.
+// resend carrying part of it can be completed; and how far into its line the
+// argument starts (lead; 0 when past maxLead), so that the line's start is
+// known (lineStart).
 type ftpTag struct {
 	kind     ftpparse.Kind
 	delim    byte
 	port     uint16
 	origPort uint16
 	regen    bool
+	lead     uint16
 }
 
+// maxLead is the largest lead a tag holds (15 bits).
+const maxLead = 1<<15 - 1
+
 func (t ftpTag) pack() uint64 {
-	v := uint64(t.kind) | uint64(t.delim)<<8 | uint64(t.port)<<16 | uint64(t.origPort)<<32
+	v := uint64(t.kind) | uint64(t.delim)<<8 | uint64(t.port)<<16 | uint64(t.origPort)<<32 | uint64(t.lead&maxLead)<<49
 	if t.regen {
 		v |= 1 << 48
 	}
@@ -198,8 +208,13 @@ func (t ftpTag) pack() uint64 {
 }
 
 func unpackTag(v uint64) ftpTag {
-	return ftpTag{kind: ftpparse.Kind(v), delim: byte(v >> 8), port: uint16(v >> 16), origPort: uint16(v >> 32), regen: v&(1<<48) != 0}
+	return ftpTag{kind: ftpparse.Kind(v), delim: byte(v >> 8), port: uint16(v >> 16), origPort: uint16(v >> 32), regen: v&(1<<48) != 0,
+		lead: uint16(v>>49) & maxLead}
 }
+
+// lineStart is where the line of the rewrite r starts (r's position when its
+// tag does not say: a restored record).
+func lineStart(r *stream.Record) seqnum.Value { return r.Pos.Add(-int32(unpackTag(r.Tag).lead)) }
 
 // ftpText makes the text of a direction's rewrites again (stream.Text).
 type ftpText struct {

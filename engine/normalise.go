@@ -75,11 +75,13 @@ type outcome struct {
 }
 
 // acknowledged prunes the records of the direction opposite to dir up to what
-// the packet acknowledges: no retransmission carries those bytes again.
-func acknowledged(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet) {
+// the packet acknowledges: no retransmission carries those bytes again. It
+// stores the session's state again where that moved the span a restart
+// needs (persister.acked), before the packet leaves.
+func (w *Worker) acknowledged(sess *conntrack.Session, dir conntrack.Dir, p *rewrite.Packet, now time.Time) {
 	if p.Flags&rewrite.FlagACK != 0 {
 		o := &sess.Stream[dir.Other()]
-		o.Acknowledge(o.UnmapAck(p.Ack))
+		w.e.persist.acked(sess, dir.Other(), o.Acknowledge(o.UnmapAck(p.Ack)), now)
 	}
 }
 
@@ -90,6 +92,21 @@ func (w *Worker) normalise(sess *conntrack.Session, dir conntrack.Dir, s *segmen
 	h := &sess.Stream[dir]
 	if len(s.payload) == 0 {
 		return outcome{act: actSend}
+	}
+	if h.Lumped() {
+		// Restored with a span (persister.stateOf): offsets between its
+		// start and the newest change are known again only as the sender
+		// resends from the start.
+		h.Settle()
+		if from, to, ok := h.Unknown(); ok && !h.Started && s.p.Seq.After(from) {
+			if !s.p.Seq.After(to) {
+				// Sent out of order: the resend from the span's start
+				// comes, and this one after it.
+				w.e.stats.OutOfOrder.Add(1)
+				return outcome{act: actDrop, why: "offset unknown after a restart"}
+			}
+			h.Unlump() // past the newest change: the peer holds the span
+		}
 	}
 	if h.Started && s.p.Seq.Before(h.Next) {
 		if j, q, ok := w.complete(h, s, limit); ok {

@@ -140,9 +140,11 @@ func (p *persister) decode(b conntrack.Binding, now time.Time) (ctstate.State, e
 
 // restore gives a newly learned session the adjustments stored by an
 // earlier run: "offset before Pos, one change Delta at Pos" per direction
-// (stream.Half.Restore), and holds its flows. A retransmission of the
-// rewritten segment is parsed and rewritten again; the normaliser fills the
-// restored record in with its text. The session is locked (AddLocked).
+// (stream.Half.Restore), with the span of the changes before it that the
+// peer had not acknowledged where one was stored (stream.Half.RestoreSpan),
+// and holds its flows. A retransmission of the rewritten segments is parsed
+// and rewritten again; the normaliser fills the restored records in with
+// their text. The session is locked (AddLocked).
 func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
 	if st.IsZero() {
 		return
@@ -152,7 +154,8 @@ func (p *persister) restore(s *conntrack.Session, st ctstate.State) {
 			continue
 		}
 		a := st.Dir[d]
-		s.Stream[d].Restore(stream.Summary{Pos: seqnum.Value(a.Pos), Before: a.Before(), Delta: int16(a.Delta)})
+		s.Stream[d].RestoreSpan(stream.Summary{Pos: seqnum.Value(a.Pos), Before: a.Before(), Delta: int16(a.Delta)},
+			seqnum.Value(a.From()), a.Lump)
 	}
 	// Held again: an adopted table still has the flows, but a table made
 	// anew (or a standby's, its state replicated) does not.
@@ -228,12 +231,7 @@ func (p *persister) save(s *conntrack.Session, now time.Time) bool {
 	if unpersisted {
 		return true
 	}
-	for d := range 2 {
-		if sm := s.Stream[d].Snapshot(); sm.Delta != 0 {
-			next.Valid[d] = true
-			next.Dir[d] = ctstate.Adj{Pos: uint32(sm.Pos), Delta: int32(sm.Delta), After: sm.Before + int32(sm.Delta)}
-		}
-	}
+	next = p.stateOf(s, next)
 	labels, err := ctstate.Encode(next)
 	if err != nil {
 		p.failed(s, "encode", err, now)
@@ -257,6 +255,110 @@ func (p *persister) save(s *conntrack.Session, now time.Time) bool {
 	st.state = next
 	p.mu.Unlock()
 	return true
+}
+
+// stateOf is the state to store for s, whose state last stored is prev: per
+// direction the newest length change (kept from prev when the records that
+// made it are gone), and the span of the changes before it that the peer
+// has not acknowledged (stream.Half.Span), which a resend may carry.
+//
+// Why the span, and why it is enough. After a restart the sender resends
+// from the oldest byte its peer has not acknowledged to it (TCP), and may
+// resend any segment from there on, each up to the bytes ftpct last let
+// through, or beyond them (segments ftpct rewrote but whose verdict the
+// dead daemon never gave, or that were lost after it). Every byte of that
+// must reach the peer where the stream as rewritten puts it, or below what
+// the peer holds already (which it discards). The oldest kept record is at
+// or after that byte:
+//
+//   - records go only when the peer acknowledges them, and the span is
+//     stored again before an acknowledgement that drops some of them while
+//     others stay is let through to the sender (acked);
+//   - bytes before the oldest kept record back to the last record dropped
+//     are shifted by the base, exactly; bytes before that the peer holds,
+//     and shifted by the base they land below what it acknowledged.
+//
+// So a resend that starts at or before the span's start is placed exactly
+// and its rewrites are made again in order (stream.Half.RestoreSpan), and
+// one that starts after it is either beyond the newest change (shifted by
+// After, exactly; the sender then resends nothing of the span, its peer
+// holds it) or a segment sent out of order, which waits (the normaliser
+// drops it until the bytes before it are through).
+//
+// The labels hold one direction's span: when both directions are resized
+// the spans are left out (README "Restarts"), as they are when one spans
+// more than ctstate.MaxSpan bytes.
+func (p *persister) stateOf(s *conntrack.Session, prev ctstate.State) ctstate.State {
+	next := prev
+	spans := 0
+	for d := range 2 {
+		h := &s.Stream[d]
+		sm := h.Snapshot()
+		if sm.Delta == 0 {
+			next.Dir[d].Span, next.Dir[d].Lump = 0, 0 // nothing kept: nothing to resend
+			continue
+		}
+		a := ctstate.Adj{Pos: uint32(sm.Pos), Delta: int32(sm.Delta), After: sm.Before + int32(sm.Delta)}
+		if from, lump, ok := h.Span(); ok {
+			// From the start of the oldest rewrite's line, so that a
+			// resend from there is read from a line start (the offset
+			// is the same: no rewrite lies between).
+			from = lineStart(&h.Records()[0])
+			if span := sm.Pos.Diff(from); span > 0 && span <= ctstate.MaxSpan && lump >= ctstate.MinLump && lump <= ctstate.MaxLump {
+				a.Span, a.Lump = uint32(span), lump
+				spans++
+			}
+		}
+		next.Valid[d] = true
+		next.Dir[d] = a
+	}
+	if spans > 0 && next.Valid[0] && next.Valid[1] {
+		for d := range 2 {
+			next.Dir[d].Span, next.Dir[d].Lump = 0, 0
+		}
+	}
+	return next
+}
+
+// acked stores s's state again when an acknowledgement of its peer just
+// dropped some of direction dir's records while others stay: the span
+// stored may start before what the sender will resend from once the
+// acknowledgement reaches it (see stateOf). It runs before the verdict of
+// the packet that carries the acknowledgement. When no record stays, the
+// sender resends nothing before the newest change, and the span stored
+// does no harm (the normaliser gives it up at the first segment after it).
+func (p *persister) acked(s *conntrack.Session, dir conntrack.Dir, dropped int, now time.Time) {
+	if !p.enabled() || dropped == 0 || len(s.Stream[dir].Records()) == 0 {
+		return
+	}
+	p.mu.Lock()
+	st := p.byID[s.ID]
+	var prev ctstate.State
+	ok := st != nil && st.held && !st.unpersisted && !st.state.IsZero()
+	if ok {
+		prev = st.state
+	}
+	p.mu.Unlock()
+	if !ok {
+		return
+	}
+	next := p.stateOf(s, prev)
+	if next == prev {
+		return
+	}
+	labels, err := ctstate.Encode(next)
+	if err != nil {
+		p.failed(s, "encode", err, now)
+		return
+	}
+	if err := p.store.SetResized(s.Binding.Orig, labels); err != nil {
+		p.failed(s, "write labels", err, now)
+		return
+	}
+	p.stats.StateWrites.Add(1)
+	p.mu.Lock()
+	st.state = next
+	p.mu.Unlock()
 }
 
 func (p *persister) failed(s *conntrack.Session, what string, err error, now time.Time) {

@@ -108,7 +108,7 @@ func (w *Worker) decide(sess *conntrack.Session, dir conntrack.Dir, s *segment, 
 	if s.p.Flags&(rewrite.FlagFIN|rewrite.FlagRST) != 0 {
 		sess.Closing = true
 	}
-	acknowledged(sess, dir, &s.p)
+	w.acknowledged(sess, dir, &s.p, now)
 	w.begin(sess, dir)
 	// limit: the most payload bytes to send in one segment when held bytes
 	// are put in front of the sender's (see read): as many as the sender
