@@ -54,12 +54,12 @@ type counterSet[C, G any] struct {
 	ExpectDeleted       C `json:"expect_deleted" help:"expectations closed by hand (ftpct expect delete)"`
 	ExpectPending       G `json:"expect_pending" help:"expectations waiting for their data connection now"`
 	TLSSessions         C `json:"tls_sessions" help:"control connections that switched to TLS (AUTH TLS answered 234): no longer readable, so their data connections get no holes"`
-	StateWrites         C `json:"state_writes" help:"session state stored in conntrack labels: one per packet whose rewrite changed a stored sequence adjustment"`
+	StateWrites         C `json:"state_writes" help:"session state stored in conntrack labels: one per packet whose rewrite changed a stored sequence adjustment, and one per acknowledgement that moved the span of unacknowledged rewrites a restart needs"`
 	StateErrors         C `json:"state_errors" help:"session state or held flows that could not be stored (logged): a rewrite whose session could not be held is not sent (the packet leaves unchanged); a restart of ftpct may break sessions whose state was not stored"`
 	SessionsRestored    C `json:"sessions_restored" help:"control connections taken over with the state an earlier run stored in their conntrack labels"`
 	SessionsUnpersisted C `json:"sessions_unpersisted" help:"resized control connections whose conntrack entry has no room for labels (it predates ftpct's rules): they work, but a restart of ftpct breaks them"`
 	SessionsForeign     C `json:"sessions_foreign" help:"control connections whose ct labels ftpct cannot read (another format version, or set by another tool); passed untouched"`
-	RewritesStale       C `json:"rewrites_stale" help:"announcements in a resend of bytes older than the newest rewrite ftpct knows of (after a restart only the newest change per direction is restored), passed as sent: the peer had them already unless a rewrite was lost"`
+	RewritesStale       C `json:"rewrites_stale" help:"announcements in a resend of bytes older than the rewrites a restarted ftpct restored, passed as sent: the peer acknowledged them before the restart and discards them (README Restarts says when it may not have)"`
 	RewritesOutOfRange  C `json:"rewrites_out_of_range" help:"announcements left unrewritten, without a hole, because the stream's offset would leave the range ct labels can store"`
 	AuditSuppressed     C `json:"audit_suppressed" help:"audit log lines not written because of the audit rate limit"`
 	Watchers            G `json:"watchers" help:"ftpct expect watch clients connected now"`

@@ -22,7 +22,10 @@
 // comparable value (the cumulative offset before the newest length change,
 // that change's position and delta); Restore rebuilds a direction from it.
 // Comparing Snapshot before and after a packet tells cheaply whether the
-// newest length change changed.
+// newest length change changed. Span adds where the unacknowledged rewrites
+// before the newest start and their summed change; RestoreSpan rebuilds a
+// direction from both, keeping a lump for those rewrites until a resend
+// makes them again (span.go).
 //
 // Memory: an idle direction owns no heap memory. A Half keeps one record
 // in itself; a burst of more spills them to a block of MaxRecords taken from
