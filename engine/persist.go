@@ -299,11 +299,12 @@ func (p *persister) stateOf(s *conntrack.Session, prev ctstate.State) ctstate.St
 			continue
 		}
 		a := ctstate.Adj{Pos: uint32(sm.Pos), Delta: int32(sm.Delta), After: sm.Before + int32(sm.Delta)}
-		if from, lump, ok := h.Span(); ok {
-			// From the start of the oldest rewrite's line, so that a
-			// resend from there is read from a line start (the offset
-			// is the same: no rewrite lies between).
-			from = lineStart(&h.Records()[0])
+		if _, lump, ok := h.Span(); ok {
+			// From the start of the oldest rewrite's line rather than
+			// its argument (Span's from), so that a resend from there is
+			// read from a line start (the offset is the same: no rewrite
+			// lies between).
+			from := lineStart(&h.Records()[0])
 			if span := sm.Pos.Diff(from); span > 0 && span <= ctstate.MaxSpan && lump >= ctstate.MinLump && lump <= ctstate.MaxLump {
 				a.Span, a.Lump = uint32(span), lump
 				spans++
