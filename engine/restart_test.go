@@ -164,3 +164,30 @@ func TestResendAfterRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestSpanWriteAllocs: storing the span again when an acknowledgement moves
+// it (the packet path of the server's acknowledgements) allocates nothing.
+func TestSpanWriteAllocs(t *testing.T) {
+	k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+	e := newPersistEngine(k, &holdingHoles{}, nil)
+	a3, _ := portLines(0, 3)
+	w := e.NewWorker()
+	w.Handle(build(t, masqC2S(1008, 5000, a3)))
+	sess := e.Sessions()[0]
+	p := e.persist
+	other := ctstate.State{Valid: [2]bool{true, false}, Dir: [2]ctstate.Adj{{Pos: 1, Delta: 1, After: 1}}}
+	now := e.now()
+	writes := k.writes
+	n := testing.AllocsPerRun(100, func() {
+		p.mu.Lock()
+		p.byID[sess.ID].state = other // so that the span differs and is written
+		p.mu.Unlock()
+		p.acked(sess, conntrack.DirOrig, 1, now)
+	})
+	if n != 0 {
+		t.Errorf("%v allocs per span write, want 0", n)
+	}
+	if k.writes-writes < 100 {
+		t.Errorf("%d writes, want one per run", k.writes-writes)
+	}
+}
