@@ -80,20 +80,13 @@ func check(t *testing.T, h *Half, start seqnum.Value) {
 			t.Fatalf("records %d and %d overlap or are unsorted: %+v %+v", i-1, i, recs[i-1], recs[i])
 		}
 	}
-	inside := func(s seqnum.Value) bool {
-		for i := range recs {
-			if r := recs[i].Range(); r.Start.Before(s) && s.Before(r.End) {
-				return true
-			}
-		}
-		return false
-	}
+
 	from := start.Add(-8)
 	if h.Next.Diff(from) > 300 {
 		from = h.Next.Add(-300)
 	}
 	for s := from; s != h.Next.Add(8); s++ {
-		if !inside(s) && h.UnmapAck(h.MapSeq(s)) != s {
+		if !inside(h, s) && h.UnmapAck(h.MapSeq(s)) != s {
 			t.Fatalf("UnmapAck(MapSeq(%d)) = %d; records %+v base %d", s, h.UnmapAck(h.MapSeq(s)), recs, h.Base())
 		}
 	}
@@ -122,5 +115,58 @@ func check(t *testing.T, h *Half, start seqnum.Value) {
 	}
 	if r.Snapshot() != h.Snapshot() {
 		t.Fatalf("Snapshot of the restored %+v, want %+v", r.Snapshot(), h.Snapshot())
+	}
+	r.Reset()
+	checkSpan(t, h, from)
+}
+
+// inside reports whether s lies inside one of h's rewrites (after its first
+// byte), where a wire position has no original one.
+func inside(h *Half, s seqnum.Value) bool {
+	for _, rec := range h.Records() {
+		if r := rec.Range(); r.Start.Before(s) && s.Before(r.End) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSpan checks RestoreSpan(Snapshot(), Span()): positions up to the
+// span's start and after the newest change map as in h; no acknowledgement
+// maps back beyond where h maps it; and once the kept rewrites are made
+// again in order, every position maps as in h.
+func checkSpan(t *testing.T, h *Half, from seqnum.Value) {
+	t.Helper()
+	spanFrom, lump, ok := h.Span()
+	if !ok {
+		return
+	}
+	var r Half
+	r.RestoreSpan(h.Snapshot(), spanFrom, lump)
+	defer r.Reset()
+	sm := h.Snapshot()
+	if !r.Lumped() {
+		t.Fatalf("RestoreSpan(%+v, %d, %d) keeps no lump", sm, spanFrom, lump)
+	}
+	for s := from; s != h.Next.Add(8); s++ {
+		if (!s.After(spanFrom) || s.After(sm.Pos)) && r.MapSeq(s) != h.MapSeq(s) {
+			t.Fatalf("span-restored MapSeq(%d) = %d, want %d (span %d..%d, lump %d)", s, r.MapSeq(s), h.MapSeq(s), spanFrom, sm.Pos, lump)
+		}
+		if w := h.MapSeq(s); !inside(h, s) && r.UnmapAck(w).After(s) {
+			t.Fatalf("span-restored UnmapAck(%d) = %d, beyond %d", w, r.UnmapAck(w), s)
+		}
+	}
+	for _, rec := range h.Records() {
+		if err := r.Add(rec); err != nil {
+			t.Fatalf("made again: Add(%+v): %v (records %+v)", rec, err, r.Records())
+		}
+	}
+	if r.Lumped() {
+		t.Fatalf("every rewrite made again, still lumped: %+v", r.Records())
+	}
+	for s := from; s != h.Next.Add(8); s++ {
+		if r.MapSeq(s) != h.MapSeq(s) {
+			t.Fatalf("made again: MapSeq(%d) = %d, want %d", s, r.MapSeq(s), h.MapSeq(s))
+		}
 	}
 }

@@ -114,7 +114,16 @@ func (h *Half) addLumped(r Record) (done bool, err error) {
 			return true, ErrConflict // overlaps the newest change
 		}
 		if h.Full() {
-			return true, ErrFull
+			// The lump takes a place of its own, so with MaxRecords kept
+			// before the restart the last rewrite of the span meets a
+			// full h. Being the last, it leaves the lump no length change:
+			// it takes the lump's place, and nothing is unknown any more.
+			if lump.Delta != r.Delta {
+				return true, ErrFull
+			}
+			recs[li] = r
+			h.lumped = false
+			return true, nil
 		}
 		copy(recs[li+1:h.n+1], recs[li:h.n])
 		recs[li] = r
