@@ -170,6 +170,17 @@ func (w *Worker) advance(h *stream.Half, s *segment) outcome {
 		h.Started = true
 		h.Next = r.Start
 	}
+	if h.Resumes(r.Start) {
+		// Not a gap: the receiver acknowledged the bytes before this
+		// segment, which got through without this run (a restart: the
+		// dead daemon let them through; or a full queue's bypass). Its
+		// sender will not send them again, so waiting for them would
+		// stall the stream for good. Read on from here, taking it as a
+		// line start, as for the first segment of a session learned
+		// mid-stream.
+		w.e.stats.Resumed.Add(1)
+		h.Resume(r.Start)
+	}
 	if r.Start.After(h.Next) {
 		// A gap: an earlier segment was lost. Unit boundaries after it are
 		// unknown, so let the sender retransmit this one in order.

@@ -218,17 +218,26 @@ func (h *Half) Overlapping(seg seqnum.Range) []Record {
 // whose length changes fold into the base offset. A rewrite the
 // acknowledgement cuts stays, with everything after its start. It returns
 // how many records it forgot.
+//
+// Acked keeps the highest acknowledgement even past Next, or before any
+// byte was seen: bytes the peer holds that this Half never saw got through
+// without it (before a restart, past a full queue with bypass), and the
+// sender will not send them again (Resumes). Only bytes seen carry records,
+// so the records are forgotten up to Next at most.
 func (h *Half) Acknowledge(ack seqnum.Value) int {
+	if !h.AckSeen || ack.After(h.Acked) {
+		if h.Started && ack.Diff(h.Next) > maxUnseen {
+			ack = h.Next.Add(maxUnseen) // more than any sender has in flight
+		}
+		h.Acked, h.AckSeen = ack, true
+	}
 	if !h.Started {
 		return 0
 	}
+	ack = h.Acked
 	if ack.After(h.Next) {
-		ack = h.Next // acknowledges bytes never sent: believe what was sent
+		ack = h.Next // no byte after Next was seen: none carries a record
 	}
-	if h.AckSeen && !ack.After(h.Acked) {
-		return 0
-	}
-	h.Acked, h.AckSeen = ack, true
 	recs := h.recs()
 	k := 0
 	for ; k < int(h.n); k++ {
@@ -252,6 +261,25 @@ func (h *Half) Acknowledge(ack seqnum.Value) int {
 		h.shrink()
 	}
 	return k
+}
+
+// maxUnseen bounds how far past Next an acknowledgement is believed (16 MiB).
+const maxUnseen = 1 << 24
+
+// Resumes reports whether a segment starting at seq, after Next, follows
+// bytes the peer acknowledged already (see Acknowledge): they are not
+// missing, and reading may resume at seq (Resume). A segment after bytes
+// the peer does not hold follows a gap and must wait for them.
+func (h *Half) Resumes(seq seqnum.Value) bool {
+	return h.Started && h.AckSeen && seq.After(h.Next) && !seq.After(h.Acked) && len(h.Held()) == 0
+}
+
+// Resume makes seq the next byte to read, past bytes this Half never saw
+// (Resumes). A lump is given up: the peer holds the whole span (an
+// acknowledgement inside it maps back to its start, UnmapAck).
+func (h *Half) Resume(seq seqnum.Value) {
+	h.Next = seq
+	h.lumped = false
 }
 
 // Reset gives h's pooled storage back and makes it the zero value. Call it

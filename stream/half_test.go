@@ -44,7 +44,10 @@ func TestAcknowledge(t *testing.T) {
 		{name: "ack cuts a rewrite: it stays, with its record", acks: []seqnum.Value{204}, wantKept: []seqnum.Value{200, 300}, wantBase: 4, wantAcked: 204},
 		{name: "all acknowledged", acks: []seqnum.Value{400}, wantKept: nil, wantBase: 12, wantAcked: 400},
 		{name: "an older ack changes nothing", acks: []seqnum.Value{300, 150}, wantKept: []seqnum.Value{300}, wantBase: 8, wantAcked: 300},
-		{name: "ack past what was sent is clamped", acks: []seqnum.Value{9000}, wantKept: nil, wantBase: 12, wantAcked: 500},
+		// The peer holds bytes this direction never saw (Resumes): kept,
+		// but records go only up to what was seen.
+		{name: "ack past what was sent is kept", acks: []seqnum.Value{9000}, wantKept: nil, wantBase: 12, wantAcked: 9000},
+		{name: "an ack far past what was sent is bounded", acks: []seqnum.Value{500 + 1<<25}, wantKept: nil, wantBase: 12, wantAcked: 500 + maxUnseen},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,8 +71,40 @@ func TestAcknowledge(t *testing.T) {
 		})
 	}
 	var idle Half
-	if idle.Acknowledge(5) != 0 || idle.AckSeen {
-		t.Error("a direction that sent nothing took an acknowledgement")
+	if idle.Acknowledge(5) != 0 || !idle.AckSeen || idle.Acked != 5 {
+		t.Errorf("a direction that sent nothing: acked %d (seen %v), want 5 kept, nothing forgotten", idle.Acked, idle.AckSeen)
+	}
+}
+
+func TestResumes(t *testing.T) {
+	tests := []struct {
+		name string
+		ack  seqnum.Value // 0: none seen
+		seq  seqnum.Value
+		want bool
+	}{
+		{name: "no acknowledgement: a gap", seq: 600},
+		{name: "acknowledged up to the segment", ack: 600, seq: 600, want: true},
+		{name: "acknowledged past the segment's start", ack: 700, seq: 600, want: true},
+		{name: "acknowledged short of it: a gap", ack: 599, seq: 600},
+		{name: "not after Next", ack: 700, seq: 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := withEdits(t, 500, 100)
+			if tt.ack != 0 {
+				d.Acknowledge(tt.ack)
+			}
+			if got := d.Resumes(tt.seq); got != tt.want {
+				t.Errorf("Resumes(%d) = %v, want %v", tt.seq, got, tt.want)
+			}
+			if tt.want {
+				d.Resume(tt.seq)
+				if d.Next != tt.seq {
+					t.Errorf("Resume: Next = %d, want %d", d.Next, tt.seq)
+				}
+			}
+		})
 	}
 }
 
