@@ -5,8 +5,11 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,6 +31,18 @@ func invalidPackets(t *testing.T, l *lab, host string) uint64 {
 		}
 	}
 	return sum
+}
+
+// nonzero formats the counters of st that are not 0, sorted by name, for a
+// failure message.
+func nonzero(st map[string]uint64) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(st)) {
+		if st[k] != 0 {
+			fmt.Fprintf(&b, " %s=%d", k, st[k])
+		}
+	}
+	return b.String()
 }
 
 // TestLongActiveSession: one control connection through the masquerading
@@ -83,7 +98,7 @@ func TestLongActiveSession(t *testing.T) {
 				t.Errorf("portstorm still running after 60 s")
 			}
 			if err != nil {
-				t.Fatalf("portstorm: %v\n%s%s", err, stdout.String(), stderr.String())
+				t.Fatalf("portstorm: %v\n%s%s\nftpct's counters: %s", err, stdout.String(), stderr.String(), nonzero(d.stats()))
 			}
 			var r struct {
 				Ports, Growth int
@@ -105,7 +120,7 @@ func TestLongActiveSession(t *testing.T) {
 			}
 			for _, k := range []string{"errors", "state_errors", "dropped"} {
 				if st[k] != 0 {
-					t.Errorf("%s = %d, want 0", k, st[k])
+					t.Errorf("%s = %d, want 0 (counters: %s)", k, st[k], nonzero(st))
 				}
 			}
 		})
