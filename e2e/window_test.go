@@ -118,10 +118,25 @@ func TestLongActiveSession(t *testing.T) {
 			if tc.restart && (st["sessions_restored"] != 1 || st["rewrites"] == 0) {
 				t.Errorf("after the restart: sessions_restored = %d, rewrites = %d; want 1 and some", st["sessions_restored"], st["rewrites"])
 			}
-			for _, k := range []string{"errors", "state_errors", "dropped"} {
+			for _, k := range []string{"errors", "state_errors"} {
 				if st[k] != 0 {
 					t.Errorf("%s = %d, want 0 (counters: %s)", k, st[k], nonzero(st))
 				}
+			}
+			// The restart loses what was queued or sent while no daemon
+			// ran, so the peers resend; the server may first send new
+			// data across that hole (Linux's F-RTO does, on the first
+			// acknowledgement after a retransmission timeout), which
+			// ftpct drops as after a gap until the hole is filled
+			// (out_of_order; seen: 1 in about 10 runs under load). Any
+			// other drop, or more than a few, fails.
+			maxGapDrops := uint64(0)
+			if tc.restart {
+				maxGapDrops = 3
+			}
+			if st["dropped"] != st["out_of_order"] || st["dropped"] > maxGapDrops {
+				t.Errorf("dropped = %d (out_of_order %d), want at most %d, all after a gap (counters: %s)",
+					st["dropped"], st["out_of_order"], maxGapDrops, nonzero(st))
 			}
 		})
 	}
