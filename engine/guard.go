@@ -55,6 +55,7 @@ type guard struct {
 
 	mu    sync.Mutex
 	holes map[guardKey]*uncommitted
+	peak  int // the most holes registered since holes was made
 }
 
 // guardKey is what a data connection's SYN shows of its hole: source,
@@ -75,6 +76,10 @@ type uncommitted struct {
 	syns []uint64 // tags of waiting SYNs
 }
 
+// guardShrink is the fewest holes after which an emptied registry is made
+// again.
+const guardShrink = 1024
+
 // submit registers the holes ops open: until done is called with them,
 // their SYNs wait. It returns the keys to give done.
 func (g *guard) submit(ops []rules.Op) []guardKey {
@@ -94,6 +99,7 @@ func (g *guard) submit(ops []rules.Op) []guardKey {
 		u.n++
 		keys = append(keys, k)
 	}
+	g.peak = max(g.peak, len(g.holes))
 	return keys
 }
 
@@ -111,6 +117,11 @@ func (g *guard) done(keys []guardKey) []uint64 {
 			free = append(free, u.syns...)
 			delete(g.holes, k)
 		}
+	}
+	if len(g.holes) == 0 && g.peak >= guardShrink {
+		// Go maps keep their room: after a burst (a storm's pass
+		// that waited long), make the registry again.
+		g.holes, g.peak = map[guardKey]*uncommitted{}, 0
 	}
 	return free
 }

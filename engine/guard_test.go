@@ -194,3 +194,31 @@ func TestGuardAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardRegistryShrinks: after a burst of uncommitted holes, the
+// emptied registry is made again (Go maps keep their room).
+func TestGuardRegistryShrinks(t *testing.T) {
+	g := &guard{holes: map[guardKey]*uncommitted{}}
+	var keys [][]guardKey
+	for i := range 2 * guardShrink {
+		h := rules.Hole{Peer: server, Addr: gwPublic, Port: uint16(2000 + i)}
+		keys = append(keys, g.submit([]rules.Op{{Kind: rules.OpOpen, Hole: h}}))
+	}
+	if g.peak != 2*guardShrink {
+		t.Fatalf("peak %d, want %d", g.peak, 2*guardShrink)
+	}
+	before := g.holes
+	for i, k := range keys {
+		g.done(k)
+		if i < len(keys)-1 && len(g.holes) == 0 {
+			t.Fatalf("registry empty after %d of %d", i+1, len(keys))
+		}
+	}
+	if g.peak != 0 || len(g.holes) != 0 {
+		t.Errorf("peak %d, %d holes after all were committed, want 0 0", g.peak, len(g.holes))
+	}
+	before[guardKey{}] = nil // the old map is no longer the registry
+	if _, ok := g.holes[guardKey{}]; ok {
+		t.Error("the registry was not made again")
+	}
+}

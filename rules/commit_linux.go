@@ -161,6 +161,9 @@ func (c *Committer) Run(ctx context.Context) error {
 		}
 		c.commit(batch)
 		clear(batch)
+		if oversized(cap(batch), len(batch)) {
+			batch = nil
+		}
 		if stop {
 			return nil
 		}
@@ -346,7 +349,20 @@ type planSeq struct {
 type planner struct {
 	byKey map[planKey]int
 	seqs  []planSeq
+	// used is how many keys the last plan had: after a burst the scratch
+	// is made again, small (shrinkScratch).
+	used int
 }
+
+// shrinkScratch is the fewest entries scratch kept between passes is made
+// again from, once a pass uses under a quarter of it: the committer's
+// memory follows the passes of now, not its largest ever (a pass that
+// waited seconds for the CPU in a storm holds tens of thousands).
+const shrinkScratch = 1024
+
+// oversized reports whether scratch of capacity c, of which n is used, is
+// worth making again.
+func oversized(c, n int) bool { return c >= shrinkScratch && n < c/4 }
 
 // plan nets the operations of the live requests, element by element.
 // absent may be nil: then every element may be in the kernel.
@@ -356,12 +372,13 @@ func plan(ops [][]prepared, live func(int) bool, absent absentFunc) passPlan {
 }
 
 func (pl *planner) plan(ops [][]prepared, live func(int) bool, absent absentFunc) passPlan {
-	if pl.byKey == nil {
-		pl.byKey = map[planKey]int{}
+	if pl.byKey == nil || oversized(cap(pl.seqs), pl.used) {
+		pl.byKey, pl.seqs = map[planKey]int{}, nil
 	}
 	clear(pl.byKey)
 	clear(pl.seqs)
 	pl.seqs = pl.seqs[:0]
+	defer func() { pl.used = len(pl.seqs) }()
 	act := func(s *nftables.Set, a planAction) {
 		k := planKey{s: s, n: uint8(len(a.p.key))}
 		copy(k.k[:], a.p.key)

@@ -206,3 +206,42 @@ func TestRecord(t *testing.T) {
 		t.Error("a held flow counts as absent; the ledger does not keep them")
 	}
 }
+
+// TestPlannerScratchShrinks: the planner's scratch, kept between passes,
+// follows the passes of now: after one huge pass (a storm's pass that
+// waited for the CPU), small passes make it small again.
+func TestPlannerScratchShrinks(t *testing.T) {
+	m := &Manager{tables: []*tableObjs{newTableObjs("ftpct", familyIPv4)}}
+	peer, addr := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("198.51.100.1")
+	pass := func(n int) [][]prepared {
+		ops := make([][]prepared, n)
+		for i := range ops {
+			h := Hole{Peer: peer, Addr: addr, Port: uint16(2000 + i), Timeout: time.Minute}
+			var res Result
+			if ops[i], res = m.prepare([]Op{{Kind: OpOpen, Hole: h}}); res.Err != nil {
+				t.Fatal(res.Err)
+			}
+		}
+		return ops
+	}
+	all := func(int) bool { return true }
+	var pl planner
+	pl.plan(pass(20000), all, nil)
+	big := cap(pl.seqs)
+	if big < 20000 {
+		t.Fatalf("scratch of %d for 20000 holes", big)
+	}
+	for range 2 {
+		pl.plan(pass(3), all, nil)
+	}
+	if c := cap(pl.seqs); c >= shrinkScratch {
+		t.Errorf("scratch of %d after small passes (was %d), want under %d", c, big, shrinkScratch)
+	}
+	// A steady pass size keeps its scratch.
+	pl.plan(pass(2000), all, nil)
+	steady := cap(pl.seqs)
+	pl.plan(pass(1500), all, nil)
+	if c := cap(pl.seqs); c != steady {
+		t.Errorf("scratch %d made again for a pass of 1500 after one of 2000 (was %d)", c, steady)
+	}
+}
