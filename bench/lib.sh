@@ -66,6 +66,11 @@ lab_up() {
 # rss PID: resident memory in KiB.
 rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
+# rss_anon PID: the process's private resident memory in KiB (RssAnon: the
+# Go heap, stacks and the runtime's own; not the executable's pages, which
+# VmRSS also counts as they are first run).
+rss_anon() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status"; }
+
 # ftpct_stat NAME: one figure of `ftpct stats --json` (0 when absent).
 ftpct_stat() { "${G[@]}" "$FTPCT" stats --json --socket "$DIR/ftpct.sock" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1', 0))"; }
 
