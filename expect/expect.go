@@ -291,18 +291,7 @@ func (t *Table) Take(k Key) (Expectation, bool) {
 // Delete removes the expectation e if it is still the one in the table,
 // for the caller to close its hole: it calls Closed once the close is
 // handed over.
-func (t *Table) Delete(e Expectation) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	k := e.Key()
-	if cur, ok := t.byKey[k]; !ok || cur.ID != e.ID {
-		return false
-	}
-	t.removeLocked(k)
-	t.markLocked(k, 0)
-	t.shrinkLocked()
-	return true
-}
+func (t *Table) Delete(e Expectation) bool { return t.remove(e, true) }
 
 // Closed tells that the close of key k's hole, for an expectation Add
 // evicted, Take, Delete or RemoveSession removed, was handed over to the
@@ -337,7 +326,11 @@ func (t *Table) markLocked(k Key, session uint64) {
 
 // Remove deletes the expectation e if it is still the one in the table: one
 // whose hole was never opened (its commit failed).
-func (t *Table) Remove(e Expectation) bool {
+func (t *Table) Remove(e Expectation) bool { return t.remove(e, false) }
+
+// remove removes the expectation e if it is still the one in the table;
+// closing: the caller closes its hole (Delete).
+func (t *Table) remove(e Expectation, closing bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	k := e.Key()
@@ -345,6 +338,9 @@ func (t *Table) Remove(e Expectation) bool {
 		return false
 	}
 	t.removeLocked(k)
+	if closing {
+		t.markLocked(k, 0)
+	}
 	t.shrinkLocked()
 	return true
 }
