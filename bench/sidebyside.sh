@@ -5,14 +5,16 @@
 # helper (lab.sh's CT rule added on the gateway), through ftpct (started on the
 # gateway as e2e/harness_test.go does), through ftpct's divert rules to a
 # program that accepts every queued packet unread (bench/qaccept: the ceiling
-# of any NFQUEUE helper) and with no helper (the ceiling of the setup), in a
+# of any NFQUEUE helper), through the kernel helper with that program queueing
+# every control packet besides (kqueue: the ceiling of an NFQUEUE helper for
+# full sessions) and with no helper (the ceiling of the setup), in a
 # rotating order so that noise from the rest of the machine hits every
 # variant. Prints a markdown table of the medians over rounds.
 #
 #   bench/sidebyside.sh [--rounds N] [--dur SECONDS] [--idle K] [--out FILE]
 #                                      defaults: 3 rounds, 5 s per load, 5000 idle
 #                                      sessions; --rounds 0: memory only, --idle 0: none
-#   bench/sidebyside.sh --variants ftpct   only some variants (default "kernel ftpct queue none")
+#   bench/sidebyside.sh --variants ftpct   only some variants (default "kernel ftpct kqueue queue none")
 #   bench/sidebyside.sh --no-reuse         skip the client-port reuse check
 #   bench/sidebyside.sh --timeline N       instead of the loads: N sessions one at a time
 #                                      through the kernel helper and through ftpct,
@@ -20,7 +22,7 @@
 #                                      the gateway's transit time per kind of packet
 #                                      per session (bench/timeline.py)
 #   FTPCT_FLAGS="--queues 1" bench/sidebyside.sh ...   extra flags for `ftpct run`
-#                                      (its --queues also for the queue variant)
+#                                      (its --queues also for queue and kqueue)
 #   FTPCT_BASE=/tmp/ftpct-old bench/sidebyside.sh --variants "ftpct base" ...
 #                                      variant base: that ftpct binary (another
 #                                      build, same flags) alongside this tree's,
@@ -36,12 +38,13 @@
 #   storm   8 control connections, each sending PORT and waiting for the reply;
 #           every PORT must be answered 200, i.e. rewritten to the gateway's
 #           address (no helper: every one must be refused, 500); for ftpct,
-#           base and queue also the helper's CPU time per PORT (as for noop)
+#           base, kqueue and queue also the helper's CPU time per PORT (as for
+#           noop; for kqueue and queue that of bench/qaccept)
 #   conc    16 concurrent full active-mode sessions (login, PORT, RETR
 #           hello.txt, QUIT): sessions/s, session time p50/p99
 #   serial  one session at a time: session time p50/p99
 #   noop    8 connections sending NOOP one at a time: round-trip p50/p99;
-#           for ftpct, base and queue also the CPU time (user and system) of
+#           for ftpct, base, kqueue and queue also the CPU time (user and system) of
 #           the helper's process per round trip, from /proc/PID/stat: on a
 #           shared machine it varies much less than the rates
 #   reuse   3 sessions in a row from one client port (a check, not timed)
@@ -54,11 +57,16 @@
 # the no-helper run only checks that they fail (the negative control). The
 # queue variant rewrites nothing either: its storm is refused and its sessions
 # fail as with no helper; it must have accepted packets from its queues.
+# The kqueue variant runs the kernel helper (as kernel) and bench/qaccept
+# -hold-all (every packet of a control connection queued, bare ACKs included,
+# and every first SYN: at least what ftpct queues in these loads): storm and
+# sessions must succeed as with the kernel helper, and bench/qaccept must have
+# accepted packets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
-ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct queue none" TIMELINE=0 REUSE=1
+ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct kqueue queue none" TIMELINE=0 REUSE=1
 STORM_CONNS=8 CONC=16 NOOP_CONNS=8
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -70,7 +78,7 @@ while [[ $# -gt 0 ]]; do
 	--variants) VARIANTS=$2; shift 2 ;;
 	--timeline) TIMELINE=$2; shift 2 ;;
 	--no-reuse) REUSE=0; shift ;;
-	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--variants 'kernel ftpct queue none'] [--timeline N] [--no-reuse] [--out FILE]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--variants 'kernel ftpct kqueue queue none'] [--timeline N] [--no-reuse] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 if ((SMOKE)); then ROUNDS=1 DUR=1 IDLE=50; fi
@@ -101,7 +109,7 @@ FAIL_EXITS=$SMOKE # --smoke stops at the first failed check
 bench_init b ftpct-bench
 
 bench_build
-if [[ " $VARIANTS " == *" queue "* ]]; then
+if [[ " $VARIANTS " == *" queue "* || " $VARIANTS " == *" kqueue "* ]]; then
 	go build -o "$WORK/qaccept" ./bench/qaccept
 	QACCEPT=$WORK/qaccept
 fi
@@ -117,7 +125,7 @@ SERVER=203.0.113.2:21
 
 KERNEL_RULE=(-t raw -A PREROUTING -p tcp --dport 21 -j CT --helper ftp) # lab.sh's "kernel" line
 
-# The queue variant: as many queues as ftpct's --queues in FTPCT_FLAGS (ftpct's
+# The queue and kqueue variants: as many queues as ftpct's --queues in FTPCT_FLAGS (ftpct's
 # default, one per CPU, otherwise).
 QUEUES=$(nproc)
 read -ra fflags <<< "${FTPCT_FLAGS:-}"
@@ -130,9 +138,10 @@ done
 ((QUEUES > 0)) || QUEUES=$(nproc) # --queues 0: one per CPU
 QA_PID=
 
-# start_qaccept: bench/qaccept on the gateway; waits until its rules are in.
+# start_qaccept [FLAGS...]: bench/qaccept on the gateway; waits until its
+# rules are in.
 start_qaccept() {
-	"${G[@]}" "$QACCEPT" -queues "$QUEUES" > "$WORK/qaccept.out" 2> "$WORK/qaccept.err" &
+	"${G[@]}" "$QACCEPT" -queues "$QUEUES" "$@" > "$WORK/qaccept.out" 2> "$WORK/qaccept.err" &
 	QA_PID=$!
 	PIDS+=("$QA_PID")
 	for _ in $(seq 100); do
@@ -145,8 +154,8 @@ start_qaccept() {
 	return 1
 }
 
-# stop_qaccept ROUND: SIGTERM; it must exit 0, remove its table and have
-# accepted packets (the divert was in the path).
+# stop_qaccept ROUND VARIANT: SIGTERM; it must exit 0, remove its table and
+# have accepted packets (the divert was in the path).
 stop_qaccept() {
 	local rc=0 n
 	kill -TERM "$QA_PID" 2>/dev/null || true
@@ -154,9 +163,9 @@ stop_qaccept() {
 	QA_PID=
 	((rc == 0)) || fail "bench/qaccept exited with status $rc: $(tail -3 "$WORK/qaccept.err")"
 	n=$(awk '$1 == "packets" { print $2 }' "$WORK/qaccept.out")
-	echo "$1 queue queue.packets ${n:-0}" >> "$RESULTS"
+	echo "$1 $2 queue.packets ${n:-0}" >> "$RESULTS"
 	log "  qaccept: ${n:-0} packets accepted from $QUEUES queue(s)"
-	((${n:-0} > 0)) || fail "queue round $1: bench/qaccept accepted no packet"
+	((${n:-0} > 0)) || fail "$2 round $1: bench/qaccept accepted no packet"
 	if "${G[@]}" nft list tables | grep -q ftpctq; then
 		fail "bench/qaccept left its table"
 	fi
@@ -175,6 +184,9 @@ setup() {
 		FTPCT_OWN=$FTPCT FTPCT=$FTPCT_BASE # until teardown
 		start_ftpct "${extra[@]}" ;;
 	queue) start_qaccept ;;
+	kqueue)
+		"${G[@]}" iptables "${KERNEL_RULE[@]}"
+		start_qaccept -hold-all || { "${G[@]}" iptables "${KERNEL_RULE[@]/-A/-D}"; return 1; } ;;
 	none) ;;
 	esac
 }
@@ -189,7 +201,10 @@ teardown() {
 		log_ftpct_stats
 		stop_ftpct
 		FTPCT=$FTPCT_OWN ;;
-	queue) stop_qaccept "$round" ;;
+	queue) stop_qaccept "$round" queue ;;
+	kqueue)
+		stop_qaccept "$round" kqueue
+		"${G[@]}" iptables "${KERNEL_RULE[@]/-A/-D}" ;;
 	none) ;;
 	esac
 	# Every variant starts from an empty conntrack table.
@@ -201,7 +216,7 @@ teardown() {
 helper_pid() {
 	case $1 in
 	ftpct | base) echo "$FTPCT_PID" ;;
-	queue) echo "$QA_PID" ;;
+	queue | kqueue) echo "$QA_PID" ;;
 	esac
 }
 
@@ -286,9 +301,9 @@ fi
 
 read -ra variants <<< "$VARIANTS"
 for v in "${variants[@]}"; do
-	case $v in kernel | ftpct | queue | none) ;;
+	case $v in kernel | ftpct | kqueue | queue | none) ;;
 	base) [[ -x ${FTPCT_BASE:-} ]] || { echo "--variants base: FTPCT_BASE must name an ftpct binary" >&2; exit 2; } ;;
-	*) echo "--variants: kernel, ftpct, base, queue or none, not '$v'" >&2; exit 2 ;;
+	*) echo "--variants: kernel, ftpct, base, kqueue, queue or none, not '$v'" >&2; exit 2 ;;
 	esac
 done
 nv=${#variants[@]}
@@ -320,8 +335,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
 			if ((REUSE)); then
 				# Three sessions in a row from one client port, as a client
 				# whose port the kernel hands out again right away.
-				local_data=$((31100 + 30 * round)); [[ $v == ftpct ]] && local_data=$((local_data + 10))
+				local_data=$((31100 + 40 * round)); [[ $v == ftpct ]] && local_data=$((local_data + 10))
 				[[ $v == base ]] && local_data=$((local_data + 20))
+				[[ $v == kqueue ]] && local_data=$((local_data + 30))
 				load "$round" "$v" sessions -tag reuse -conns 1 -max 3 -dur 30s -ports "$local_data-$((local_data + 9))" \
 					-src-port $((61000 + round)) -want ok
 			fi

@@ -60,10 +60,46 @@ var rows = []row{
 	{"mem.rss_loaded_kib", "ftpct resident memory, idle sessions held (KiB)", false},
 	{"mem.rss_per_session_bytes", "ftpct resident memory per idle session (bytes)", false},
 	{"mem.idle_usable", "idle sessions still answering NOOP", false},
-	{"queue.packets", "packets the queue-only program accepted", false},
+	{"queue.packets", "packets bench/qaccept accepted (queue only; kernel + queue)", false},
 }
 
-var variants = []string{"kernel", "ftpct", "queue", "none"}
+// column is one variant of bench/sidebyside.sh in the report.
+type column struct {
+	variant  string
+	head     string // in the table's head
+	short    string // in "Every round"
+	optional bool   // shown only when measured
+}
+
+var columns = []column{
+	{"kernel", "kernel helper", "kernel", false},
+	{"ftpct", "ftpct", "ftpct", false},
+	{"kqueue", "kernel helper + queue (NFQUEUE ceiling, sessions)", "kernel + queue", true},
+	{"queue", "queue only (NFQUEUE ceiling)", "queue only", false},
+	{"none", "no helper (ceiling)", "none", false},
+	{"base", "ftpct, base build", "base build", true},
+}
+
+// ratios are the columns of ratios, each shown when both its variants are
+// columns.
+var ratios = [][2]string{
+	{"ftpct", "kernel"}, {"ftpct", "queue"},
+	{"kqueue", "kernel"}, {"ftpct", "kqueue"},
+	{"ftpct", "base"},
+}
+
+// columnHead names a variant in a ratio's head.
+func columnHead(v string) string {
+	switch v {
+	case "queue":
+		return "queue only"
+	case "kqueue":
+		return "kernel + queue"
+	case "base":
+		return "base build"
+	}
+	return v
+}
 
 // sample is one measured value: "round variant metric value".
 type sample struct {
@@ -115,28 +151,51 @@ func report(w io.Writer, samples []sample) {
 	for _, m := range extra {
 		all = append(all, row{metric: m, label: m})
 	}
-	// An ftpct of another build (sidebyside.sh's FTPCT_BASE) gets its own
-	// column and ratio when it was measured.
-	withBase := slices.ContainsFunc(samples, func(s sample) bool { return s.variant == "base" })
-	head, sep := "| load (median of rounds) | kernel helper | ftpct | queue only (NFQUEUE ceiling) | no helper (ceiling) |", "|---|---|---|---|---|"
-	if withBase {
-		head, sep = head+" ftpct, base build |", sep+"---|"
+	// The kernel helper with the queue (sidebyside.sh's kqueue) and an
+	// ftpct of another build (its FTPCT_BASE) get their own columns and
+	// ratios when they were measured.
+	measured := func(v string) bool {
+		return slices.ContainsFunc(samples, func(s sample) bool { return s.variant == v })
 	}
-	head, sep = head+" ftpct / kernel | ftpct / queue only |", sep+"---|---|"
-	if withBase {
-		head, sep = head+" ftpct / base build |", sep+"---|"
+	var cols []column
+	for _, c := range columns {
+		if !c.optional || measured(c.variant) {
+			cols = append(cols, c)
+		}
+	}
+	var rs [][2]string // numerator, denominator
+	for _, r := range ratios {
+		if slices.ContainsFunc(cols, func(c column) bool { return c.variant == r[0] }) &&
+			slices.ContainsFunc(cols, func(c column) bool { return c.variant == r[1] }) {
+			rs = append(rs, r)
+		}
+	}
+	head, sep := "| load (median of rounds) |", "|---|"
+	for _, c := range cols {
+		head, sep = head+" "+c.head+" |", sep+"---|"
+	}
+	for _, r := range rs {
+		head, sep = head+" "+columnHead(r[0])+" / "+columnHead(r[1])+" |", sep+"---|"
 	}
 	fmt.Fprintln(w, head)
 	fmt.Fprintln(w, sep)
-	// line writes one row: the values of the variants, then the ratios.
-	line := func(label string, k, f, q, n, b, fk, fq, fb string) {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |", label, k, f, q, n)
-		if withBase {
-			fmt.Fprintf(w, " %s |", b)
+	// line writes one row: the value of each column (off subtracted and
+	// halved when added), then the ratios (of the values less off).
+	line := func(label, metric string, added bool) {
+		off, div := 0.0, 1.0
+		if added {
+			off, div = med(metric, "none"), 2
 		}
-		fmt.Fprintf(w, " %s | %s |", fk, fq)
-		if withBase {
-			fmt.Fprintf(w, " %s |", fb)
+		fmt.Fprintf(w, "| %s |", label)
+		for _, c := range cols {
+			if added && c.variant == "none" {
+				fmt.Fprint(w, "  |")
+				continue
+			}
+			fmt.Fprintf(w, " %s |", num((med(metric, c.variant)-off)/div))
+		}
+		for _, r := range rs {
+			fmt.Fprintf(w, " %s |", ratio(med(metric, r[0])-off, med(metric, r[1])-off))
 		}
 		fmt.Fprintln(w)
 	}
@@ -144,30 +203,26 @@ func report(w io.Writer, samples []sample) {
 		if !seen[r.metric] {
 			continue
 		}
-		k, f, q, n, b := med(r.metric, "kernel"), med(r.metric, "ftpct"), med(r.metric, "queue"), med(r.metric, "none"), med(r.metric, "base")
-		line(r.label, num(k), num(f), num(q), num(n), num(b), ratio(f, k), ratio(f, q), ratio(f, b))
-		if r.added && !math.IsNaN(n) {
-			line("… added per diverted packet: (RTT − no helper) / 2 (µs)", num((k-n)/2), num((f-n)/2), num((q-n)/2), "",
-				num((b-n)/2), ratio(f-n, k-n), ratio(f-n, q-n), ratio(f-n, b-n))
+		line(r.label, r.metric, false)
+		if r.added && !math.IsNaN(med(r.metric, "none")) {
+			line("… added per diverted packet: (RTT − no helper) / 2 (µs)", r.metric, true)
 		}
 	}
 	fmt.Fprintln(w)
-	names := "kernel / ftpct / queue only / none"
-	vs := variants
-	if withBase {
-		names += " / base build"
-		vs = append(slices.Clone(vs), "base")
+	var names []string
+	for _, c := range cols {
+		names = append(names, c.short)
 	}
-	fmt.Fprintf(w, "Every round (%s):\n", names)
+	fmt.Fprintf(w, "Every round (%s):\n", strings.Join(names, " / "))
 	fmt.Fprintln(w)
 	for _, r := range rows {
 		if !seen[r.metric] {
 			continue
 		}
 		var parts []string
-		for _, v := range vs {
+		for _, c := range cols {
 			var ss []string
-			for _, x := range vals[[2]string{r.metric, v}] {
+			for _, x := range vals[[2]string{r.metric, c.variant}] {
 				ss = append(ss, num(x))
 			}
 			if len(ss) == 0 {

@@ -8,7 +8,15 @@
 // else happens: no engine, no session, no hole. No NFQUEUE helper can be
 // faster than this on the same machine.
 //
-//	qaccept [-queues N] [-queue Q] [-table NAME]
+// With -hold-all it also queues what ftpct queues only for some flows: every
+// packet of a control connection, bare acknowledgements included (ftpct: of
+// connections in its hold set, those it resized), and every connection's
+// first SYN (ftpct: from peers in its guard set, those just sent an
+// announcement). Run next to the kernel's FTP helper, which does the FTP
+// work, that is the ceiling of an NFQUEUE helper for full sessions
+// (holdall.go).
+//
+//	qaccept [-queues N] [-queue Q] [-table NAME] [-hold-all]
 //
 // It prints "ready" once the rules are installed, and on SIGINT or SIGTERM
 // removes them, closes the queues and prints "packets N" (packets it
@@ -35,6 +43,7 @@ func main() {
 	queues := flag.Int("queues", runtime.NumCPU(), "number of queues, as ftpct run's --queues (default: one per CPU, as ftpct's)")
 	queue := flag.Int("queue", int(def.Queue), "first queue number")
 	table := flag.String("table", "ftpctq", "nftables table name (ftpct's rules, under another name)")
+	all := flag.Bool("hold-all", false, "also queue every packet of control connections (bare ACKs included) and every first SYN")
 	flag.Parse()
 	if *queues < 1 || *queues > 256 || *queue < 0 || *queue+*queues > 65536 {
 		fmt.Fprintln(os.Stderr, "qaccept: -queues 1 to 256, -queue from 0, the last queue at most 65535")
@@ -44,15 +53,15 @@ func main() {
 	cfg.Queue, cfg.Queues, cfg.Table = uint16(*queue), uint16(*queues), *table
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg); err != nil {
+	if err := run(ctx, cfg, *all); err != nil {
 		fmt.Fprintln(os.Stderr, "qaccept:", err)
 		os.Exit(1)
 	}
 }
 
 // run opens the queues, installs the rules, waits for ctx, then removes the
-// rules and closes the queues.
-func run(ctx context.Context, cfg rules.Config) (err error) {
+// rules and closes the queues. With all, holdAll's rules are added.
+func run(ctx context.Context, cfg rules.Config, all bool) (err error) {
 	accept := func(nfq.Packet) (nfq.Verdict, []byte) { return nfq.Accept, nil }
 	var qs []*nfq.Queue
 	defer func() {
@@ -81,6 +90,11 @@ func run(ctx context.Context, cfg rules.Config) (err error) {
 	// After the queues are bound, as ftpct: nothing is diverted unread.
 	if err := m.Install(); err != nil {
 		return err
+	}
+	if all {
+		if err := holdAll(cfg); err != nil {
+			return errors.Join(err, m.Remove())
+		}
 	}
 	fmt.Println("ready")
 	select {
