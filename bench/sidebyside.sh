@@ -58,8 +58,8 @@
 # queue variant rewrites nothing either: its storm is refused and its sessions
 # fail as with no helper; it must have accepted packets from its queues.
 # The kqueue variant runs the kernel helper (as kernel) and bench/qaccept
-# -hold-all (every packet of a control connection queued, bare ACKs included,
-# and every first SYN: at least what ftpct queues in these loads): storm and
+# -hold-all (every packet of a control connection queued, bare ACKs included:
+# at least what ftpct queues in these loads): storm and
 # sessions must succeed as with the kernel helper, and bench/qaccept must have
 # accepted packets.
 set -euo pipefail
