@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"slices"
 	"sync"
@@ -29,7 +30,10 @@ type Committer struct {
 	interval time.Duration
 
 	passes, sent, netted atomic.Uint64
+	rejected, retries    atomic.Uint64
 	planner              planner // Run's
+	log                  *slog.Logger
+	rejectLog            rejectLog // Run's
 
 	mu      sync.Mutex
 	pending []request
@@ -50,6 +54,23 @@ const PassInterval = time.Millisecond
 // Passes returns how many passes committed something.
 func (c *Committer) Passes() uint64 { return c.passes.Load() }
 
+// Rejections returns how many passes the kernel rejected whole (their one
+// transaction failed, so they were committed again by halves) and how many
+// transactions those retries took.
+func (c *Committer) Rejections() (passes, retries uint64) { return c.rejected.Load(), c.retries.Load() }
+
+// RejectLogEvery is the least time between two log lines of passes the
+// kernel rejected whole. The first is logged at once: it names the first
+// error, which the retries may hide (they fail only the request at fault).
+const RejectLogEvery = 10 * time.Second
+
+// rejectLog is what Run remembers of its last log line of a rejected pass.
+type rejectLog struct {
+	every    time.Duration // RejectLogEvery; tests change it
+	last     time.Time     // zero: none logged yet
+	unlogged uint64        // rejected passes since, not logged
+}
+
 // Elements returns how many element adds and deletes the passes sent, and
 // how many they did not send because they cancelled out within a pass (an
 // element added and deleted again that was not in the kernel before, or a
@@ -62,8 +83,18 @@ type request struct {
 }
 
 // Committer returns a committer of m's holes and held flows. Run it.
+// It logs nothing until SetLogger.
 func (m *Manager) Committer() *Committer {
-	return &Committer{m: m, wake: make(chan struct{}, 1), interval: PassInterval}
+	return &Committer{m: m, wake: make(chan struct{}, 1), interval: PassInterval,
+		log: slog.New(slog.DiscardHandler), rejectLog: rejectLog{every: RejectLogEvery}}
+}
+
+// SetLogger sets where a pass the kernel rejected whole is logged (at warn,
+// at most one line per RejectLogEvery). Call it before Run.
+func (c *Committer) SetLogger(l *slog.Logger) {
+	if l != nil {
+		c.log = l
+	}
 }
 
 // Submit queues ops for the next pass; done is called with their result
@@ -196,13 +227,41 @@ func (c *Committer) commit(reqs []request) {
 		ops[i], res[i] = m.prepare(r.ops)
 	}
 	now := time.Now()
-	c.settle(ops, res, 0, len(reqs))
+	if s := c.settle(ops, res, 0, len(reqs)); s.err != nil {
+		c.rejected.Add(1)
+		c.retries.Add(s.txs - 1)
+		c.logRejected(now, s, len(reqs))
+	}
 	m.known.prune(now)
 	for i, r := range reqs {
 		if r.done != nil {
 			r.done(res[i])
 		}
 	}
+}
+
+// logRejected logs the pass s rejected whole, of n requests, unless one was
+// logged less than rejectLog.every ago (then it is counted for the next
+// line).
+func (c *Committer) logRejected(now time.Time, s settled, n int) {
+	l := &c.rejectLog
+	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+		l.unlogged++
+		return
+	}
+	c.log.LogAttrs(context.Background(), slog.LevelWarn, "nftables rejected a whole pass of hole commits; committed again by halves",
+		slog.String("err", s.err.Error()), slog.Int("elements", s.elems), slog.Int("requests", n),
+		slog.Uint64("retry_transactions", s.txs-1), slog.Uint64("unlogged_since_last", l.unlogged))
+	l.last, l.unlogged = now, 0
+}
+
+// settled is what settle did: the error of its first transaction (nil:
+// committed whole, or nothing to send), the elements that transaction
+// carried, and every transaction it sent, the first and its retries.
+type settled struct {
+	err   error
+	elems int
+	txs   uint64
 }
 
 // settle commits the operations of requests lo to hi-1 (those prepare
@@ -214,33 +273,40 @@ func (c *Committer) commit(reqs []request) {
 // know). A single request's deletes that may find nothing go one by one,
 // ENOENT ignored; its adds (with the deletes that follow them, which cannot
 // miss) in one transaction, whose failure refuses the request alone.
-func (c *Committer) settle(ops [][]prepared, res []Result, lo, hi int) {
+func (c *Committer) settle(ops [][]prepared, res []Result, lo, hi int) settled {
 	m := c.m
 	// The planner's scratch is reused by the halves: p is not used
 	// after them.
 	p := c.planner.plan(ops, func(i int) bool { return lo <= i && i < hi && res[i].Err == nil }, m.absentAt(time.Now()))
-	c.sent.Add(uint64(p.pre.len() + p.add.len() + p.opdel.len() + p.pure.len()))
+	out := settled{elems: p.pre.len() + p.add.len() + p.opdel.len() + p.pure.len()}
+	c.sent.Add(uint64(out.elems))
 	if lo == 0 && hi == len(ops) {
 		c.netted.Add(uint64(p.netted))
 	}
-	err := m.flush(p.pre, p.add, p.opdel, p.pure)
+	n, err := m.flush(p.pre, p.add, p.opdel, p.pure)
+	out.txs += n
 	switch {
 	case err == nil:
 		m.record(p.pre, p.add, p.opdel, p.pure)
-		return
+		return out
 	case hi-lo > 1:
+		out.err = err
 		mid := lo + (hi-lo)/2
-		c.settle(ops, res, lo, mid)
-		c.settle(ops, res, mid, hi)
-		return
+		out.txs += c.settle(ops, res, lo, mid).txs
+		out.txs += c.settle(ops, res, mid, hi).txs
+		return out
 	}
-	m.deleteEach(p.pre, res)
-	if err := m.flush(setElems{}, p.add, p.opdel, setElems{}); err != nil {
+	out.err = err
+	out.txs += m.deleteEach(p.pre, res)
+	n, err = m.flush(setElems{}, p.add, p.opdel, setElems{})
+	out.txs += n
+	if err != nil {
 		res[lo].Err = err
 	} else {
 		m.record(setElems{}, p.add, p.opdel, setElems{})
 	}
-	m.deleteEach(p.pure, res)
+	out.txs += m.deleteEach(p.pure, res)
+	return out
 }
 
 // prepare checks ops; res.Err is set when an add cannot be made.
@@ -471,8 +537,9 @@ func (a planAction) element(s *nftables.Set) nftables.SetElement {
 }
 
 // flush commits pre's deletes, add's adds, opdel's and pure's deletes, in
-// that order, in one transaction.
-func (m *Manager) flush(pre, add, opdel, pure setElems) error {
+// that order, in one transaction; it returns how many it sent (0 when there
+// is nothing to send, else 1).
+func (m *Manager) flush(pre, add, opdel, pure setElems) (uint64, error) {
 	n := 0
 	for _, e := range []setElems{pre, add, opdel, pure} {
 		for _, s := range e.sets {
@@ -480,10 +547,10 @@ func (m *Manager) flush(pre, add, opdel, pure setElems) error {
 		}
 	}
 	if n == 0 {
-		return nil
+		return 0, nil
 	}
 	m.txs.Add(1)
-	return m.locked(func() error {
+	return 1, m.locked(func() error {
 		for i, e := range []setElems{pre, add, opdel, pure} {
 			for _, s := range e.sets {
 				var err error
@@ -505,11 +572,13 @@ func (m *Manager) flush(pre, add, opdel, pure setElems) error {
 }
 
 // deleteEach deletes the elements of e, each in its own transaction,
-// ENOENT ignored; other failures go to their request's CloseErr.
-func (m *Manager) deleteEach(e setElems, res []Result) {
+// ENOENT ignored; other failures go to their request's CloseErr. It returns
+// how many transactions it sent.
+func (m *Manager) deleteEach(e setElems, res []Result) (txs uint64) {
 	for _, s := range e.sets {
 		for j, el := range e.elems[s] {
 			m.txs.Add(1)
+			txs++
 			err := m.locked(func() error {
 				if err := m.conn.SetDeleteElements(s, []nftables.SetElement{el}); err != nil {
 					return err
@@ -524,6 +593,7 @@ func (m *Manager) deleteEach(e setElems, res []Result) {
 			m.recordDel(s, el.Key)
 		}
 	}
+	return txs
 }
 
 // ledgerOf finds the ledger's family and set of s; ok is false for a set

@@ -1,13 +1,20 @@
 package rules
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
+	"golang.org/x/sys/unix"
 )
 
 // TestPlanNetting: what a pass sends to the kernel, per element, given
@@ -243,5 +250,166 @@ func TestPlannerScratchShrinks(t *testing.T) {
 	pl.plan(pass(1500), all, nil)
 	if c := cap(pl.seqs); c != steady {
 		t.Errorf("scratch %d made again for a pass of 1500 after one of 2000 (was %d)", c, steady)
+	}
+}
+
+// fakeNftables is a netlink peer for the Manager's nftables connection that
+// rejects, with ENOENT, every transaction deleting an element whose raw
+// attributes contain missing (the key of an element the kernel no longer
+// has), and accepts every other; it counts the transactions.
+type fakeNftables struct {
+	missing []byte
+	txs     int
+}
+
+func (f *fakeNftables) dial(req []netlink.Message) ([]netlink.Message, error) {
+	if req == nil {
+		// The acknowledgement nftables reads for each message sent.
+		return []netlink.Message{{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 4)}}, nil
+	}
+	f.txs++
+	del := netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_DELSETELEM)
+	for _, msg := range req {
+		if msg.Header.Type == del && bytes.Contains(msg.Data, f.missing) {
+			return nltest.Error(int(unix.ENOENT), []netlink.Message{msg})
+		}
+	}
+	return nil, nil
+}
+
+// TestCommitterRejections: a pass the kernel rejects whole is counted with
+// the transactions its retries took, and logged at warn with the kernel's
+// error and the pass's size; the first at once, then at most one line per
+// interval, which tells how many were not logged.
+func TestCommitterRejections(t *testing.T) {
+	peer, addr := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("198.51.100.1")
+	hole := func(port uint16) Hole {
+		return Hole{Peer: peer, Addr: addr, Port: port, To: netip.AddrPortFrom(netip.MustParseAddr("10.1.2.3"), port), Timeout: time.Minute}
+	}
+	const gone = 2999 // a hole the kernel no longer has (used, expired)
+	// pass: n requests, each opening its own hole; request culprit (if
+	// not -1) also closes the missing hole.
+	pass := func(base uint16, n, culprit int) []request {
+		reqs := make([]request, n)
+		for i := range reqs {
+			reqs[i].ops = []Op{{Kind: OpOpen, Hole: hole(base + uint16(i))}}
+			if i == culprit {
+				reqs[i].ops = append(reqs[i].ops, Op{Kind: OpClose, Hole: hole(gone)})
+			}
+		}
+		return reqs
+	}
+	type logLine struct {
+		Level    string
+		Err      string
+		Elements int
+		Requests int
+		Retries  uint64 `json:"retry_transactions"`
+		Unlogged uint64 `json:"unlogged_since_last"`
+	}
+	tests := []struct {
+		name         string
+		passes       [][]request
+		every        time.Duration // between log lines
+		lastLogAgo   time.Duration // before the last pass: the last line is made this old
+		wantRejected uint64
+		wantLines    []logLine
+	}{
+		{
+			name:   "passes committed whole: nothing counted or logged",
+			passes: [][]request{pass(2000, 4, -1), pass(2010, 1, -1)},
+			every:  time.Hour,
+		},
+		{
+			// 8 requests, the 6th at fault; 2 elements per open, 2
+			// per close. Transactions: the whole, [0,4), [4,8), [4,6),
+			// [4,5), [5,6), then its add alone and its 2 deletes one
+			// by one, [6,8).
+			name:         "one missing close among eight requests",
+			passes:       [][]request{pass(2000, 8, 5)},
+			every:        time.Hour,
+			wantRejected: 1,
+			wantLines:    []logLine{{Level: "WARN", Elements: 18, Requests: 8, Retries: 9}},
+		},
+		{
+			name:         "a single request at fault",
+			passes:       [][]request{pass(2000, 1, 0)},
+			every:        time.Hour,
+			wantRejected: 1,
+			// The whole; then its add alone, its 2 deletes one by one.
+			wantLines: []logLine{{Level: "WARN", Elements: 4, Requests: 1, Retries: 3}},
+		},
+		{
+			name:         "rate limit: one line for three rejected passes",
+			passes:       [][]request{pass(2000, 2, 1), pass(2010, 2, 0), pass(2020, 2, 1)},
+			every:        time.Hour,
+			wantRejected: 3,
+			wantLines:    []logLine{{Level: "WARN", Elements: 6, Requests: 2, Retries: 5}},
+		},
+		{
+			name:         "the next line after the interval counts those not logged",
+			passes:       [][]request{pass(2000, 2, 1), pass(2010, 2, 0), pass(2020, 2, 1), pass(2030, 4, 3)},
+			every:        time.Minute,
+			lastLogAgo:   2 * time.Minute,
+			wantRejected: 4,
+			wantLines: []logLine{
+				{Level: "WARN", Elements: 6, Requests: 2, Retries: 5},
+				{Level: "WARN", Elements: 10, Requests: 4, Retries: 7, Unlogged: 2},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := &fakeNftables{missing: hole(gone).expectKey()}
+			conn, err := nftables.New(nftables.WithTestDial(fake.dial))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &Manager{cfg: DefaultConfig(), conn: conn, tables: []*tableObjs{newTableObjs("ftpct", familyIPv4)}}
+			c := m.Committer()
+			var logs bytes.Buffer
+			c.SetLogger(slog.New(slog.NewJSONHandler(&logs, nil)))
+			c.rejectLog.every = tt.every
+			var failed int
+			for i, reqs := range tt.passes {
+				if i == len(tt.passes)-1 && tt.lastLogAgo > 0 {
+					c.rejectLog.last = time.Now().Add(-tt.lastLogAgo)
+				}
+				for j := range reqs {
+					reqs[j].done = func(r Result) {
+						if r.Err != nil || r.CloseErr != nil {
+							failed++
+						}
+					}
+				}
+				c.commit(reqs)
+			}
+			if failed > 0 {
+				t.Errorf("%d requests failed; a missing element fails no one", failed)
+			}
+			passes, retries := c.Rejections()
+			if passes != tt.wantRejected {
+				t.Errorf("Rejections: %d passes, want %d", passes, tt.wantRejected)
+			}
+			// Every transaction beyond one per pass was a retry.
+			if want := uint64(fake.txs - len(tt.passes)); retries != want {
+				t.Errorf("Rejections: %d retry transactions, want %d (%d transactions for %d passes)", retries, want, fake.txs, len(tt.passes))
+			}
+			var got []logLine
+			for line := range strings.Lines(logs.String()) {
+				var l logLine
+				if err := json.Unmarshal([]byte(line), &l); err != nil {
+					t.Fatalf("log line %q: %v", line, err)
+				}
+				if !strings.Contains(l.Err, "no such file or directory") {
+					t.Errorf("log line %q: want the kernel's error (ENOENT)", line)
+				}
+				l.Err = ""
+				got = append(got, l)
+			}
+			if diff := cmp.Diff(tt.wantLines, got); diff != "" {
+				t.Errorf("log lines (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

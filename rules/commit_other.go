@@ -4,11 +4,16 @@ package rules
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
 // PassInterval is the least time between two passes (Linux).
 const PassInterval = time.Millisecond
+
+// RejectLogEvery is the least time between two log lines of rejected
+// passes (Linux).
+const RejectLogEvery = 10 * time.Second
 
 // Committer is not supported outside Linux.
 type Committer struct{}
@@ -30,6 +35,12 @@ func (c *Committer) Run(ctx context.Context) error {
 	<-ctx.Done()
 	return nil
 }
+
+// SetLogger does nothing.
+func (c *Committer) SetLogger(l *slog.Logger) {}
+
+// Rejections returns 0, 0.
+func (c *Committer) Rejections() (passes, retries uint64) { return 0, 0 }
 
 // Passes returns 0.
 func (c *Committer) Passes() uint64 { return 0 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ftpct/ftpct/engine"
 	"github.com/ftpct/ftpct/metrics"
 	"github.com/ftpct/ftpct/nfq"
+	"github.com/ftpct/ftpct/rules"
 )
 
 // The daemon's side of what operators watch: the log format, the audit
@@ -71,11 +72,30 @@ var queueCounters = []queueCounter{
 		func(s *nfq.Stats) uint64 { return s.Malformed.Load() }},
 }
 
+// commitCounter is one counter of the hole committer (rules.Committer),
+// described once.
+type commitCounter struct {
+	counters.Desc
+	get func(*rules.Committer) uint64
+}
+
+var commitCounters = []commitCounter{
+	{counters.Desc{Name: "commit_rejected", Kind: counters.Counter,
+		Help: "passes of hole commits (one nftables transaction each) the kernel rejected whole, e.g. a delete of an element already gone or an add it refused: each is committed again by halves down to the request at fault, which alone fails; logged at warn with the kernel's error, the first at once"},
+		func(c *rules.Committer) uint64 { p, _ := c.Rejections(); return p }},
+	{counters.Desc{Name: "commit_retries", Kind: counters.Counter,
+		Help: "nftables transactions spent committing the passes of commit_rejected again"},
+		func(c *rules.Committer) uint64 { _, r := c.Rejections(); return r }},
+}
+
 // counterDescs describes every value `ftpct stats` shows, in order.
 func counterDescs() []counters.Desc {
 	d := engine.Counters()
 	for _, q := range queueCounters {
 		d = append(d, q.Desc)
+	}
+	for _, c := range commitCounters {
+		d = append(d, c.Desc)
 	}
 	return d
 }
@@ -90,6 +110,13 @@ func (d *daemon) counters() counters.Values {
 			sum += c.get(q.Stats())
 		}
 		vals = append(vals, counters.Value{Desc: c.Desc, Value: sum})
+	}
+	for _, c := range commitCounters {
+		var v uint64
+		if d.commit != nil {
+			v = c.get(d.commit)
+		}
+		vals = append(vals, counters.Value{Desc: c.Desc, Value: v})
 	}
 	for _, q := range d.queues {
 		verdictErrors += q.Stats().VerdictErrors.Load()

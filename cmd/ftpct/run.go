@@ -180,6 +180,7 @@ func (d *daemon) start(parent context.Context) error {
 	// first SYNs wait for the hole instead (engine/guard.go, the rules'
 	// guard set and chains).
 	d.commit = d.mgr.Committer()
+	d.commit.SetLogger(d.log)
 	d.eng.Defer(d.timedCommitter(d.commit), d.verdict)
 	d.eng.Guard(o.Rules.Ports)
 	d.observe(d.srv, handlers)
