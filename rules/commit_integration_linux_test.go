@@ -193,8 +193,14 @@ func TestCommitter(t *testing.T) {
 		}
 		subs[n/3] = []Op{{Kind: OpOpen, Hole: clash}}
 		before := m.txs.Load()
-		res := runPass(t, m.Committer(), subs)
+		c := m.Committer()
+		res := runPass(t, c, subs)
 		txs := m.txs.Load() - before
+		// One pass (all were submitted before Run), rejected whole:
+		// every transaction after its first was a retry.
+		if passes, retries := c.Rejections(); passes != 1 || retries != txs-1 {
+			t.Errorf("Rejections: %d passes, %d retry transactions; want 1 pass, %d", passes, retries, txs-1)
+		}
 		for i, r := range res {
 			if got, want := r.Err != nil, i == n/3; got != want {
 				t.Errorf("submission %d: err %v, want failed %v", i, r.Err, want)
