@@ -54,13 +54,14 @@ func (h auditHandler) WithGroup(name string) slog.Handler {
 	return auditHandler{h.Handler.WithGroup(name)}
 }
 
-// queueCounter is one counter of the NFQUEUE reader (nfq.Stats), described once.
-type queueCounter struct {
+// sourceCounter is one counter kept outside the engine, by an S (the
+// NFQUEUE reader's nfq.Stats, the hole committer), described once.
+type sourceCounter[S any] struct {
 	counters.Desc
-	get func(*nfq.Stats) uint64
+	get func(*S) uint64
 }
 
-var queueCounters = []queueCounter{
+var queueCounters = []sourceCounter[nfq.Stats]{
 	{counters.Desc{Name: "queue_overruns", Kind: counters.Counter,
 		Help: "times the queue's socket buffer overflowed (ENOBUFS): the kernel could not hand packets over to ftpct and dropped them; TCP retransmits them"},
 		func(s *nfq.Stats) uint64 { return s.Overruns.Load() }},
@@ -72,14 +73,7 @@ var queueCounters = []queueCounter{
 		func(s *nfq.Stats) uint64 { return s.Malformed.Load() }},
 }
 
-// commitCounter is one counter of the hole committer (rules.Committer),
-// described once.
-type commitCounter struct {
-	counters.Desc
-	get func(*rules.Committer) uint64
-}
-
-var commitCounters = []commitCounter{
+var commitCounters = []sourceCounter[rules.Committer]{
 	{counters.Desc{Name: "commit_rejected", Kind: counters.Counter,
 		Help: "passes of hole commits (one nftables transaction each) the kernel rejected whole, e.g. a delete of an element already gone or an add it refused: each is committed again by halves down to the request at fault, which alone fails; logged at warn with the kernel's error, the first at once"},
 		func(c *rules.Committer) uint64 { p, _ := c.Rejections(); return p }},
