@@ -110,52 +110,57 @@ func TestReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b bytes.Buffer
-	report(&b, ss)
-	want := []string{
-		"| announcement storm: PORT/s | 30000 | 1900 | 0 | — | 0.06 | — |",
-		"| NOOP round trip under load: p50 (µs) | 120 | 180 | 140 | 100 | 1.50 | 1.29 |",
-		"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10 | 40 | 20 |  | 4.00 | 2.00 |",
-		"- storm.storm_port_per_s: 30000, 32000, 10 / 2000, 1800, 1900 / 0 / —",
+	// Each step adds its samples to those before.
+	steps := []struct {
+		name string
+		add  []sample
+		want []string
+	}{
+		{
+			name: "kernel, ftpct, queue only, none",
+			want: []string{
+				"| announcement storm: PORT/s | 30000 | 1900 | 0 | — | 0.06 | — |",
+				"| NOOP round trip under load: p50 (µs) | 120 | 180 | 140 | 100 | 1.50 | 1.29 |",
+				"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10 | 40 | 20 |  | 4.00 | 2.00 |",
+				"- storm.storm_port_per_s: 30000, 32000, 10 / 2000, 1800, 1900 / 0 / —",
+			},
+		},
+		{
+			name: "an ftpct of a base build: its column and ratio",
+			add: []sample{{"1", "base", "noop.noop_p50_us", 200}, {"1", "ftpct", "noop.helper_cpu_us_per_rt", 30},
+				{"1", "base", "noop.helper_cpu_us_per_rt", 40}},
+			want: []string{
+				"| load (median of rounds) | kernel helper | ftpct | queue only (NFQUEUE ceiling) | no helper (ceiling) | ftpct, base build | ftpct / kernel | ftpct / queue only | ftpct / base build |",
+				"| NOOP round trip under load: p50 (µs) | 120 | 180 | 140 | 100 | 200 | 1.50 | 1.29 | 0.90 |",
+				"| CPU of the helper's process per NOOP round trip (µs) | — | 30 | — | — | 40 | — | — | 0.75 |",
+				"- noop.noop_p50_us: 120 / 180 / 140 / 100 / 200",
+			},
+		},
+		{
+			name: "the kernel helper with the queue: its column and two ratios",
+			add: []sample{{"1", "kqueue", "noop.noop_p50_us", 160}, {"1", "kqueue", "storm.storm_port_per_s", 15000},
+				{"1", "kqueue", "queue.packets", 500}, {"1", "queue", "queue.packets", 400}},
+			want: []string{
+				"| load (median of rounds) | kernel helper | ftpct | kernel helper + queue (NFQUEUE ceiling, sessions) | queue only (NFQUEUE ceiling) | no helper (ceiling) | ftpct, base build | ftpct / kernel | ftpct / queue only | kernel + queue / kernel | ftpct / kernel + queue | ftpct / base build |",
+				"| announcement storm: PORT/s | 30000 | 1900 | 15000 | 0 | — | — | 0.06 | — | 0.50 | 0.13 | — |",
+				"| NOOP round trip under load: p50 (µs) | 120 | 180 | 160 | 140 | 100 | 200 | 1.50 | 1.29 | 1.33 | 1.12 | 0.90 |",
+				"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10 | 40 | 30 | 20 |  | 50 | 4.00 | 2.00 | 3.00 | 1.33 | 0.80 |",
+				"Every round (kernel / ftpct / kernel + queue / queue only / none / base build):",
+				"- queue.packets: — / — / 500 / 400 / — / —",
+			},
+		},
 	}
-	for _, w := range want {
-		if !strings.Contains(b.String(), w) {
-			t.Errorf("report lacks %q:\n%s", w, b.String())
-		}
-	}
-	// With an ftpct of a base build: its column and ratio.
-	ss = append(ss, sample{"1", "base", "noop.noop_p50_us", 200}, sample{"1", "ftpct", "noop.helper_cpu_us_per_rt", 30},
-		sample{"1", "base", "noop.helper_cpu_us_per_rt", 40})
-	b.Reset()
-	report(&b, ss)
-	want = []string{
-		"| load (median of rounds) | kernel helper | ftpct | queue only (NFQUEUE ceiling) | no helper (ceiling) | ftpct, base build | ftpct / kernel | ftpct / queue only | ftpct / base build |",
-		"| NOOP round trip under load: p50 (µs) | 120 | 180 | 140 | 100 | 200 | 1.50 | 1.29 | 0.90 |",
-		"| CPU of the helper's process per NOOP round trip (µs) | — | 30 | — | — | 40 | — | — | 0.75 |",
-		"- noop.noop_p50_us: 120 / 180 / 140 / 100 / 200",
-	}
-	for _, w := range want {
-		if !strings.Contains(b.String(), w) {
-			t.Errorf("report with a base build lacks %q:\n%s", w, b.String())
-		}
-	}
-	// With the kernel helper and the queue: its column and two ratios.
-	ss = append(ss, sample{"1", "kqueue", "noop.noop_p50_us", 160}, sample{"1", "kqueue", "storm.storm_port_per_s", 15000},
-		sample{"1", "kqueue", "queue.packets", 500}, sample{"1", "queue", "queue.packets", 400})
-	b.Reset()
-	report(&b, ss)
-	want = []string{
-		"| load (median of rounds) | kernel helper | ftpct | kernel helper + queue (NFQUEUE ceiling, sessions) | queue only (NFQUEUE ceiling) | no helper (ceiling) | ftpct, base build | ftpct / kernel | ftpct / queue only | kernel + queue / kernel | ftpct / kernel + queue | ftpct / base build |",
-		"| announcement storm: PORT/s | 30000 | 1900 | 15000 | 0 | — | — | 0.06 | — | 0.50 | 0.13 | — |",
-		"| NOOP round trip under load: p50 (µs) | 120 | 180 | 160 | 140 | 100 | 200 | 1.50 | 1.29 | 1.33 | 1.12 | 0.90 |",
-		"| … added per diverted packet: (RTT − no helper) / 2 (µs) | 10 | 40 | 30 | 20 |  | 50 | 4.00 | 2.00 | 3.00 | 1.33 | 0.80 |",
-		"Every round (kernel / ftpct / kernel + queue / queue only / none / base build):",
-		"- queue.packets: — / — / 500 / 400 / — / —",
-	}
-	for _, w := range want {
-		if !strings.Contains(b.String(), w) {
-			t.Errorf("report with the kernel helper and the queue lacks %q:\n%s", w, b.String())
-		}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			ss = append(ss, st.add...)
+			var b bytes.Buffer
+			report(&b, ss)
+			for _, w := range st.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("report lacks %q:\n%s", w, b.String())
+				}
+			}
+		})
 	}
 	if _, err := readSamples(strings.NewReader("1 kernel x\n")); err == nil {
 		t.Error("readSamples accepted a line with three fields")
