@@ -66,14 +66,9 @@ func listenEvents(g netfilter.NetlinkGroup, msgType uint8) (*events, error) {
 	if b, err := os.ReadFile(eventsSysctl); err == nil && strings.TrimSpace(string(b)) == "0" {
 		return nil, ErrNoEvents
 	}
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	c, rc, err := dialNetfilter("ctnetlink events")
 	if err != nil {
-		return nil, fmt.Errorf("open ctnetlink events: %w", err)
-	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("ctnetlink events socket: %w", err)
+		return nil, err
 	}
 	if err := forceReadBuffer(rc, eventReadBuffer); err != nil {
 		_ = c.SetReadBuffer(eventReadBuffer) // capped by net.core.rmem_max

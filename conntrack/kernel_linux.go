@@ -69,19 +69,30 @@ func (c *ioCall) rw(fd uintptr, op func(int, []byte) (int, error)) bool {
 
 // DialKernel opens a ctnetlink connection in the current network namespace.
 func DialKernel() (*Kernel, error) {
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	c, rc, err := dialNetfilter("ctnetlink")
 	if err != nil {
-		return nil, fmt.Errorf("open ctnetlink: %w", err)
-	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("ctnetlink socket: %w", err)
+		return nil, err
 	}
 	k := &Kernel{c: c, rc: rc, req: make([]byte, 0, maxRequestLen)}
 	k.readFn = func(fd uintptr) bool { return k.io.rw(fd, unix.Read) }
 	k.writeFn = func(fd uintptr) bool { return k.io.rw(fd, unix.Write) }
 	return k, nil
+}
+
+// dialNetfilter opens a netfilter netlink socket in the current network
+// namespace, with its raw connection, through which the callers read and
+// write it themselves; what names the socket in errors.
+func dialNetfilter(what string) (*netlink.Conn, syscall.RawConn, error) {
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", what, err)
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("%s socket: %w", what, err)
+	}
+	return c, rc, nil
 }
 
 // Close closes the connection. It is idempotent and does not wait for a
