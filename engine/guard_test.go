@@ -6,7 +6,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/rules"
 )
 
@@ -142,7 +141,7 @@ func TestGuardStoppedCommitter(t *testing.T) {
 // the next announcement of the held session is guarded.
 func TestGuardFirstResizeWaits(t *testing.T) {
 	r := newGuardRig(t, Config{})
-	k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+	k := masqLabelKernel()
 	h := &holdingHoles{}
 	r.e.Persist(k, h)
 	if _, pending, marked := r.handleMarked(t, 1, masqC2S(1016, 5008, guardPort1)); !pending || marked {

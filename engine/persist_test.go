@@ -87,6 +87,19 @@ func newPersistEngine(k *labelKernel, h *holdingHoles, log *bytes.Buffer) *Engin
 	return e
 }
 
+// masqLabelKernel is a kernel whose one entry is masqueradeBinding.
+func masqLabelKernel() *labelKernel {
+	return &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+}
+
+// restarted is a new engine on k (the daemon restarted), holding in h,
+// that adopted b's held flows as the daemon adopts what Reconcile kept.
+func restarted(k *labelKernel, h *holdingHoles, b conntrack.Binding) *Engine {
+	e := newPersistEngine(k, h, nil)
+	e.Adopt(nil, []rules.Flow{ownerOf(b), flowOf(b.Reply)})
+	return e
+}
+
 func labelsOf(t *testing.T, s ctstate.State) [conntrack.LabelsSize]byte {
 	t.Helper()
 	b, err := ctstate.Encode(s)
@@ -101,7 +114,7 @@ func labelsOf(t *testing.T, s ctstate.State) [conntrack.LabelsSize]byte {
 // retransmitted PORT is rewritten the same without counting its growth
 // twice, and later segments and acks are mapped as before.
 func TestStateSurvivesRestart(t *testing.T) {
-	k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+	k := masqLabelKernel()
 	h := &holdingHoles{}
 	port1 := "PORT 10,0,1,2,156,64\r\n"     // 22 bytes
 	port1w := "PORT 203,0,113,1,156,64\r\n" // 25 bytes: +3
@@ -129,8 +142,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	// A new engine: the daemon restarted. It learns the held session from
 	// the kernel with its labels.
 	h2 := &holdingHoles{} // a table made anew: nothing held
-	e := newPersistEngine(k, h2, nil)
-	e.Adopt(nil, []rules.Flow{ownerOf(masqueradeBinding), flowOf(masqueradeBinding.Reply)})
+	e := restarted(k, h2, masqueradeBinding)
 	if diff := cmp.Diff(wantHeld, h2.held, cmp.Comparer(func(a, b rules.Flow) bool { return a == b })); diff != "" {
 		t.Errorf("held flows after the restore (-want +got):\n%s", diff)
 	}
@@ -169,8 +181,7 @@ func TestRestoreMakesLiberal(t *testing.T) {
 			b.Labels = labelsOf(t, st)
 			b.Liberal = tc.liberal
 			k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{b}}}
-			e := newPersistEngine(k, &holdingHoles{}, nil)
-			e.Adopt(nil, []rules.Flow{ownerOf(b), flowOf(b.Reply)})
+			e := restarted(k, &holdingHoles{}, b)
 			if e.Stats().SessionsRestored != 1 {
 				t.Fatalf("session not restored: %+v", e.Stats())
 			}
@@ -259,7 +270,7 @@ func TestRewriteOutOfStoredRange(t *testing.T) {
 // expectation of its owner's session (a newer PORT evicts it); one whose
 // owner the kernel does not track is closed.
 func TestAdoptHoles(t *testing.T) {
-	k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+	k := masqLabelKernel()
 	h := &holdingHoles{}
 	e := newPersistEngine(k, h, nil)
 	left := rules.Hole{Peer: server, Addr: gwPublic, Port: 40001, To: netip.AddrPortFrom(client, 40001), Timeout: 90 * time.Second, Owner: ownerOf(masqueradeBinding)}
@@ -291,7 +302,7 @@ func TestAdoptHoles(t *testing.T) {
 // rewritten only once the session is held; when holding fails it leaves as
 // it came (the rewrite is forgotten), and the next resize tries again.
 func TestResizeNeedsHold(t *testing.T) {
-	k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+	k := masqLabelKernel()
 	h := &holdingHoles{holdFail: true}
 	e := newPersistEngine(k, h, nil)
 	w := e.NewWorker()
@@ -328,7 +339,7 @@ func TestDeferredResizeNeedsHold(t *testing.T) {
 	for _, fail := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
 			r := newDeferredRig(t, Config{})
-			k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+			k := masqLabelKernel()
 			h := &holdingHoles{holdFail: true} // a Hold of its own would fail
 			r.e.Persist(k, h)
 			if _, pending := r.handle(t, 1, masqC2S(1016, 5008, port1)); !pending {

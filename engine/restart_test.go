@@ -7,7 +7,6 @@ import (
 
 	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/ctstate"
-	"github.com/ftpct/ftpct/rules"
 )
 
 // TestResendAfterRestart: after a restart the sender resends what its peer
@@ -146,15 +145,14 @@ func TestResendAfterRestart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+			k := masqLabelKernel()
 			runSteps(t, newPersistEngine(k, &holdingHoles{}, nil).NewWorker(), tt.before)
 			want := ctstate.State{Valid: [2]bool{true, false}, Dir: [2]ctstate.Adj{tt.wantLabels}}
 			if diff := cmp.Diff(labelsOf(t, want), k.bindings[0].Labels); diff != "" {
 				got, err := ctstate.Decode(k.bindings[0].Labels)
 				t.Fatalf("stored labels (-want +got):\n%s\ndecoded: %+v %v", diff, got, err)
 			}
-			e := newPersistEngine(k, &holdingHoles{}, nil)
-			e.Adopt(nil, []rules.Flow{ownerOf(masqueradeBinding), flowOf(masqueradeBinding.Reply)})
+			e := restarted(k, &holdingHoles{}, masqueradeBinding)
 			runSteps(t, e.NewWorker(), tt.after)
 			st := e.Stats()
 			if st.RewritesStale != tt.wantStale || st.OutOfOrder != tt.wantOOO || st.Errors != 0 || st.StateErrors != 0 {
@@ -168,7 +166,7 @@ func TestResendAfterRestart(t *testing.T) {
 // TestSpanWriteAllocs: storing the span again when an acknowledgement moves
 // it (the packet path of the server's acknowledgements) allocates nothing.
 func TestSpanWriteAllocs(t *testing.T) {
-	k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+	k := masqLabelKernel()
 	e := newPersistEngine(k, &holdingHoles{}, nil)
 	a3, _ := portLines(0, 3)
 	w := e.NewWorker()
@@ -200,7 +198,7 @@ func TestSpanWriteAllocs(t *testing.T) {
 // holds those bytes, and TestLongActiveSession/restart hung so, the client
 // waiting for the replies ftpct dropped).
 func TestResumeAfterRestart(t *testing.T) {
-	k := &labelKernel{fakeKernel: fakeKernel{bindings: []conntrack.Binding{masqueradeBinding}}}
+	k := masqLabelKernel()
 	port1 := "PORT 10,0,1,2,156,64\r\n"
 	port1w := "PORT 203,0,113,1,156,64\r\n"
 	runSteps(t, newPersistEngine(k, &holdingHoles{}, nil).NewWorker(), []step{
@@ -210,8 +208,7 @@ func TestResumeAfterRestart(t *testing.T) {
 		{"reply 2", masqS2C(5007, 1033, "200 b\r\n"), got{Verdict: "accept-modified", Seq: 5007, Ack: 1030, Payload: "200 b\r\n"}},
 		{"reply 3", masqS2C(5014, 1033, "200 c\r\n"), got{Verdict: "accept-modified", Seq: 5014, Ack: 1030, Payload: "200 c\r\n"}},
 	})
-	e := newPersistEngine(k, &holdingHoles{}, nil)
-	e.Adopt(nil, []rules.Flow{ownerOf(masqueradeBinding), flowOf(masqueradeBinding.Reply)})
+	e := restarted(k, &holdingHoles{}, masqueradeBinding)
 	runSteps(t, e.NewWorker(), []step{
 		{"reply 2 resent", masqS2C(5007, 1033, "200 b\r\n"), got{Verdict: "accept-modified", Seq: 5007, Ack: 1030, Payload: "200 b\r\n"}},
 		{"client acknowledges all three", masqC2S(1030, 5021, ""), got{Verdict: "accept-modified", Seq: 1033, Ack: 5021}},

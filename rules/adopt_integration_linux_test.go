@@ -17,13 +17,8 @@ import (
 // making them again, which would make the kernel drop the queued packet
 // (the verdict then fails with ENOENT and TCP has to retransmit).
 func TestAdoptKeepsQueuedPackets(t *testing.T) {
-	requireRoot(t)
-	_, path := newNS(t)
-	cfg := DefaultConfig()
-	cfg.NetNS, cfg.Accept, cfg.IPv6 = path, false, false
-	if err := newManager(t, cfg).Install(); err != nil {
-		t.Fatalf("first Install: %v", err)
-	}
+	_, cfg, _ := installed(t, ip4NoAccept)
+	path := cfg.NetNS
 
 	arrived, release := make(chan struct{}, 1), make(chan struct{})
 	handle := func(p nfq.Packet) (nfq.Verdict, []byte) {

@@ -31,14 +31,8 @@ func (q queued) bare() bool { return q.payload == 0 && q.flags&0x07 == 0 }
 // the same bytes with pauses (so each side sends bare ACKs) differ only in
 // being held.
 func TestBareACKsOfFlowsNotHeld(t *testing.T) {
-	requireRoot(t)
-	_, path := newNS(t)
-	cfg := DefaultConfig()
-	cfg.NetNS, cfg.Accept, cfg.IPv6 = path, false, false
-	m := newManager(t, cfg)
-	if err := m.Install(); err != nil {
-		t.Fatalf("Install: %v", err)
-	}
+	_, cfg, m := installed(t, ip4NoAccept)
+	path := cfg.NetNS
 	var mu sync.Mutex
 	var seen []queued
 	handle := func(p nfq.Packet) (nfq.Verdict, []byte) {

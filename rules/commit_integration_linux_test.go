@@ -37,15 +37,7 @@ func runPass(t testing.TB, c *Committer, subs [][]Op) []Result {
 }
 
 func TestCommitter(t *testing.T) {
-	requireRoot(t)
-	ns, path := newNS(t)
-	cfg := DefaultConfig()
-	cfg.NetNS = path
-	m := newManager(t, cfg)
-	if err := m.Install(); err != nil {
-		t.Fatalf("Install: %v", err)
-	}
-	t.Cleanup(func() { m.Remove() })
+	ns, _, m := installed(t, nil)
 	peer, addr := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("198.51.100.1")
 	hole := func(port uint16) Hole {
 		return Hole{Peer: peer, Addr: addr, Port: port, To: netip.AddrPortFrom(netip.MustParseAddr("10.1.2.3"), port), Timeout: time.Minute}

@@ -26,13 +26,8 @@ import (
 // Everything runs over loopback inside one namespace: a control connection
 // to 127.0.0.1:21 and a "data" connection from 127.0.0.2 to 127.0.0.1:5000.
 func TestGuard(t *testing.T) {
-	requireRoot(t)
-	ns, path := newNS(t)
-	cfg := DefaultConfig()
-	cfg.NetNS, cfg.Accept, cfg.IPv6 = path, false, false
-	if err := newManager(t, cfg).Install(); err != nil {
-		t.Fatalf("Install: %v", err)
-	}
+	ns, cfg, _ := installed(t, ip4NoAccept)
+	path := cfg.NetNS
 	nsExec(t, ns, "ip", "addr", "add", "127.0.0.2/8", "dev", "lo")
 	// Counts packets that still carry the bit where they are delivered.
 	nsExec(t, ns, "nft", "add table ip probe; add chain ip probe in { type filter hook input priority 400; }; "+

@@ -155,15 +155,7 @@ func TestCommitterNetting(t *testing.T) {
 // TestCommitterPacing: a pass starts at most once per interval unless
 // hurried (something waits for it) or stopped.
 func TestCommitterPacing(t *testing.T) {
-	requireRoot(t)
-	_, path := newNS(t)
-	cfg := DefaultConfig()
-	cfg.NetNS = path
-	m := newManager(t, cfg)
-	if err := m.Install(); err != nil {
-		t.Fatalf("Install: %v", err)
-	}
-	t.Cleanup(func() { m.Remove() })
+	_, _, m := installed(t, nil)
 	h := func(port uint16) Op {
 		return Op{Kind: OpOpen, Hole: Hole{Peer: netip.MustParseAddr("192.0.2.7"), Addr: netip.MustParseAddr("198.51.100.1"), Port: port, Timeout: time.Minute}}
 	}

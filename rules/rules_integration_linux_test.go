@@ -68,6 +68,30 @@ func newManager(t testing.TB, cfg Config) *Manager {
 	return m
 }
 
+// installed is a Manager with DefaultConfig, changed by edit (if not nil),
+// in a network namespace of its own (newNS): its rules installed, and
+// removed at cleanup. It returns the namespace's name and the Config.
+func installed(t *testing.T, edit func(*Config)) (string, Config, *Manager) {
+	t.Helper()
+	requireRoot(t)
+	ns, path := newNS(t)
+	cfg := DefaultConfig()
+	cfg.NetNS = path
+	if edit != nil {
+		edit(&cfg)
+	}
+	m := newManager(t, cfg)
+	if err := m.Install(); err != nil {
+		t.Fatalf("Install: %v", err)
+	}
+	t.Cleanup(func() { m.Remove() })
+	return ns, cfg, m
+}
+
+// Edits for installed: no accept rules; and no IPv6 table either.
+func noAccept(c *Config)    { c.Accept = false }
+func ip4NoAccept(c *Config) { c.Accept, c.IPv6 = false, false }
+
 const acceptLine = "-m connmark --mark 0x100000/0x100000 -m comment --comment ftpct -j ACCEPT"
 
 func TestInstallRemove(t *testing.T) {
@@ -289,15 +313,7 @@ func TestInstallFailureLeavesNothing(t *testing.T) {
 }
 
 func TestOpenClose(t *testing.T) {
-	requireRoot(t)
-	ns, path := newNS(t)
-	cfg := DefaultConfig()
-	cfg.NetNS = path
-	m := newManager(t, cfg)
-	if err := m.Install(); err != nil {
-		t.Fatalf("Install: %v", err)
-	}
-	t.Cleanup(func() { m.Remove() })
+	ns, _, m := installed(t, nil)
 	tests := []struct {
 		name    string
 		hole    Hole
@@ -408,15 +424,7 @@ func TestOpenClose(t *testing.T) {
 }
 
 func TestHoleExpires(t *testing.T) {
-	requireRoot(t)
-	ns, path := newNS(t)
-	cfg := DefaultConfig()
-	cfg.NetNS, cfg.Accept = path, false
-	m := newManager(t, cfg)
-	if err := m.Install(); err != nil {
-		t.Fatalf("Install: %v", err)
-	}
-	t.Cleanup(func() { m.Remove() })
+	ns, _, m := installed(t, noAccept)
 	h := Hole{Peer: netip.MustParseAddr("10.0.0.1"), Addr: netip.MustParseAddr("10.0.0.2"), Port: 2000,
 		To: netip.MustParseAddrPort("10.0.0.3:2001"), Timeout: 2 * time.Second}
 	if err := m.Open(h); err != nil {
