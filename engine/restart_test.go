@@ -25,6 +25,9 @@ func TestResendAfterRestart(t *testing.T) {
 	p5, p5w := portLines(0, 5) // a first batch: 1008..1118, +15
 	q5, q5w := portLines(5, 5) // a second batch: 1118..1228, +15
 	user := step{"user", masqC2S(1000, 5000, "USER a\r\n"), got{Verdict: "accept", Seq: 1000, Ack: 5000, Payload: "USER a\r\n"}}
+	segA := step{"segment A", masqC2S(1008, 5000, a2), got{Verdict: "accept-modified", Seq: 1008, Ack: 5000, Payload: a2w}}
+	segB := step{"segment B", masqC2S(1052, 5000, b2), got{Verdict: "accept-modified", Seq: 1058, Ack: 5000, Payload: b2w}}
+	ackA := step{"A acknowledged", masqS2C(5000, 1058, "200 ok\r\n"), got{Verdict: "accept-modified", Seq: 5000, Ack: 1052, Payload: "200 ok\r\n"}}
 	tests := []struct {
 		name       string
 		before     []step
@@ -73,13 +76,8 @@ func TestResendAfterRestart(t *testing.T) {
 			// The server acknowledged segment A after B was rewritten:
 			// the state is stored again before that acknowledgement
 			// reaches the client, whose resend then starts at B.
-			name: "acknowledgement moves the span",
-			before: []step{
-				user,
-				{"segment A", masqC2S(1008, 5000, a2), got{Verdict: "accept-modified", Seq: 1008, Ack: 5000, Payload: a2w}},
-				{"segment B", masqC2S(1052, 5000, b2), got{Verdict: "accept-modified", Seq: 1058, Ack: 5000, Payload: b2w}},
-				{"A acknowledged", masqS2C(5000, 1058, "200 ok\r\n"), got{Verdict: "accept-modified", Seq: 5000, Ack: 1052, Payload: "200 ok\r\n"}},
-			},
+			name:       "acknowledgement moves the span",
+			before:     []step{user, segA, segB, ackA},
 			wantLabels: ctstate.Adj{Pos: 1079, Delta: 3, After: 12, Span: 27, Lump: 3},
 			after: []step{
 				{"B resent", masqC2S(1052, 5008, b2), got{Verdict: "accept-modified", Seq: 1058, Ack: 5008, Payload: b2w}},
@@ -91,12 +89,8 @@ func TestResendAfterRestart(t *testing.T) {
 			// lands where this run cannot tell the original position
 			// yet: it is mapped back to the span's start (never beyond
 			// what the server holds), and the client resends A and B.
-			name: "acknowledgement inside the unknown part",
-			before: []step{
-				user,
-				{"segment A", masqC2S(1008, 5000, a2), got{Verdict: "accept-modified", Seq: 1008, Ack: 5000, Payload: a2w}},
-				{"segment B", masqC2S(1052, 5000, b2), got{Verdict: "accept-modified", Seq: 1058, Ack: 5000, Payload: b2w}},
-			},
+			name:       "acknowledgement inside the unknown part",
+			before:     []step{user, segA, segB},
 			wantLabels: ctstate.Adj{Pos: 1079, Delta: 3, After: 12, Span: 71, Lump: 9},
 			after: []step{
 				{"server's ack of A: the span's start", masqS2C(5000, 1058, "200 ok\r\n"), got{Verdict: "accept-modified", Seq: 5000, Ack: 1008, Payload: "200 ok\r\n"}},
@@ -109,12 +103,8 @@ func TestResendAfterRestart(t *testing.T) {
 		{
 			// Everything was acknowledged to the client: it resends
 			// nothing and goes on after the newest change.
-			name: "nothing to resend",
-			before: []step{
-				user,
-				{"segment A", masqC2S(1008, 5000, a2), got{Verdict: "accept-modified", Seq: 1008, Ack: 5000, Payload: a2w}},
-				{"A acknowledged", masqS2C(5000, 1058, "200 ok\r\n"), got{Verdict: "accept-modified", Seq: 5000, Ack: 1052, Payload: "200 ok\r\n"}},
-			},
+			name:       "nothing to resend",
+			before:     []step{user, segA, ackA},
 			wantLabels: ctstate.Adj{Pos: 1035, Delta: 3, After: 6, Span: 27, Lump: 3},
 			after: []step{
 				{"next command", masqC2S(1052, 5008, "NOOP\r\n"), got{Verdict: "accept-modified", Seq: 1058, Ack: 5008, Payload: "NOOP\r\n"}},
@@ -125,13 +115,8 @@ func TestResendAfterRestart(t *testing.T) {
 			// Resent with bytes the server acknowledged before the span:
 			// those are the server's already, sent as they are below what
 			// it holds; the span's rewrites are made again.
-			name: "resend from before the span",
-			before: []step{
-				user,
-				{"segment A", masqC2S(1008, 5000, a2), got{Verdict: "accept-modified", Seq: 1008, Ack: 5000, Payload: a2w}},
-				{"segment B", masqC2S(1052, 5000, b2), got{Verdict: "accept-modified", Seq: 1058, Ack: 5000, Payload: b2w}},
-				{"A acknowledged", masqS2C(5000, 1058, "200 ok\r\n"), got{Verdict: "accept-modified", Seq: 5000, Ack: 1052, Payload: "200 ok\r\n"}},
-			},
+			name:       "resend from before the span",
+			before:     []step{user, segA, segB, ackA},
 			wantLabels: ctstate.Adj{Pos: 1079, Delta: 3, After: 12, Span: 27, Lump: 3},
 			after: []step{
 				// The client did not get the ack: it resends A and B. A's
