@@ -41,8 +41,9 @@
 #           base, kqueue and queue also the helper's CPU time per PORT (as for
 #           noop; for kqueue and queue that of bench/qaccept)
 #   conc    16 concurrent full active-mode sessions (login, PORT, RETR
-#           hello.txt, QUIT): sessions/s, session time p50/p99
-#   serial  one session at a time: session time p50/p99
+#           hello.txt, QUIT): sessions/s, session time p50/p99; for ftpct,
+#           base, kqueue also the helper's CPU time per session (as for noop)
+#   serial  one session at a time: session time p50/p99 (and CPU, as conc)
 #   noop    8 connections sending NOOP one at a time: round-trip p50/p99;
 #           for ftpct, base, kqueue and queue also the CPU time (user and system) of
 #           the helper's process per round trip, from /proc/PID/stat: on a
@@ -58,8 +59,8 @@
 # queue variant rewrites nothing either: its storm is refused and its sessions
 # fail as with no helper; it must have accepted packets from its queues.
 # The kqueue variant runs the kernel helper (as kernel) and bench/qaccept
-# -hold-all (every packet of a control connection queued, bare ACKs included:
-# at least what ftpct queues in these loads): storm and
+# -hold-all (every packet of a control connection queued, bare ACKs included,
+# and every first SYN: at least what ftpct queues in these loads): storm and
 # sessions must succeed as with the kernel helper, and bench/qaccept must have
 # accepted packets.
 set -euo pipefail
@@ -232,11 +233,13 @@ load() {
 	[[ -z $pid ]] || t0=$(cpu_ticks "$pid")
 	out=$(timeout -s QUIT --kill-after=5 $((DUR + 90)) "${C[@]}" "$LOAD" "$@" -addr "$SERVER" 2> "$WORK/load.err") || rc=$?
 	awk -v r="$round" -v v="$variant" 'NF == 2 { print r, v, $1, $2 }' <<< "$out" >> "$RESULTS"
-	if [[ -n $t0 && ($1 == noop || $1 == storm) ]]; then
-		# Round trips (PORTs) done: the rate times the load's duration.
+	if [[ -n $t0 ]]; then
+		# Round trips (PORTs, sessions) done: the rate times the load's
+		# duration (the timed loads only: not neg, reuse or timeline).
 		awk -v r="$round" -v v="$variant" -v t="$(($(cpu_ticks "$pid") - t0))" -v hz="$(getconf CLK_TCK)" -v d="$DUR" '
-			$1 ~ /noop_per_s$/ && $2 > 0 { printf "%s %s noop.helper_cpu_us_per_rt %.2f\n", r, v, t / hz * 1e6 / ($2 * d) }
-			$1 ~ /storm_port_per_s$/ && $2 > 0 { printf "%s %s storm.helper_cpu_us_per_port %.2f\n", r, v, t / hz * 1e6 / ($2 * d) }' <<< "$out" >> "$RESULTS"
+			$1 ~ /^noop\.noop_per_s$/ && $2 > 0 { printf "%s %s noop.helper_cpu_us_per_rt %.2f\n", r, v, t / hz * 1e6 / ($2 * d) }
+			$1 ~ /^storm\.storm_port_per_s$/ && $2 > 0 { printf "%s %s storm.helper_cpu_us_per_port %.2f\n", r, v, t / hz * 1e6 / ($2 * d) }
+			$1 ~ /^(conc|serial)\.sessions_per_s$/ && $2 > 0 { split($1, m, "."); printf "%s %s %s.helper_cpu_us_per_session %.1f\n", r, v, m[1], t / hz * 1e6 / ($2 * d) }' <<< "$out" >> "$RESULTS"
 	fi
 	if ((rc != 0)); then
 		[[ $rc == 124 || $rc == 2 ]] && cat "$WORK/load.err" >&2 # timed out: Go's goroutine dump

@@ -16,24 +16,27 @@ import (
 
 // Constants from the kernel's UAPI headers, as the rules package uses them.
 const (
-	nfqFlagBypass = 0x01 // NFQ_FLAG_BYPASS, include/uapi/linux/netfilter/xt_NFQUEUE.h
-	xtNFQueueRev  = 3    // struct xt_NFQ_info_v3 { __u16 queuenum, queues_total, flags; }
-	ifNameSize    = 16
+	nfqFlagBypass   = 0x01 // NFQ_FLAG_BYPASS, include/uapi/linux/netfilter/xt_NFQUEUE.h
+	xtNFQueueRev    = 3    // struct xt_NFQ_info_v3 { __u16 queuenum, queues_total, flags; }
+	tcpFlagsOffset  = 13   // FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10
+	tcpFinSynRstAck = 0x17
+	tcpSyn          = 0x02
+	ifNameSize      = 16
 )
 
 // holdAll puts, at the head of the divert chains (divert_pre, divert_out)
 // of cfg's tables, rules that queue (with bypass, to the same queues) every
-// TCP packet from or to a control port: as if every control connection were
-// in the hold set from its first packet, its bare acknowledgements included.
-// That is at least every packet ftpct queues in bench/sidebyside.sh's loads,
-// where ftpct holds each control connection from its first rewritten PORT
-// on, so that only the bare acknowledgements before it stay in the kernel.
-// (The first SYNs ftpct's guard queues are not added: these loads have
-// none, ftpct's guard_syns stays 0, as a session's only PORT is its first
-// resize, which waits for its hold instead of being guarded, and the storm
-// opens no data connection.) In prerouting the rules
-// skip iifname "lo", as the divert chain does: local traffic is diverted
-// once, in output. Remove deletes them with the tables.
+// TCP packet from or to a control port and every connection's first SYN
+// (SYN without ACK): as if every control connection were in the hold set
+// from its first packet, its bare acknowledgements included, and every peer
+// in the guard set. That is at least every packet ftpct queues in
+// bench/sidebyside.sh's loads: ftpct holds each control connection from its
+// first rewritten PORT on, so that only the bare acknowledgements before it
+// stay in the kernel, and its guard queues the data connections' first SYNs
+// from a server it just sent a guarded PORT (after a storm, for the guard's
+// timeout). In prerouting the rules skip iifname "lo", as the divert chain
+// does: local traffic is diverted once, in output. Remove deletes them with
+// the tables.
 func holdAll(cfg rules.Config) error {
 	c, err := nftables.New()
 	if err != nil {
@@ -62,8 +65,9 @@ func holdAll(cfg rules.Config) error {
 	return nil
 }
 
-// holdAllRules: [iifname != "lo"] tcp dport P queue; [iifname != "lo"] tcp
-// sport P queue, for each control port P.
+// holdAllRules: [iifname != "lo"] tcp flags & (fin|syn|rst|ack) == syn
+// queue; [iifname != "lo"] tcp dport P queue; [iifname != "lo"] tcp sport P
+// queue, for each control port P.
 func holdAllRules(cfg rules.Config, pre bool) [][]expr.Any {
 	info := make([]byte, 8)
 	binary.NativeEndian.PutUint16(info[0:], cfg.Queue)
@@ -86,7 +90,11 @@ func holdAllRules(cfg rules.Config, pre bool) [][]expr.Any {
 		u := xt.Unknown(info)
 		return append(r, &expr.Target{Name: "NFQUEUE", Rev: xtNFQueueRev, Info: &u})
 	}
-	var out [][]expr.Any
+	syn := append(head(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpFlagsOffset, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpFinSynRstAck}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{tcpSyn}})
+	out := [][]expr.Any{queue(syn)}
 	for _, p := range cfg.Ports {
 		for _, off := range []uint32{0, 2} { // tcp sport, tcp dport
 			r := append(head(),

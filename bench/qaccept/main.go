@@ -10,9 +10,11 @@
 //
 // With -hold-all it also queues what ftpct queues only for some flows: every
 // packet of a control connection, bare acknowledgements included (ftpct: of
-// connections in its hold set, those it resized). Run next to the kernel's
-// FTP helper, which does the FTP work, that is the ceiling of an NFQUEUE
-// helper for full sessions (holdall.go).
+// connections in its hold set, those it resized), and every connection's
+// first SYN (ftpct: from peers in its guard set, those just sent a guarded
+// announcement). Run next to the kernel's FTP helper, which does the FTP
+// work, that is the ceiling of an NFQUEUE helper for full sessions
+// (holdall.go).
 //
 //	qaccept [-queues N] [-queue Q] [-table NAME] [-hold-all]
 //
@@ -41,7 +43,7 @@ func main() {
 	queues := flag.Int("queues", runtime.NumCPU(), "number of queues, as ftpct run's --queues (default: one per CPU, as ftpct's)")
 	queue := flag.Int("queue", int(def.Queue), "first queue number")
 	table := flag.String("table", "ftpctq", "nftables table name (ftpct's rules, under another name)")
-	all := flag.Bool("hold-all", false, "also queue every packet of control connections, bare ACKs included")
+	all := flag.Bool("hold-all", false, "also queue every packet of control connections (bare ACKs included) and every first SYN")
 	flag.Parse()
 	if *queues < 1 || *queues > 256 || *queue < 0 || *queue+*queues > 65536 {
 		fmt.Fprintln(os.Stderr, "qaccept: -queues 1 to 256, -queue from 0, the last queue at most 65535")
