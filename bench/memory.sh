@@ -97,6 +97,38 @@ heap() { "${G[@]}" curl -s "http://$METRICS/metrics" | awk -v m="go_memstats_$1_
 METRICS=127.0.0.1:9464
 # counter NAME: a figure of ftpct's Go runtime metrics as printed.
 counter() { "${G[@]}" curl -s "http://$METRICS/metrics" | awk -v m="$1" '$1 == m { printf "%.0f", $2 }'; }
+# mem_classes PID: where ftpct's private memory is, in KiB, in the order of
+# MEM_COLUMNS: the Go heap's spans in use (heap_inuse: live objects, garbage
+# not yet swept, and their spans' unused tails), free spans the runtime keeps
+# (heap_idle - heap_released), spans given back to the system
+# (heap_released, not resident), goroutine and thread stacks (stack_sys),
+# the runtime's metadata (mspan, mcache, the collector's bitmaps and
+# profiling buckets), the runtime's other memory (other_sys), the next
+# collection's goal, the goroutines and the OS threads (/proc/PID/status
+# Threads), and from /proc/PID/smaps_rollup the anonymous resident pages
+# (Anonymous) and the executable's (Rss - Anonymous: file pages).
+MEM_COLUMNS=heap_inuse,heap_free,heap_released,stacks,metadata,other,goal,goroutines,threads,smaps_anon,smaps_file
+mem_classes() {
+	{
+		"${G[@]}" curl -s "http://$METRICS/metrics"
+		awk '/^Threads:/ { print "threads", $2 }' "/proc/$1/status"
+		awk '/^Rss:/ { print "smaps_rss", $2 } /^Anonymous:/ { print "smaps_anon", $2 }' "/proc/$1/smaps_rollup"
+	} | awk '
+		{ v[$1] = $2 }
+		END {
+			k = 1 / 1024
+			printf "%d %d %d %d %d %d %d %d %d %d %d\n",
+				v["go_memstats_heap_inuse_bytes"] * k,
+				(v["go_memstats_heap_idle_bytes"] - v["go_memstats_heap_released_bytes"]) * k,
+				v["go_memstats_heap_released_bytes"] * k,
+				v["go_memstats_stack_sys_bytes"] * k,
+				(v["go_memstats_mspan_sys_bytes"] + v["go_memstats_mcache_sys_bytes"] + v["go_memstats_gc_sys_bytes"] + v["go_memstats_buck_hash_sys_bytes"]) * k,
+				v["go_memstats_other_sys_bytes"] * k,
+				v["go_memstats_next_gc_bytes"] * k,
+				v["go_goroutines"], v["threads"],
+				v["smaps_anon"], v["smaps_rss"] - v["smaps_anon"]
+		}'
+}
 # cpu PID: the process's user and system CPU time, in clock ticks.
 cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
@@ -196,7 +228,7 @@ fi
 
 if ((STORM > 0)); then
 	log "storm: 8 connections sending PORT for $STORM s, ftpct's RSS every 10 s"
-	start_ftpct || exit 1
+	start_ftpct --metrics "$METRICS" || exit 1
 	# In rounds of 20 s, each on 8 new connections, as in the runs recorded
 	# in BENCHMARKS.md. (They were needed before b0950f8: past about 66,000
 	# bytes of summed growth on one connection conntrack's window tracking
@@ -217,6 +249,7 @@ if ((STORM > 0)); then
 		r=$(rss "$FTPCT_PID") a=$(rss_anon "$FTPCT_PID")
 		samples+=("$r") anon+=("$a")
 		log "  ${s} s: RSS $r KiB (anonymous $a KiB)"
+		echo "$s $r $a $(mem_classes "$FTPCT_PID")" >> "$WORK/storm-mem.txt"
 	done
 	rc=0
 	wait "$storm" || rc=$?
@@ -233,6 +266,9 @@ if ((STORM > 0)); then
 		IFS=,
 		echo "${anon[*]}"
 	)"
+	# Where the private memory is, every 10 s (KiB; see mem_classes).
+	metric storm_mem_columns "s,rss,anon,$MEM_COLUMNS"
+	while read -r line; do metric storm_mem "${line// /,}"; done < "$WORK/storm-mem.txt"
 	# Flat: after 30 s of warm-up every sample within 5% of the median.
 	if ((${#samples[@]} < 3)); then
 		fail "storm: ${#samples[@]} RSS samples, too few to judge after the warm-up (--storm 40 or more)"
