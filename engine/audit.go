@@ -173,8 +173,9 @@ func (e *Engine) eventUsed(x expect.Expectation, b conntrack.Binding, now time.T
 // eventsExpired reports the expectations the housekeeping expired. It is called
 // on every housekeeping tick (also with none): it writes the summary of
 // suppressed lines when due and forgets the control connections of
-// expectations that left the table unreported (evicted by a newer one, or
-// removed with their session).
+// expectations that left the table unreported and were not forgotten as
+// they left (observer.left): one evicted before its commit reported it
+// created, one whose hole could not be opened.
 func (e *Engine) eventsExpired(list []expect.Expectation, now time.Time) {
 	for _, x := range list {
 		e.obs.emit(e, expectEvent(EventExpired, x, now))
@@ -216,6 +217,18 @@ func (o *observer) prune(e *Engine) {
 		}
 	}
 	o.ctl, o.ctlPeak = keep, len(keep)
+}
+
+// left forgets the control connection of expectation id, which left the
+// table without an event (evicted by a newer announcement, deleted when its
+// announcement was refused after all, removed with its session). Without it
+// the housekeeping's prune would drop it within a second, but an
+// announcement storm evicts thousands a second: the map would grow by them
+// between ticks and be made again each time, the heap's largest swing.
+func (o *observer) left(id uint64) {
+	o.mu.Lock()
+	o.forgetCtl(id)
+	o.mu.Unlock()
 }
 
 // forgetCtl deletes expectation id's control connection. Once at most a

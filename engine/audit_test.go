@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -112,7 +115,7 @@ func TestAuditLines(t *testing.T) {
 		t.Errorf("audit lines (-want +got):\n%s", diff)
 	}
 	// Expectation 2 was evicted without an event: its control connection
-	// is forgotten by the housekeeping all the same.
+	// is forgotten all the same.
 	e.obs.mu.Lock()
 	left := len(e.obs.ctl)
 	e.obs.mu.Unlock()
@@ -233,5 +236,37 @@ func TestAuditCtlShrinks(t *testing.T) {
 		if o.ctl[id] != masqueradeBinding {
 			t.Fatalf("expectation %d: control connection %+v lost", id, o.ctl[id])
 		}
+	}
+}
+
+// An evicted expectation's control connection is forgotten when it is
+// evicted, not a housekeeping tick later: an announcement storm would keep
+// thousands of them between ticks (no housekeeping runs here). So is a
+// session's, when the session is forgotten.
+func TestAuditCtlForgetsEvicted(t *testing.T) {
+	e, _ := newTestEngine(masqueradeBinding)
+	w := e.NewWorker()
+	const ports = 20
+	seq := uint32(1)
+	for i := range ports {
+		cmd := fmt.Sprintf("PORT 10,0,1,2,156,%d\r\n", 64+i)
+		w.Handle(build(t, masqC2S(seq, 1, cmd)))
+		seq += uint32(len(cmd))
+		e.obs.mu.Lock()
+		kept := slices.Collect(maps.Keys(e.obs.ctl))
+		e.obs.mu.Unlock()
+		if diff := cmp.Diff([]uint64{uint64(i + 1)}, kept); diff != "" {
+			t.Fatalf("after PORT %d: control connections kept for (-want +got):\n%s", i+1, diff)
+		}
+	}
+	if got := e.Stats().ExpectEvicted; got != ports-1 {
+		t.Fatalf("%d expectations evicted, want %d", got, ports-1)
+	}
+	e.forget(1, nil)
+	e.obs.mu.Lock()
+	left := len(e.obs.ctl)
+	e.obs.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d control connections kept after the session was forgotten, want 0", left)
 	}
 }

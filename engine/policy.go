@@ -72,6 +72,7 @@ func (w *Worker) admit(sess *conntrack.Session, dir conntrack.Dir, m ftpparse.Ma
 	w.evict = evicted[:0]
 	for _, old := range evicted {
 		e.stats.ExpectEvicted.Add(1)
+		e.obs.left(old.ID)
 		if e.async != nil {
 			// Deleted in the transaction that opens the new hole.
 			w.ops = append(w.ops, rules.Op{Kind: rules.OpClose, Hole: e.hole(old)})
@@ -93,6 +94,7 @@ func (w *Worker) admit(sess *conntrack.Session, dir conntrack.Dir, m ftpparse.Ma
 		if created {
 			e.exps.Remove(x) // its hole was not asked for yet
 		} else if e.exps.Delete(x) {
+			e.obs.left(x.ID)
 			e.closeHole(e.hole(x)) // a refreshed expectation's hole is open
 		}
 		return g, e.refuse(sess, m, ReasonStateRange, now)
@@ -193,6 +195,7 @@ func (e *Engine) forget(session uint64, dst []expect.Expectation) []expect.Expec
 	n := len(dst)
 	dst = e.exps.RemoveSession(session, dst)
 	for _, x := range dst[n:] {
+		e.obs.left(x.ID)
 		e.closeHole(e.hole(x))
 	}
 	return dst
