@@ -142,6 +142,13 @@ func (e *Engine) eventCreated(sess *conntrack.Session, x expect.Expectation, now
 	ev := expectEvent(EventCreated, x, now)
 	ev.Ctl = sess.Binding
 	e.obs.emit(e, ev)
+	if !e.exps.Pending(x) {
+		// Evicted before its commit reported it created (a guarded
+		// announcement's packet leaves before its commit, and the next
+		// announcement can come first): observer.left found nothing
+		// then. Both run with sess locked, so one sees the other.
+		e.obs.left(x.ID)
+	}
 }
 
 // eventRefused reports an announcement of sess that opened no hole.
@@ -174,8 +181,9 @@ func (e *Engine) eventUsed(x expect.Expectation, b conntrack.Binding, now time.T
 // on every housekeeping tick (also with none): it writes the summary of
 // suppressed lines when due and forgets the control connections of
 // expectations that left the table unreported and were not forgotten as
-// they left (observer.left): one evicted before its commit reported it
-// created, one whose hole could not be opened.
+// they left (observer.left): one a refused commit removed after it was
+// refreshed, one taken by a data connection the kernel reported before
+// its commit reported it created.
 func (e *Engine) eventsExpired(list []expect.Expectation, now time.Time) {
 	for _, x := range list {
 		e.obs.emit(e, expectEvent(EventExpired, x, now))

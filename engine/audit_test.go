@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ftpct/ftpct/conntrack"
+	"github.com/ftpct/ftpct/expect"
+	"github.com/ftpct/ftpct/ftpparse"
 )
 
 // syncBuffer collects log output written from several goroutines.
@@ -268,5 +271,36 @@ func TestAuditCtlForgetsEvicted(t *testing.T) {
 	e.obs.mu.Unlock()
 	if left != 0 {
 		t.Errorf("%d control connections kept after the session was forgotten, want 0", left)
+	}
+}
+
+// A guarded announcement's packet leaves before its commit, and the next
+// announcement can evict it before the commit reports it created: its
+// control connection is not kept either.
+func TestAuditCtlEvictedBeforeCreated(t *testing.T) {
+	e, _ := newTestEngine()
+	now := e.now()
+	sess := &conntrack.Session{ID: 1, Binding: masqueradeBinding}
+	req := func(port uint16) expect.Request {
+		return expect.Request{Session: 1, Kind: ftpparse.KindPORT, Peer: server, Addr: gwPublic, Port: port,
+			To: netip.AddrPortFrom(client, port)}
+	}
+	x1, _, _, err := e.exps.Add(req(40000), now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x2, _, evicted, err := e.exps.Add(req(40001), now, nil)
+	if err != nil || len(evicted) != 1 || evicted[0].ID != x1.ID {
+		t.Fatalf("second Add: evicted %v, err %v; want expectation %d evicted", evicted, err, x1.ID)
+	}
+	sess.Lock()
+	e.eventCreated(sess, x1, now) // its commit reports it after the eviction
+	e.eventCreated(sess, x2, now)
+	sess.Unlock()
+	e.obs.mu.Lock()
+	kept := slices.Collect(maps.Keys(e.obs.ctl))
+	e.obs.mu.Unlock()
+	if diff := cmp.Diff([]uint64{x2.ID}, kept); diff != "" {
+		t.Errorf("control connections kept for (-want +got):\n%s", diff)
 	}
 }

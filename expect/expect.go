@@ -387,6 +387,15 @@ func (t *Table) List() []Expectation {
 	return out
 }
 
+// Pending reports whether e is still in the table: not evicted, taken,
+// expired or removed since Add returned it.
+func (t *Table) Pending(e Expectation) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur, ok := t.byKey[e.Key()]
+	return ok && cur.ID == e.ID
+}
+
 // Closing returns how many keys wait for their closes to be handed over.
 func (t *Table) Closing() int {
 	t.mu.Lock()

@@ -134,15 +134,30 @@ func TestExpectLifecycle(t *testing.T) {
 	if len(expired) != 1 || expired[0].ID != c.ID {
 		t.Fatalf("Expire = %v, want only %v", expired, c)
 	}
+	for _, p := range []struct {
+		name string
+		x    Expectation
+		want bool
+	}{{name: "taken", x: a, want: false}, {name: "pending", x: b, want: true}, {name: "expired", x: c, want: false}} {
+		if got := tab.Pending(p.x); got != p.want {
+			t.Errorf("Pending(%s) = %v, want %v", p.name, got, p.want)
+		}
+	}
 	gone := tab.RemoveSession(1, nil)
 	if len(gone) != 1 || gone[0].ID != b.ID {
 		t.Fatalf("RemoveSession = %v, want %v", gone, b)
+	}
+	if tab.Pending(b) {
+		t.Error("Pending after RemoveSession")
 	}
 	if tab.Len() != 0 || len(tab.List()) != 0 {
 		t.Errorf("table not empty: %v", tab.List())
 	}
 	// A stale Remove of a replaced expectation removes nothing.
 	d, _, _, _ := tab.Add(natReq(3, cli1, 40000), t0, nil)
+	if tab.Pending(a) || !tab.Pending(d) {
+		t.Errorf("Pending of the old and the new expectation with one key = %v, %v; want false, true", tab.Pending(a), tab.Pending(d))
+	}
 	if tab.Remove(a) {
 		t.Error("Remove of an old expectation with the same key removed the new one")
 	}
