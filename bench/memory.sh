@@ -14,6 +14,9 @@
 #        default, and every probe of a rewritten session crosses ftpct)
 #   GOGC=100 bench/memory.sh ...   the environment reaches ftpct (GOGC and
 #        GOMEMLIMIT override its gc-percent and memory-limit)
+#   FTPCT_BIN=/tmp/ftpct-main bench/memory.sh ...   runs that ftpct binary
+#        instead of this checkout's (to compare with another commit: build
+#        it there with go build -o /tmp/ftpct-main ./cmd/ftpct)
 #
 # sessions  N concurrent NATed control connections, each logged in with one
 #           PORT answered 200 (rewritten to the gateway's address), against
@@ -78,6 +81,10 @@ PER_PROC=$(($(ulimit -Hn) - 1000))
 PER_PROC=$((PER_PROC < 50000 ? PER_PROC : 50000)) # and ~64,000 masqueraded ports per server address
 
 bench_build
+if [[ -n ${FTPCT_BIN:-} ]]; then
+	FTPCT=$FTPCT_BIN
+	log "ftpct: $FTPCT_BIN"
+fi
 lab_up
 
 ctmax=$("${G[@]}" sysctl -n net.netfilter.nf_conntrack_max)
@@ -243,6 +250,7 @@ if ((STORM > 0)); then
 	) > "$WORK/storm.out" 2> "$WORK/storm.err" &
 	storm=$!
 	PIDS+=($storm)
+	storm_cpu0=$(cpu "$FTPCT_PID")
 	samples=() anon=()
 	for ((s = 10; s < STORM; s += 10)); do
 		sleep 10
@@ -253,11 +261,14 @@ if ((STORM > 0)); then
 	done
 	rc=0
 	wait "$storm" || rc=$?
+	storm_cpu=$(($(cpu "$FTPCT_PID") - storm_cpu0))
 	cat "$WORK/storm.out" >&2
 	((rc == 0)) || fail "ftpload storm: $(tail -3 "$WORK/storm.err")"
 	metric storm_rounds "$(grep -c '^storm_ok' "$WORK/storm.out")"
 	metric storm_ports_ok "$(awk '$1 == "storm_ok" { n += $2 } END { print n + 0 }' "$WORK/storm.out")"
 	metric storm_port_per_s "$(awk '$1 == "storm_port_per_s" { r += $2; n++ } END { printf "%.0f", n ? r / n : 0 }' "$WORK/storm.out")"
+	# ftpct's CPU (user and system) through the storm, per PORT answered.
+	metric storm_cpu_us_per_port "$(awk -v t="$storm_cpu" -v hz="$(getconf CLK_TCK)" '$1 == "storm_ok" { n += $2 } END { printf "%.1f", n ? t / hz * 1e6 / n : 0 }' "$WORK/storm.out")"
 	metric storm_rss_samples_kib "$(
 		IFS=,
 		echo "${samples[*]}"
