@@ -142,7 +142,8 @@ func (a *deferrer) wait(sess *conntrack.Session, dir conntrack.Dir) {
 // locked handles segment s of the locked session sess, then, if the policy
 // asked for hole operations, submits them and defers the decision; with the
 // guard and mayMark, and unless the packet is its session's first resize
-// (which must be held first), the decision is given at once (guarded).
+// (which must be held first) or the committer is far behind (guard.busy),
+// the decision is given at once (guarded).
 func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, s *segment, now time.Time, mayMark bool) (Decision, []byte) {
 	w.ops, w.grants = w.ops[:0], w.grants[:0]
 	d, out := w.decide(sess, dir, s, now)
@@ -151,7 +152,7 @@ func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, 
 	}
 	e := w.e
 	hold := e.persist.mustHold(sess, dir, w.before)
-	if mayMark && e.async.guard != nil && !hold {
+	if mayMark && e.async.guard != nil && !hold && !e.async.guard.busy() {
 		return w.guarded(tag, sess, dir, s, d, out, now)
 	}
 	t := &ticket{e: e, tag: tag, sess: sess, dir: dir, d: d, forced: s.forced, before: w.before,

@@ -32,7 +32,8 @@ import (
 // expectation. The first resize of a session still waits for its commit
 // (DecisionPending, deferred.go): the session must be held (set hold)
 // before a resized packet leaves, and its flows are added in the
-// transaction that opens its holes. Packets that waited behind another
+// transaction that opens its holes. So does an announcement that finds
+// the committer guardBacklog holes behind. Packets that waited behind another
 // of their flow are decided by the committer's goroutine, which cannot mark
 // them: they wait for their holes as without the guard.
 
@@ -74,6 +75,25 @@ func keyOf(h rules.Hole) guardKey {
 type uncommitted struct {
 	n    int      // submissions that open it, not done
 	syns []uint64 // tags of waiting SYNs
+}
+
+// guardBacklog is the most holes submitted and not committed yet with
+// which an announcement is still guarded. Past it the committer is far
+// behind (normally a pass holds a few holes and commits them within a
+// millisecond or two; 256 is about 20 ms of a storm of 12,000 announcements
+// a second): its announcements' packets then wait for their commits, as
+// without the guard, so each flow waits for the committer and the backlog
+// stays bounded. Unbounded, a committer starved of CPU for a second or two
+// let a storm queue tens of thousands of requests, whose transaction then
+// took tens of MB at once (BENCHMARKS.md, "Memory flat through the
+// 10-minute storm").
+const guardBacklog = 256
+
+// busy reports whether the committer is guardBacklog holes behind.
+func (g *guard) busy() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.holes) >= guardBacklog
 }
 
 // guardShrink is the fewest holes after which an emptied registry is made

@@ -221,3 +221,35 @@ func TestGuardRegistryShrinks(t *testing.T) {
 		t.Error("the registry was not made again")
 	}
 }
+
+// TestGuardBacklog: an announcement that finds the committer guardBacklog
+// holes behind waits for its commit (deferred, not marked), so a starved
+// committer's backlog stays bounded; once the backlog is committed, the
+// next announcement is guarded again.
+func TestGuardBacklog(t *testing.T) {
+	r := newGuardRig(t, Config{})
+	g := r.e.async.guard
+	var behind [][]guardKey
+	for i := range guardBacklog {
+		h := rules.Hole{Peer: server, Addr: gwPublic, Port: uint16(2000 + i)}
+		behind = append(behind, g.submit([]rules.Op{{Kind: rules.OpOpen, Hole: h}}))
+	}
+	if _, pending, marked := r.handleMarked(t, 1, masqC2S(1016, 5008, guardPort1)); !pending || marked {
+		t.Fatalf("announcement behind a full backlog: pending %v, marked %v; want pending, not marked", pending, marked)
+	}
+	if r.c.hurried != 1 {
+		t.Errorf("the waiting announcement hurried the committer %d times, want 1", r.c.hurried)
+	}
+	checkCounters(t, r.e, map[string]uint64{"guarded": 0, "deferred": 1})
+	for _, k := range behind {
+		g.done(k)
+	}
+	r.c.commit(t, rules.Result{})
+	if diff := cmp.Diff([]given{{1, got{Verdict: "accept-modified", Seq: 1016, Ack: 5008, Payload: guardPort1w}}}, r.given); diff != "" {
+		t.Fatalf("decision given by the commit (-want +got):\n%s", diff)
+	}
+	if _, pending, marked := r.handleMarked(t, 2, masqC2S(1038, 5008, guardPort2)); pending || !marked {
+		t.Errorf("announcement after the backlog was committed: pending %v, marked %v; want guarded", pending, marked)
+	}
+	checkCounters(t, r.e, map[string]uint64{"guarded": 1, "deferred": 1, "expect_created": 1, "errors": 0})
+}

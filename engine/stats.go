@@ -43,7 +43,7 @@ type counterSet[C, G any] struct {
 	ResendsCompleted    C `json:"resends_completed" help:"resent segments carrying part of a rewritten argument, completed with its original bytes made again"`
 	OutOfOrder          C `json:"out_of_order" help:"segments dropped because an earlier one of the stream was missing"`
 	Resumed             C `json:"resumed" help:"segments read after bytes ftpct never saw but the receiver acknowledged (they got through before a restart, or past a full queue), instead of waiting for them as for a gap"`
-	Deferred            C `json:"deferred" help:"packets whose verdict waited for a hole commit: an announcement that is its session's first resize (or that waited behind another packet) until its hole was committed, and later packets of their flow queued behind them"`
+	Deferred            C `json:"deferred" help:"packets whose verdict waited for a hole commit: an announcement that is its session's first resize (or that waited behind another packet, or found the hole committer 256 holes behind) until its hole was committed, and later packets of their flow queued behind them"`
 	Guarded             C `json:"guarded" help:"announcements whose packet left before its hole was committed, marked for the guard: the first SYNs from its peer are queued until the hole is committed"`
 	GuardSyns           C `json:"guard_syns" help:"first SYNs (not to a control port) of connections from peers just sent an announcement, queued by the guard"`
 	GuardWaits          C `json:"guard_waits" help:"guarded SYNs that waited for their hole's commit (they would have raced it)"`
