@@ -39,7 +39,13 @@
 #           the spread from the median after 30 s of warm-up (must be <= 5%);
 #           the same for its RssAnon (private memory, without the
 #           executable's pages that VmRSS counts as code first runs), shown
-#           only.
+#           only. With each sample, where the memory is (storm_mem lines,
+#           columns in storm_mem_columns, see mem_classes): the Go heap's
+#           spans in use, free and released, stacks, runtime metadata and
+#           other, the next collection's goal (from ftpct --metrics, one
+#           scrape per 10 s), goroutines, OS threads, and smaps_rollup's
+#           anonymous and file pages; and ftpct's CPU per PORT answered
+#           (storm_cpu_us_per_port).
 #
 # Limits: each side holds N sockets, spread over processes that stay within
 # the open-file limit (raised to its hard limit; a container may not raise
