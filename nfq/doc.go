@@ -43,4 +43,11 @@
 // kept: the verdict carries NFQA_MARK (nfqnl_recv_verdict,
 // net/netfilter/nfnetlink_queue.c, sets skb->mark from it). Only the reader
 // knows a packet's mark, so a deferred verdict cannot mark.
+//
+// Config.HoldMark is a second set of bits, for holding a flow in the packet
+// path: Repeat gives the packet back unmodified with them set (NF_REPEAT:
+// the kernel runs the hook entry that queued it again, first rule on, and a
+// rule there sees the bits), AcceptHold and AcceptMarkHold accept it with
+// them set. Any other verdict of a packet queued with them clears them, so
+// they leave the queue only where the Handler asked for them.
 package nfq

@@ -44,6 +44,7 @@ const (
 	// include/uapi/linux/netfilter.h
 	nfDrop   = 0 // NF_DROP
 	nfAccept = 1 // NF_ACCEPT
+	nfRepeat = 4 // NF_REPEAT
 	// verdictLen is a verdict message without a payload.
 	verdictLen = nlmsgHdrLen + nfgenHdrLen + nlaHdrLen + 8
 	// recvBufLen holds the largest message the kernel sends us: a copied
@@ -103,11 +104,15 @@ func parsePacket(body []byte) (Packet, error) {
 }
 
 // appendVerdict appends an NFQNL_MSG_VERDICT for packet id of queue to dst:
-// accept or drop, with payload replacing the packet when it is not nil.
-// AcceptMark accepts and sets the packet mark to mark (NFQA_MARK).
-func appendVerdict(dst []byte, queue uint16, id uint32, v Verdict, mark uint32, payload []byte) []byte {
+// accept, drop or repeat, with payload replacing the packet when it is not
+// nil (never with Repeat). With setMark, the packet mark is set to mark
+// (NFQA_MARK).
+func appendVerdict(dst []byte, queue uint16, id uint32, v Verdict, mark uint32, setMark bool, payload []byte) []byte {
+	if v == Repeat || v == Drop {
+		payload = nil
+	}
 	n := verdictLen
-	if v == AcceptMark {
+	if setMark {
 		n += nlaHdrLen + 4
 	}
 	if payload != nil {
@@ -125,12 +130,15 @@ func appendVerdict(dst []byte, queue uint16, id uint32, v Verdict, mark uint32, 
 	dst = binary.NativeEndian.AppendUint16(dst, nlaHdrLen+8)
 	dst = binary.NativeEndian.AppendUint16(dst, attrVerdict)
 	verdict := uint32(nfAccept)
-	if v == Drop {
+	switch v {
+	case Drop:
 		verdict = nfDrop
+	case Repeat:
+		verdict = nfRepeat
 	}
 	dst = binary.BigEndian.AppendUint32(dst, verdict)
 	dst = binary.BigEndian.AppendUint32(dst, id)
-	if v == AcceptMark {
+	if setMark {
 		dst = binary.NativeEndian.AppendUint16(dst, nlaHdrLen+4)
 		dst = binary.NativeEndian.AppendUint16(dst, attrMark)
 		dst = binary.BigEndian.AppendUint32(dst, mark)

@@ -314,23 +314,29 @@ func TestAppendVerdict(t *testing.T) {
 		name    string
 		v       Verdict
 		mark    uint32
+		setMark bool
 		payload []byte
 		want    decodedVerdict
 	}{
-		{"accept", Accept, 7, nil, decodedVerdict{Verdict: nfAccept}},
-		{"drop", Drop, 7, nil, decodedVerdict{Verdict: nfDrop}},
-		{"modified, aligned", Accept, 0, []byte{1, 2, 3, 4}, decodedVerdict{Verdict: nfAccept, Payload: []byte{1, 2, 3, 4}, HasPload: true}},
-		{"modified, padded", Accept, 0, []byte{1, 2, 3, 4, 5}, decodedVerdict{Verdict: nfAccept, Payload: []byte{1, 2, 3, 4, 5}, HasPload: true}},
-		{"modified, empty", Accept, 0, []byte{}, decodedVerdict{Verdict: nfAccept, Payload: []byte{}, HasPload: true}},
-		{"marked", AcceptMark, 0x00100001, nil, decodedVerdict{Verdict: nfAccept, Mark: 0x00100001, HasMark: true}},
-		{"marked and modified", AcceptMark, 0x00100000, []byte{1, 2, 3, 4, 5}, decodedVerdict{Verdict: nfAccept, Mark: 0x00100000, HasMark: true, Payload: []byte{1, 2, 3, 4, 5}, HasPload: true}},
+		{"accept", Accept, 7, false, nil, decodedVerdict{Verdict: nfAccept}},
+		{"drop", Drop, 7, false, nil, decodedVerdict{Verdict: nfDrop}},
+		{"drop ignores a payload", Drop, 0, false, []byte{1}, decodedVerdict{Verdict: nfDrop}},
+		{"modified, aligned", Accept, 0, false, []byte{1, 2, 3, 4}, decodedVerdict{Verdict: nfAccept, Payload: []byte{1, 2, 3, 4}, HasPload: true}},
+		{"modified, padded", Accept, 0, false, []byte{1, 2, 3, 4, 5}, decodedVerdict{Verdict: nfAccept, Payload: []byte{1, 2, 3, 4, 5}, HasPload: true}},
+		{"modified, empty", Accept, 0, false, []byte{}, decodedVerdict{Verdict: nfAccept, Payload: []byte{}, HasPload: true}},
+		{"marked", AcceptMark, 0x00100001, true, nil, decodedVerdict{Verdict: nfAccept, Mark: 0x00100001, HasMark: true}},
+		{"marked and modified", AcceptMark, 0x00100000, true, []byte{1, 2, 3, 4, 5}, decodedVerdict{Verdict: nfAccept, Mark: 0x00100000, HasMark: true, Payload: []byte{1, 2, 3, 4, 5}, HasPload: true}},
+		{"accept clearing a mark", Accept, 0, true, nil, decodedVerdict{Verdict: nfAccept, Mark: 0, HasMark: true}},
+		{"repeat", Repeat, 0x00200000, true, nil, decodedVerdict{Verdict: nfRepeat, Mark: 0x00200000, HasMark: true}},
+		{"repeat ignores a payload", Repeat, 0x00200000, true, []byte{1, 2}, decodedVerdict{Verdict: nfRepeat, Mark: 0x00200000, HasMark: true}},
+		{"held and modified", AcceptMarkHold, 0x00300000, true, []byte{1, 2, 3}, decodedVerdict{Verdict: nfAccept, Mark: 0x00300000, HasMark: true, Payload: []byte{1, 2, 3}, HasPload: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.want.Type, tc.want.Flags, tc.want.Seq, tc.want.NfGen, tc.want.ID = typeVerdict, netlink.Request, 0x01020304, nfgen, 0x01020304
 			// Appending to a used buffer must leave its start alone.
 			prefix := []byte{9, 9, 9, 9}
-			b := appendVerdict(append([]byte{}, prefix...), 258, 0x01020304, tc.v, tc.mark, tc.payload)
+			b := appendVerdict(append([]byte{}, prefix...), 258, 0x01020304, tc.v, tc.mark, tc.setMark, tc.payload)
 			if diff := cmp.Diff(prefix, b[:4]); diff != "" {
 				t.Errorf("prefix (-want +got):\n%s", diff)
 			}

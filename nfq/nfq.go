@@ -22,6 +22,18 @@ const (
 	// packet's mark as queued (Packet.Mark) or Config.Mark. Queue.Verdict
 	// refuses it: a deferred verdict does not know the packet's mark.
 	AcceptMark
+	// Repeat, returned by a Handler, gives the packet back unmodified
+	// with Config.HoldMark's bits set in its mark, and the kernel runs the
+	// hook entry that queued it again from its first rule (NF_REPEAT,
+	// nf_reinject in net/netfilter/nf_queue.c). A payload is ignored.
+	// Queue.Verdict refuses it.
+	Repeat
+	// AcceptHold is Accept with Config.HoldMark's bits set in the packet
+	// mark (kept, for a packet queued with them). Queue.Verdict refuses it.
+	AcceptHold
+	// AcceptMarkHold is AcceptMark with Config.HoldMark's bits set too.
+	// Queue.Verdict refuses it.
+	AcceptMarkHold
 )
 
 func (v Verdict) String() string {
@@ -32,6 +44,12 @@ func (v Verdict) String() string {
 		return "pending"
 	case AcceptMark:
 		return "accept-mark"
+	case Repeat:
+		return "repeat"
+	case AcceptHold:
+		return "accept-hold"
+	case AcceptMarkHold:
+		return "accept-mark-hold"
 	}
 	return "accept"
 }
@@ -68,6 +86,10 @@ type Config struct {
 	ReadBuffer int
 	// Mark holds the packet-mark bits an AcceptMark verdict sets.
 	Mark uint32
+	// HoldMark holds the packet-mark bits Repeat, AcceptHold and
+	// AcceptMarkHold set. Every other verdict of a packet queued with
+	// them clears them (its verdict carries NFQA_MARK without them).
+	HoldMark uint32
 	// Logger receives the queue's own complaints, once each (the counters
 	// count every one); nil discards them.
 	Logger *slog.Logger
@@ -94,8 +116,10 @@ type Stats struct {
 	Packets  atomic.Uint64
 	Modified atomic.Uint64
 	Dropped  atomic.Uint64
-	// Marked counts AcceptMark verdicts.
+	// Marked counts AcceptMark and AcceptMarkHold verdicts.
 	Marked atomic.Uint64
+	// Repeated counts Repeat verdicts.
+	Repeated atomic.Uint64
 	// Deferred counts packets whose verdict the Handler left for later
 	// (Pending), given with Queue.Verdict.
 	Deferred atomic.Uint64
@@ -112,4 +136,24 @@ type Stats struct {
 	// A packet whose message is unreadable gets no verdict from us: the
 	// kernel drops it when the queue is closed.
 	Malformed atomic.Uint64
+}
+
+// markFor returns the mark a verdict v of a packet queued with mark pmark
+// sets, and whether it sets one: the packet's own bits, with Config.Mark's
+// for AcceptMark(Hold), with HoldMark's for Repeat and Accept(Mark)Hold, and
+// without HoldMark's otherwise.
+func (c *Config) markFor(v Verdict, pmark uint32) (uint32, bool) {
+	switch v {
+	case Repeat, AcceptHold:
+		return pmark | c.HoldMark, true
+	case AcceptMarkHold:
+		return pmark | c.Mark | c.HoldMark, true
+	case AcceptMark:
+		return pmark&^c.HoldMark | c.Mark, true
+	case Accept:
+		if pmark&c.HoldMark != 0 {
+			return pmark &^ c.HoldMark, true
+		}
+	}
+	return 0, false
 }

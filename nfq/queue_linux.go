@@ -242,8 +242,8 @@ func (q *Queue) packet(p Packet) {
 	if q.nwait > 0 && len(q.wbuf)+verdictLen+2*nlaHdrLen+4+len(out) > flushAt {
 		q.writeLocked()
 	}
-	// With AcceptMark, the packet's own mark bits and Config.Mark's.
-	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, p.ID, v, p.Mark|q.cfg.Mark, out)
+	mark, setMark := q.cfg.markFor(v, p.Mark)
+	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, p.ID, v, mark, setMark, out)
 	q.nwait++
 	q.wmu.Unlock()
 }
@@ -281,8 +281,11 @@ func (q *Queue) count(v Verdict, out []byte) []byte {
 	case v == Drop:
 		q.stats.Dropped.Add(1)
 		return nil
-	case v == AcceptMark:
+	case v == AcceptMark || v == AcceptMarkHold:
 		q.stats.Marked.Add(1)
+	case v == Repeat:
+		q.stats.Repeated.Add(1)
+		return nil
 	}
 	switch {
 	case out != nil:
@@ -299,7 +302,7 @@ func (q *Queue) Verdict(id uint32, v Verdict, payload []byte) error {
 	switch v {
 	case Pending:
 		return fmt.Errorf("%w: a verdict cannot be pending", ErrVerdict)
-	case AcceptMark:
+	case AcceptMark, Repeat, AcceptHold, AcceptMarkHold:
 		return fmt.Errorf("%w: a deferred verdict cannot mark (the packet's mark is not known)", ErrVerdict)
 	}
 	q.wmu.Lock()
@@ -315,7 +318,7 @@ func (q *Queue) Verdict(id uint32, v Verdict, payload []byte) error {
 		_ = q.writeLocked()
 	}
 	// With the reader's verdicts not written yet, if any: decided before.
-	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, id, v, 0, payload)
+	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, id, v, 0, false, payload)
 	q.nwait++
 	if err := q.writeLocked(); err != nil {
 		return fmt.Errorf("nfqueue %d: verdict for packet %d: %w", q.cfg.Num, id, err)

@@ -174,7 +174,13 @@ func startFake(tb testing.TB, ctx context.Context, f *fakeSock, h Handler) *Queu
 // startFakeMark is startFake with Config.Mark mark.
 func startFakeMark(tb testing.TB, ctx context.Context, f *fakeSock, mark uint32, h Handler) *Queue {
 	tb.Helper()
-	q, err := start(ctx, f, Config{Num: 7, MaxQueueLen: 100, ReadBuffer: 1 << 20, Mark: mark}, h)
+	return startFakeMarks(tb, ctx, f, mark, 0, h)
+}
+
+// startFakeMarks is startFake with Config.Mark mark and Config.HoldMark hold.
+func startFakeMarks(tb testing.TB, ctx context.Context, f *fakeSock, mark, hold uint32, h Handler) *Queue {
+	tb.Helper()
+	q, err := start(ctx, f, Config{Num: 7, MaxQueueLen: 100, ReadBuffer: 1 << 20, Mark: mark, HoldMark: hold}, h)
 	if err != nil {
 		tb.Fatalf("start: %v", err)
 	}
@@ -435,11 +441,43 @@ func TestMarkVerdicts(t *testing.T) {
 			verdict: Accept,
 			want:    decodedVerdict{Verdict: nfAccept},
 		},
+		{
+			name:    "repeat sets the hold bits, drops the payload",
+			msg:     markedPacketMsg(t, 1, 0, 0x80000003, ip),
+			verdict: Repeat,
+			payload: []byte{1, 2},
+			want:    decodedVerdict{Verdict: nfRepeat, Mark: 0x80200003, HasMark: true},
+		},
+		{
+			name:    "accept clears the hold bits",
+			msg:     markedPacketMsg(t, 1, 0, 0x80200003, ip),
+			verdict: Accept,
+			want:    decodedVerdict{Verdict: nfAccept, Mark: 0x80000003, HasMark: true},
+		},
+		{
+			name:    "marked accept clears the hold bits",
+			msg:     markedPacketMsg(t, 1, 0, 0x00200000, ip),
+			verdict: AcceptMark,
+			want:    decodedVerdict{Verdict: nfAccept, Mark: 0x00100000, HasMark: true},
+		},
+		{
+			name:    "accept-hold keeps them",
+			msg:     markedPacketMsg(t, 1, 0, 0x00200000, ip),
+			verdict: AcceptHold,
+			payload: []byte{1, 2},
+			want:    decodedVerdict{Verdict: nfAccept, Mark: 0x00200000, HasMark: true, Payload: []byte{1, 2}, HasPload: true},
+		},
+		{
+			name:    "accept-mark-hold sets both",
+			msg:     markedPacketMsg(t, 1, 0, 0x00200001, ip),
+			verdict: AcceptMarkHold,
+			want:    decodedVerdict{Verdict: nfAccept, Mark: 0x00300001, HasMark: true},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeSock(t)
-			q := startFakeMark(t, context.Background(), f, 0x00100000, func(p Packet) (Verdict, []byte) { return tc.verdict, tc.payload })
+			q := startFakeMarks(t, context.Background(), f, 0x00100000, 0x00200000, func(p Packet) (Verdict, []byte) { return tc.verdict, tc.payload })
 			f.in <- fakeRead{b: tc.msg}
 			f.waitWrites(t, 2)
 			if err := q.Close(); err != nil {
@@ -450,19 +488,27 @@ func TestMarkVerdicts(t *testing.T) {
 			if diff := cmp.Diff([]decodedVerdict{tc.want}, f.verdicts(t)); diff != "" {
 				t.Errorf("verdicts sent (-want +got):\n%s", diff)
 			}
-			wantMarked := uint64(0)
-			if tc.verdict == AcceptMark {
+			wantMarked, wantRepeated := uint64(0), uint64(0)
+			switch tc.verdict {
+			case AcceptMark, AcceptMarkHold:
 				wantMarked = 1
+			case Repeat:
+				wantRepeated = 1
 			}
 			if got := q.Stats().Marked.Load(); got != wantMarked {
 				t.Errorf("Stats().Marked = %d, want %d", got, wantMarked)
+			}
+			if got := q.Stats().Repeated.Load(); got != wantRepeated {
+				t.Errorf("Stats().Repeated = %d, want %d", got, wantRepeated)
 			}
 		})
 	}
 	f := newFakeSock(t)
 	q := startFakeMark(t, context.Background(), f, 0x00100000, accept)
-	if err := q.Verdict(1, AcceptMark, nil); !errors.Is(err, ErrVerdict) {
-		t.Errorf("Verdict(AcceptMark) = %v, want ErrVerdict", err)
+	for _, v := range []Verdict{AcceptMark, Repeat, AcceptHold, AcceptMarkHold} {
+		if err := q.Verdict(1, v, nil); !errors.Is(err, ErrVerdict) {
+			t.Errorf("Verdict(%v) = %v, want ErrVerdict", v, err)
+		}
 	}
 }
 
@@ -674,6 +720,8 @@ func TestPacketPathAllocs(t *testing.T) {
 		{"drop", Drop, nil},
 		{"modified", Accept, modified},
 		{"marked", AcceptMark, modified},
+		{"repeat", Repeat, nil},
+		{"held and marked", AcceptMarkHold, modified},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
