@@ -19,6 +19,12 @@ type Config struct {
 	// Mark is the conntrack mark bit(s) set on data connections that used
 	// a hole. The accept rules and the DNAT rule match mark&Mark == Mark.
 	Mark uint32
+	// HoldMark is the packet mark bit(s) with which ftpct holds a flow in
+	// the packet path, without an nftables commit: the divert chains add
+	// the flow of a packet carrying them to the hold set, and the guard
+	// chains, at the packet's last hook, its reverse flow, and clear them.
+	// Nothing else may set them; they must not overlap Mark.
+	HoldMark uint32
 	// Table is the nftables table name, created in family ip and ip6.
 	Table string
 	// IPv6 also installs the ip6 table and the ip6tables accept rules.
@@ -37,13 +43,14 @@ type Config struct {
 // otherwise.
 func DefaultConfig() Config {
 	return Config{
-		Ports:  []uint16{21},
-		Queue:  21,
-		Queues: 1,
-		Mark:   0x00100000,
-		Table:  "ftpct",
-		IPv6:   true,
-		Accept: true,
+		Ports:    []uint16{21},
+		Queue:    21,
+		Queues:   1,
+		Mark:     0x00100000,
+		HoldMark: 0x00200000,
+		Table:    "ftpct",
+		IPv6:     true,
+		Accept:   true,
 	}
 }
 
@@ -83,6 +90,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Mark == 0 {
 		return bad("mark must not be 0")
+	}
+	if c.HoldMark == 0 {
+		return bad("hold-mark must not be 0")
+	}
+	if c.Mark&c.HoldMark != 0 {
+		return bad("hold-mark %#08x overlaps mark %#08x", c.HoldMark, c.Mark)
 	}
 	if err := validTableName(c.Table); err != nil {
 		return bad("%v", err)

@@ -8,7 +8,7 @@ import (
 )
 
 func TestDefaultConfig(t *testing.T) {
-	want := Config{Ports: []uint16{21}, Queue: 21, Queues: 1, Mark: 0x00100000, Table: "ftpct", IPv6: true, Accept: true}
+	want := Config{Ports: []uint16{21}, Queue: 21, Queues: 1, Mark: 0x00100000, HoldMark: 0x00200000, Table: "ftpct", IPv6: true, Accept: true}
 	if diff := cmp.Diff(want, DefaultConfig()); diff != "" {
 		t.Errorf("DefaultConfig (-want +got):\n%s", diff)
 	}
@@ -30,6 +30,8 @@ func TestValidate(t *testing.T) {
 		{name: "zero queues", mod: func(c *Config) { c.Queues = 0 }, wantErr: "invalid rules config: queues must be at least 1"},
 		{name: "queue range overflows", mod: func(c *Config) { c.Queue, c.Queues = 65535, 2 }, wantErr: "invalid rules config: queues 65535..65536 exceed 65535"},
 		{name: "zero mark", mod: func(c *Config) { c.Mark = 0 }, wantErr: "invalid rules config: mark must not be 0"},
+		{name: "zero hold mark", mod: func(c *Config) { c.HoldMark = 0 }, wantErr: "invalid rules config: hold-mark must not be 0"},
+		{name: "hold mark overlaps mark", mod: func(c *Config) { c.HoldMark = 0x00300000 }, wantErr: "invalid rules config: hold-mark 0x00300000 overlaps mark 0x00100000"},
 		{name: "empty table", mod: func(c *Config) { c.Table = "" }, wantErr: "invalid rules config: empty table name"},
 		{name: "table starts with digit", mod: func(c *Config) { c.Table = "1ftp" }, wantErr: `invalid rules config: table name "1ftp": want a letter followed by letters, digits, '_' or '-'`},
 		{name: "table with space", mod: func(c *Config) { c.Table = "ftp ct" }, wantErr: `invalid rules config: table name "ftp ct": want a letter followed by letters, digits, '_' or '-'`},

@@ -26,7 +26,15 @@
 //     connections whose stream the daemon resized) to the same queue WITHOUT
 //     bypass: while no daemon reads, they are dropped rather than passed
 //     unadjusted. A set, because a chain before conntrack cannot match the
-//     connection's ct labels.
+//     connection's ct labels. The set is dynamic (size 2<<24): the first
+//     rule of the divert chains after the loopback return adds the flow of
+//     a packet whose mark has Config.HoldMark's bits (dynset add, bits
+//     kept). The daemon gives a session's first resized packet back
+//     unmodified with those bits (NF_REPEAT, nf_reinject in
+//     net/netfilter/nf_queue.c: the kernel runs the chain again from its
+//     first rule), so the packet's own flow is held and the hold rule
+//     queues it again, with the bits: the flow is held without an nftables
+//     commit, and the daemon sees that it is.
 //   - chain keep_labels (no hook, nothing jumps to it) with "ct label set
 //     127": while a rule that sets ct labels exists, the kernel gives new
 //     conntrack entries a labels extension (nft_ct_set_init calls
@@ -53,7 +61,13 @@
 //     peer cannot connect before it exists. The first rule of the divert
 //     chains (after the loopback return) queues, with bypass, a SYN (of
 //     fin, syn, rst, ack only syn) whose source is in @guard: the daemon
-//     holds it until the hole it may be for is committed.
+//     holds it until the hole it may be for is committed. A second rule of
+//     guard_post and guard_in adds, for a packet with Config.HoldMark's
+//     bits (the daemon keeps them on the resized packet's verdict), the
+//     reverse flow (daddr . saddr . dport . sport: after NAT, the reply
+//     tuple as the divert chains see the peer's packets) to @hold and
+//     clears the bits, so the peer's acknowledgements of the resized bytes
+//     are queued before they can be sent.
 //
 // With Config.Accept, "-m connmark --mark M/M -m comment --comment ftpct -j
 // ACCEPT" is inserted at the top of filter INPUT and FORWARD by iptables
@@ -66,7 +80,9 @@
 // an earlier run left them, adopts them: one batch deletes and re-adds every
 // chain and the sets it does not keep, and keeps the sets expect, xlate,
 // hold and guard with their elements (the ports set is refilled); a table
-// of an older version without some of them gets them. It never flushes
+// of an older version without some of them gets them. Set flags cannot be
+// changed: an older static hold set is read, deleted and added again
+// dynamic with its elements, in that batch. It never flushes
 // the ruleset or touches other tables. On failure it removes what that call
 // added. Reconcile then deletes the holes and held flows no live control
 // connection owns (a hole's owner is its element comment, "SRC DST" of the

@@ -162,7 +162,11 @@ func (m *Manager) install(u *undo) error {
 		}
 		note := createdNote(m.created[o.table.Family])
 		if exists {
-			err = queueAdopt(m.conn, &m.cfg, o, chains, sets, note)
+			var carry map[string][]nftables.SetElement
+			if carry, err = m.carry(o, sets); err != nil {
+				return fmt.Errorf("install nft table %s: %w", name, hint(err))
+			}
+			err = queueAdopt(m.conn, &m.cfg, o, chains, sets, carry, note)
 		} else {
 			err = queueTable(m.conn, &m.cfg, o, note)
 		}
@@ -246,6 +250,28 @@ func (m *Manager) existing(o *tableObjs) (chains []*nftables.Chain, sets []*nfta
 		s.Table = o.table
 	}
 	return chains, sets, true, nil
+}
+
+// carry reads the elements of the kernel's sets that adopting o makes
+// again with them (tableObjs.carried). No packet path adds to them
+// meanwhile: they are made again because no rule of the table that left
+// them could add to them.
+func (m *Manager) carry(o *tableObjs, sets []*nftables.Set) (map[string][]nftables.SetElement, error) {
+	carry := map[string][]nftables.SetElement{}
+	for _, s := range sets {
+		if !o.carried(s) {
+			continue
+		}
+		elems, err := m.conn.GetSetElements(s)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", s.Name, err)
+		}
+		for i := range elems {
+			elems[i] = nftables.SetElement{Key: elems[i].Key}
+		}
+		carry[s.Name] = elems
+	}
+	return carry, nil
 }
 
 // undo removes what a failed install added: the tables it created (not

@@ -18,6 +18,7 @@ const (
 	xtNFQueueRev  = 3    // struct xt_NFQ_info_v3 { __u16 queuenum, queues_total, flags; }
 	// include/uapi/linux/netfilter/nf_tables.h
 	nftReg32Base    = 8 // NFT_REG32_00: first 32-bit register
+	dynsetOpAdd     = 0 // NFT_DYNSET_OP_ADD
 	dynsetOpUpdate  = 1 // NFT_DYNSET_OP_UPDATE
 	dynsetOpDelete  = 2 // NFT_DYNSET_OP_DELETE
 	ifNameSize      = 16
@@ -41,6 +42,7 @@ const (
 	tcpMinDoff      = 5 // a header without options
 	tcpMaxDoff      = 15
 	expectSetSizeNF = expectSetSize // script.go
+	holdSetSizeNF   = holdSetSize
 )
 
 // tableObjs are the nftables objects of one family that Open and Close need.
@@ -102,6 +104,8 @@ func newTableObjs(name string, f family) *tableObjs {
 			Name:          holdSetName,
 			KeyType:       nftables.MustConcatSetType(at, at, nftables.TypeInetService, nftables.TypeInetService),
 			Concatenation: true,
+			Dynamic:       true, // the hold-mark rules add to it
+			Size:          holdSetSizeNF,
 		},
 		guard: &nftables.Set{
 			Table:      t,
@@ -144,8 +148,9 @@ func isTCP() []expr.Any {
 	}
 }
 
-// divertRules: [iifname "lo" return] ; saddr . daddr . sport . dport @hold
-// NFQUEUE (no bypass) ; tcp dport @ports tcp flags & (fin|syn|rst) == 0
+// divertRules: [iifname "lo" return] ; the hold-mark rule (holdOwnRule) ;
+// the guard SYN rule ; saddr . daddr . sport . dport @hold NFQUEUE (no
+// bypass) ; tcp dport @ports tcp flags & (fin|syn|rst) == 0
 // jump bare_ack ; the same for tcp sport ; tcp dport @ports NFQUEUE bypass ;
 // tcp sport @ports NFQUEUE bypass.
 //
@@ -169,7 +174,7 @@ func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bo
 		})
 	}
 	info := xt.Unknown(nfqueueInfo(cfg.Queue, cfg.Queues, nfqFlagBypass))
-	rules = append(rules, guardSynRule(o, &info))
+	rules = append(rules, holdOwnRule(cfg, o), guardSynRule(o, &info))
 	held := xt.Unknown(nfqueueInfo(cfg.Queue, cfg.Queues, 0))
 	r := isTCP()
 	r = append(r, loadFlow(o.fam)...)
@@ -205,6 +210,56 @@ func divertRules(cfg *Config, o *tableObjs, ports *nftables.Set, skipLoopback bo
 		rules = append(rules, r)
 	}
 	return rules
+}
+
+// holdOwnRule: meta mark & HOLDMARK == HOLDMARK  add @hold { saddr . daddr
+// . sport . dport }. ftpct gives a session's first resized packet back
+// unmodified with the hold mark (NF_REPEAT): the kernel runs this chain
+// again from its first rule, this rule holds the packet's own flow, and the
+// hold rule below queues it to ftpct again, without bypass, the bit still
+// set: so ftpct knows the flow is held, with no nftables commit. The bit
+// stays until the verdict (the queue's, which clears it unless ftpct keeps
+// it) or the packet's last hook (holdReverseRule).
+func holdOwnRule(cfg *Config, o *tableObjs) []expr.Any {
+	r := append(matchMark(cfg.HoldMark), isTCP()...)
+	r = append(r, loadFlow(o.fam)...)
+	return append(r,
+		&expr.Dynset{SrcRegKey: nftReg32Base, SetName: o.hold.Name, SetID: o.hold.ID, Operation: dynsetOpAdd},
+	)
+}
+
+// holdReverseRule: meta mark & HOLDMARK == HOLDMARK  add @hold { daddr .
+// saddr . dport . sport }  meta mark set meta mark & ~HOLDMARK. At the last
+// hook of a packet ftpct sent with the hold mark (the resized one), after
+// NAT, its reverse flow is exactly the reply tuple as the divert chains see
+// the peer's packets: held before the packet leaves, so the peer's
+// acknowledgements of the resized bytes are queued and mapped. The bit is
+// cleared.
+func holdReverseRule(cfg *Config, o *tableObjs) []expr.Any {
+	n, saddr := o.fam.nl().addrLen, o.fam.nl().saddrOffset
+	p := nftReg32Base + 2*n/4
+	r := append(matchMark(cfg.HoldMark), isTCP()...)
+	return append(r,
+		&expr.Payload{DestRegister: nftReg32Base, Base: expr.PayloadBaseNetworkHeader, Offset: saddr + n, Len: n},
+		&expr.Payload{DestRegister: nftReg32Base + n/4, Base: expr.PayloadBaseNetworkHeader, Offset: saddr, Len: n},
+		&expr.Payload{DestRegister: p, Base: expr.PayloadBaseTransportHeader, Offset: tcpDportOffset, Len: 2},
+		&expr.Payload{DestRegister: p + 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpSportOffset, Len: 2},
+		&expr.Dynset{SrcRegKey: nftReg32Base, SetName: o.hold.Name, SetID: o.hold.ID, Operation: dynsetOpAdd},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^cfg.HoldMark), Xor: make([]byte, 4)},
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1, SourceRegister: true},
+	)
+}
+
+// matchMark: meta mark & bits == bits.
+func matchMark(bits uint32) []expr.Any {
+	b := binaryutil.NativeEndian.PutUint32(bits)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: b, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
+	}
 }
 
 // guardSynRule: tcp flags & (fin|syn|rst|ack) == syn, saddr @guard: to
@@ -364,15 +419,19 @@ func queueTable(conn *nftables.Conn, cfg *Config, o *tableObjs, note string) err
 	conn.AddTable(o.table)
 	conn.DelTable(o.table)
 	conn.AddTable(o.table)
-	return queueObjects(conn, cfg, o, nil, note)
+	return queueObjects(conn, cfg, o, nil, nil, note)
 }
 
 // queueAdopt adds to conn's batch the adoption of the existing table o
 // left by an earlier run: its chains and the sets it does not keep are
 // deleted and everything is added again, while the kept sets (holes, their
 // DNAT mappings, held flows) stay with their elements when their definition
-// is the one this version uses. One batch: the kernel applies it atomically.
-func queueAdopt(conn *nftables.Conn, cfg *Config, o *tableObjs, chains []*nftables.Chain, sets []*nftables.Set, note string) error {
+// is the one this version uses. A kept set whose elements fit but whose
+// flags differ (the hold set of a version before the hold mark, not
+// dynamic: set flags cannot be changed) is deleted and made again with
+// carry's elements for it, which the caller read (carried). One batch: the
+// kernel applies it atomically.
+func queueAdopt(conn *nftables.Conn, cfg *Config, o *tableObjs, chains []*nftables.Chain, sets []*nftables.Set, carry map[string][]nftables.SetElement, note string) error {
 	conn.AddTable(o.table)
 	// All flushed before any is deleted: a chain still jumped to cannot go.
 	for _, c := range chains {
@@ -402,7 +461,20 @@ func queueAdopt(conn *nftables.Conn, cfg *Config, o *tableObjs, chains []*nftabl
 		}
 		conn.DelSet(s)
 	}
-	return queueObjects(conn, cfg, o, keep, note)
+	return queueObjects(conn, cfg, o, keep, carry, note)
+}
+
+// carried reports whether the kernel's set have is one of o's kept sets
+// whose elements a new set of the wanted definition can take over as they
+// are (same key, no timeouts to lose) while have cannot stay: its
+// elements are to be read and carried over (queueAdopt).
+func (o *tableObjs) carried(have *nftables.Set) bool {
+	want := o.byName(have.Name)
+	if want == nil || sameSet(have, want) {
+		return false
+	}
+	return have.KeyType.Bytes == want.KeyType.Bytes && !have.IsMap && !want.IsMap &&
+		!have.HasTimeout && !want.HasTimeout
 }
 
 // chainSpec is a chain queueObjects makes: its hook, or none (a regular chain).
@@ -450,13 +522,14 @@ func (o *tableObjs) byName(name string) *nftables.Set {
 // sameSet reports whether the kernel's set have can hold want's elements.
 func sameSet(have, want *nftables.Set) bool {
 	return have.KeyType.Bytes == want.KeyType.Bytes && have.IsMap == want.IsMap &&
-		have.HasTimeout == want.HasTimeout && (!want.IsMap || have.DataType.Bytes == want.DataType.Bytes)
+		have.HasTimeout == want.HasTimeout && have.Dynamic == want.Dynamic &&
+		(!want.IsMap || have.DataType.Bytes == want.DataType.Bytes)
 }
 
-// queueObjects adds the table's sets (but those in keep, which exist),
-// chains and rules to conn's batch. note, if not empty, is the labels rule's
-// comment (see createdNote).
-func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[string]bool, note string) error {
+// queueObjects adds the table's sets (but those in keep, which exist; with
+// carry's elements for those made again), chains and rules to conn's batch.
+// note, if not empty, is the labels rule's comment (see createdNote).
+func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[string]bool, carry map[string][]nftables.SetElement, note string) error {
 	ports := &nftables.Set{Table: o.table, Name: portsSetName, KeyType: nftables.TypeInetService}
 	elems := make([]nftables.SetElement, len(cfg.Ports))
 	for i, p := range cfg.Ports {
@@ -477,7 +550,7 @@ func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[strin
 		if keep[s.Name] {
 			continue
 		}
-		if err := conn.AddSet(s, nil); err != nil {
+		if err := conn.AddSet(s, carry[s.Name]); err != nil {
 			return err
 		}
 	}
@@ -507,7 +580,7 @@ func queueObjects(conn *nftables.Conn, cfg *Config, o *tableObjs, keep map[strin
 	add(chain("pinhole_pre"), pinholeRule(cfg, o))
 	add(chain("pinhole_out"), pinholeRule(cfg, o))
 	add(chain("xlate_pre"), xlateRule(cfg, o))
-	add(chain("guard_post"), guardRule(cfg, o))
-	add(chain("guard_in"), guardRule(cfg, o))
+	add(chain("guard_post"), guardRule(cfg, o), holdReverseRule(cfg, o))
+	add(chain("guard_in"), guardRule(cfg, o), holdReverseRule(cfg, o))
 	return nil
 }

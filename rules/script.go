@@ -51,6 +51,11 @@ const GuardTimeout = 5 * time.Second
 // without a size, so that a table loaded from Script lists the same.
 const expectSetSize = 65535
 
+// holdSetSize is the size of the hold set, which the packet path adds to:
+// both flows of as many control connections as --max-sessions allows at
+// most (1<<24).
+const holdSetSize = 2 << 24
+
 // prioName is a chain priority as `nft list` prints it.
 func prioName(prio int) string {
 	switch prio {
@@ -142,7 +147,9 @@ func (c *Config) divertRuleTexts(f family, skipLoopback bool) []string {
 	if skipLoopback {
 		rules = append(rules, `iifname "lo" return`)
 	}
+	hold := fmt.Sprintf("0x%08x", c.HoldMark)
 	return append(rules,
+		fmt.Sprintf("meta mark & %s == %s add @hold { %s saddr . %s daddr . tcp sport . tcp dport }", hold, hold, f.nft, f.nft),
 		fmt.Sprintf("tcp flags syn / fin,syn,rst,ack %s saddr @guard %s", f.nft, c.queueStatement(true)),
 		fmt.Sprintf("%s saddr . %s daddr . tcp sport . tcp dport @hold %s", f.nft, f.nft, c.queueStatement(false)),
 		"tcp dport @ports tcp flags ! fin,syn,rst jump bare_ack", "tcp sport @ports tcp flags ! fin,syn,rst jump bare_ack",
@@ -188,7 +195,8 @@ func (c *Config) tableText(f family) string {
 	fmt.Fprintf(&b, "\n\t# Where to DNAT a data connection that used a hole.\n")
 	fmt.Fprintf(&b, "\tmap xlate {\n\t\ttype %s : %s . inet_service\n\t\tflags timeout\n\t}\n", key, f.addrType)
 	fmt.Fprintf(&b, "\n\t# Control connections whose stream ftpct resized: saddr . daddr . sport . dport.\n")
-	fmt.Fprintf(&b, "\tset hold {\n\t\ttype %s . %s . inet_service . inet_service\n\t}\n", f.addrType, f.addrType)
+	fmt.Fprintf(&b, "\t# ftpct adds them, or the hold-mark rules do (divert_*, guard_*).\n")
+	fmt.Fprintf(&b, "\tset hold {\n\t\ttype %s . %s . inet_service . inet_service\n\t\tsize %d\n\t\tflags dynamic\n\t}\n", f.addrType, f.addrType, holdSetSize)
 	fmt.Fprintf(&b, "\n\t# Peers just sent an announcement whose hole may not be committed yet (guard_post,\n")
 	fmt.Fprintf(&b, "\t# guard_in): their first SYNs go to ftpct, which holds them until it is.\n")
 	fmt.Fprintf(&b, "\tset guard {\n\t\ttype %s\n\t\tsize %d\n\t\tflags dynamic,timeout\n\t}\n", f.addrType, expectSetSize)
@@ -216,11 +224,15 @@ func (c *Config) tableText(f family) string {
 		fmt.Sprintf("ct mark & %s == %s dnat %s to %s map @xlate", mark, mark, f.nft, tuple))
 	guard := fmt.Sprintf("meta mark & %s == %s update @guard { %s daddr timeout %s } meta mark set meta mark & 0x%08x",
 		mark, mark, f.nft, GuardTimeout, ^c.Mark)
+	hold := fmt.Sprintf("0x%08x", c.HoldMark)
+	reverse := fmt.Sprintf("meta mark & %s == %s add @hold { %s daddr . %s saddr . tcp dport . tcp sport } meta mark set meta mark & 0x%08x",
+		hold, hold, f.nft, f.nft, ^c.HoldMark)
 	fmt.Fprintf(&b, "\n\t# A packet ftpct marked (its announcement's hole may not be committed yet), at\n")
 	fmt.Fprintf(&b, "\t# its last hook, after NAT: its destination joins @guard, the mark bit is cleared.\n")
-	chain("guard_post", "filter", "postrouting", prioGuard, guard)
+	fmt.Fprintf(&b, "\t# One with the hold mark (a session's first resize): its reverse flow is held.\n")
+	chain("guard_post", "filter", "postrouting", prioGuard, guard, reverse)
 	b.WriteString("\n")
-	chain("guard_in", "filter", "input", prioGuard, guard)
+	chain("guard_in", "filter", "input", prioGuard, guard, reverse)
 	fmt.Fprintf(&b, "}\n")
 	return b.String()
 }

@@ -1,0 +1,254 @@
+//go:build integration
+
+package rules
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ftpct/ftpct/nfq"
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestHoldMark checks the kernel facts the first resize without a commit
+// rests on. A reader gives the first data packet of a control connection
+// back with nfq.Repeat (NF_REPEAT, hold mark set): the kernel runs
+// divert_out again from its first rule, the hold-mark rule adds the
+// packet's own flow to @hold, and the hold rule queues it again, with the
+// bit. The reader accepts it then keeping the bit (AcceptHold): at its last
+// hook (guard_post) the reverse flow joins @hold and the bit is cleared, so
+// no later hook sees it. From then on the server's bare ACKs are queued
+// (the reverse flow is held). A second connection whose packets are never
+// repeated gets nothing held: the rules add exactly that. Everything runs
+// over loopback in one namespace (output, postrouting, input).
+func TestHoldMark(t *testing.T) {
+	requireRoot(t)
+	ns, path := newNS(t)
+	cfg := DefaultConfig()
+	cfg.NetNS, cfg.Accept, cfg.IPv6 = path, false, false
+	if err := newManager(t, cfg).Install(); err != nil {
+		t.Fatalf("Install: %v", err)
+	}
+	// Counts packets that still carry the hold bit after the guard chains.
+	nsExec(t, ns, "nft", "add table ip probe; "+
+		"add chain ip probe post { type filter hook postrouting priority 400; }; "+
+		"add chain ip probe in { type filter hook input priority 400; }; "+
+		"add rule ip probe post meta mark & 0x00200000 == 0x00200000 counter; "+
+		"add rule ip probe in meta mark & 0x00200000 == 0x00200000 counter")
+
+	const repeatPort = 40031 // the client port whose first data packet is repeated
+	type event struct {
+		sport, dport uint16
+		held         bool // queued with the hold bit
+		payload      int
+		flags        byte
+	}
+	var mu sync.Mutex
+	var seen []event
+	repeated := false
+	handle := func(p nfq.Packet) (nfq.Verdict, []byte) {
+		b := p.Data
+		if len(b) < 20 || b[0]>>4 != 4 || b[9] != 6 {
+			return nfq.Accept, nil
+		}
+		ihl := int(b[0]&0x0f) * 4
+		tcp := b[ihl:]
+		ev := event{sport: binary.BigEndian.Uint16(tcp[0:]), dport: binary.BigEndian.Uint16(tcp[2:]),
+			held: p.Mark&cfg.HoldMark != 0, flags: tcp[13], payload: int(binary.BigEndian.Uint16(b[2:])) - ihl - int(tcp[12]>>4)*4}
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, ev)
+		switch {
+		case ev.held:
+			return nfq.AcceptHold, nil
+		case ev.sport == repeatPort && ev.payload > 0 && !repeated:
+			repeated = true
+			return nfq.Repeat, nil
+		}
+		return nfq.Accept, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var q *nfq.Queue
+	if err := inNetNS(t, path, func() (err error) {
+		qc := nfq.DefaultConfig()
+		qc.Num, qc.Mark, qc.HoldMark = cfg.Queue, cfg.Mark, cfg.HoldMark
+		q, err = nfq.Open(ctx, qc, handle)
+		return err
+	}); err != nil {
+		cancel()
+		t.Fatalf("open queue: %v", err)
+	}
+	t.Cleanup(func() { cancel(); q.Close() })
+
+	server := netip.MustParseAddrPort("127.0.0.1:21")
+	var ln net.Listener
+	if err := inNetNS(t, path, func() (err error) {
+		ln, err = net.Listen("tcp", server.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 5)
+				if _, err := io.ReadFull(c, b); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond) // the ACK of "hello" goes alone
+				c.Write([]byte("ok"))
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	converse := func(src netip.AddrPort) {
+		t.Helper()
+		var c net.Conn
+		if err := inNetNS(t, path, func() (err error) {
+			d := net.Dialer{Timeout: time.Second, LocalAddr: net.TCPAddrFromAddrPort(src)}
+			c, err = d.Dial("tcp", server.String())
+			return err
+		}); err != nil {
+			t.Fatalf("dial from %v: %v", src, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := c.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 2)
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatalf("read from %v: %v", src, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	plain, rep := netip.MustParseAddrPort("127.0.0.1:40030"), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), repeatPort)
+	converse(plain)
+	converse(rep)
+
+	held := nsExec(t, ns, "nft", "list", "set", "ip", cfg.Table, holdSetName)
+	for _, want := range []string{"127.0.0.1 . 127.0.0.1 . 40031 . 21", "127.0.0.1 . 127.0.0.1 . 21 . 40031"} {
+		if !strings.Contains(held, want) {
+			t.Errorf("@hold lacks %s:\n%s", want, held)
+		}
+	}
+	if strings.Contains(held, "40030") {
+		t.Errorf("@hold holds the connection never repeated:\n%s", held)
+	}
+	for _, chain := range []string{"post", "in"} {
+		if out := nsExec(t, ns, "nft", "list", "chain", "ip", "probe", chain); !strings.Contains(out, "packets 0 ") {
+			t.Errorf("packets with the hold bit after the guard chains (%s):\n%s", chain, out)
+		}
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	// The repeated packet came back once, with the bit; nothing else had it.
+	var got []event
+	bare := map[uint16]int{} // bare ACKs from the server, by client port
+	for _, ev := range seen {
+		if ev.held || ev.sport == repeatPort && ev.payload > 0 {
+			got = append(got, ev)
+		}
+		if ev.sport == server.Port() && ev.payload == 0 && ev.flags&0x07 == 0 {
+			bare[ev.dport]++
+		}
+	}
+	want := []event{
+		{sport: repeatPort, dport: 21, held: false, payload: 5, flags: tcpFlagsPshAck},
+		{sport: repeatPort, dport: 21, held: true, payload: 5, flags: tcpFlagsPshAck},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(event{})); diff != "" {
+		t.Errorf("the repeated packet's passes (-want +got):\n%s", diff)
+	}
+	if bare[plain.Port()] != 0 {
+		t.Errorf("%d bare ACKs of the server queued for the flow not held, want 0", bare[plain.Port()])
+	}
+	if bare[repeatPort] == 0 {
+		t.Error("no bare ACK of the server queued for the held flow: its reverse flow is not held")
+	}
+	if n := q.Stats().Repeated.Load(); n != 1 {
+		t.Errorf("Stats().Repeated = %d, want 1", n)
+	}
+}
+
+// tcpFlagsPshAck is a data segment's flags byte (PSH|ACK).
+const tcpFlagsPshAck = 0x18
+
+// TestAdoptStaticHoldSet: a table left by a version before the hold mark
+// has a hold set without the dynamic flag (which the hold-mark rules need,
+// and which set flags cannot change). Adopting it makes the set again,
+// dynamic, with its held flows, in the one adoption batch: the result is
+// the table Script describes.
+func TestAdoptStaticHoldSet(t *testing.T) {
+	requireRoot(t)
+	ns, path := newNS(t)
+	cfg := DefaultConfig()
+	cfg.NetNS, cfg.Accept, cfg.IPv6 = path, false, false
+	if err := newManager(t, cfg).Install(); err != nil {
+		t.Fatalf("first Install: %v", err)
+	}
+	// Make it the older version's table: no hold-mark rules, a static hold
+	// set with two held flows, looked up by a divert rule.
+	nsExec(t, ns, "nft", fmt.Sprintf("flush chain ip %[1]s divert_pre; flush chain ip %[1]s divert_out; "+
+		"flush chain ip %[1]s guard_post; flush chain ip %[1]s guard_in; delete set ip %[1]s hold; "+
+		"add set ip %[1]s hold { type ipv4_addr . ipv4_addr . inet_service . inet_service; "+
+		"elements = { 10.0.0.1 . 10.0.0.2 . 40000 . 21, 10.0.0.2 . 10.0.0.1 . 21 . 40000 } }; "+
+		"add rule ip %[1]s divert_pre ip saddr . ip daddr . tcp sport . tcp dport @hold counter", cfg.Table))
+	if out := nsExec(t, ns, "nft", "list", "set", "ip", cfg.Table, holdSetName); strings.Contains(out, "dynamic") {
+		t.Fatalf("the older table's hold set is dynamic:\n%s", out)
+	}
+	if err := newManager(t, cfg).Install(); err != nil {
+		t.Fatalf("adopting Install: %v", err)
+	}
+	// Elements aside (the held flows are checked below), and in any order:
+	// the set made again is listed after those kept.
+	got := nftBlocks(nsExec(t, ns, "nft", "list", "table", "ip", cfg.Table))
+	want := nftBlocks(cfg.tableText(familyIPv4))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("table after adoption (-script +adopted):\n%s", diff)
+	}
+	out := nsExec(t, ns, "nft", "list", "set", "ip", cfg.Table, holdSetName)
+	for _, f := range []string{"10.0.0.1 . 10.0.0.2 . 40000 . 21", "10.0.0.2 . 10.0.0.1 . 21 . 40000"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("held flow %s did not survive the adoption:\n%s", f, out)
+		}
+	}
+}
+
+// nftBlocks is a listed table's sets and chains (nftTable's lines, elements
+// left out), each a block of lines, sorted.
+func nftBlocks(text string) []string {
+	text = regexp.MustCompile(`(?s)elements = \{[^}]*\}`).ReplaceAllString(text, "")
+	var blocks []string
+	var cur []string
+	for _, line := range strings.Split(nftTable(text), "\n") {
+		if line == "" {
+			continue
+		}
+		cur = append(cur, line)
+		if line == "}" {
+			blocks = append(blocks, strings.Join(cur, "\n"))
+			cur = nil
+		}
+	}
+	blocks = append(blocks, strings.Join(cur, "\n"))
+	slices.Sort(blocks)
+	return blocks
+}
