@@ -50,13 +50,14 @@ func TestFileAndFlags(t *testing.T) {
 		{name: "empty file is the defaults", file: "", want: func(s *Settings) {},
 			origins: map[string]string{"ports": "default", "max-expect": "default"}},
 		{name: "every kind of key",
-			file: "# comment\nports = [21, 2121]\nqueue = 7\nmark = 0x00200000\ntable = \"gw\"\nno-ipv6 = true\n" +
+			file: "# comment\nports = [21, 2121]\nqueue = 7\nmark = 0x00400000\nhold-mark = 0x1\ntable = \"gw\"\nno-ipv6 = true\n" +
 				"no-install-rules = true\nsocket = \"/run/x/y.sock\"\ntimeout = \"90s\"\nmax-per-session = 2\n" +
 				"max-expect = 100\nmax-sessions = 10\nallow-low-ports = true\nlog-level = \"debug\"\n",
 			want: func(s *Settings) {
 				s.Rules.Ports = []uint16{21, 2121}
 				s.Rules.Queue = 7
-				s.Rules.Mark = 0x00200000
+				s.Rules.Mark = 0x00400000
+				s.Rules.HoldMark = 0x1
 				s.Rules.Table = "gw"
 				s.Rules.IPv6 = false
 				s.Install = false
@@ -68,7 +69,7 @@ func TestFileAndFlags(t *testing.T) {
 				s.Engine.AllowLowPorts = true
 				s.LogLevel = slog.LevelDebug
 			},
-			origins: map[string]string{"ports": "file FILE:2", "log-level": "file FILE:14", "queue": "file FILE:3"}},
+			origins: map[string]string{"ports": "file FILE:2", "log-level": "file FILE:15", "queue": "file FILE:3"}},
 		{name: "mark as a string", file: "mark = \"0x10\"\n", want: func(s *Settings) { s.Rules.Mark = 0x10 }},
 		{name: "a multi-line array", file: "\nports = [\n  21,\n  2121,\n]\n", want: func(s *Settings) { s.Rules.Ports = []uint16{21, 2121} },
 			origins: map[string]string{"ports": "file FILE:2"}},
@@ -126,6 +127,7 @@ func TestFileErrors(t *testing.T) {
 		{name: "short timeout", file: "timeout = \"10ms\"\n", wantErr: ErrBadValue, wantKey: "timeout", wantLine: 1, wantText: "at least 1s"},
 		{name: "timeout not a duration", file: "timeout = \"soon\"\n", wantErr: ErrBadValue, wantKey: "timeout", wantLine: 1},
 		{name: "zero mark", file: "mark = 0\n", wantErr: ErrBadValue, wantKey: "mark", wantLine: 1},
+		{name: "zero hold mark", file: "hold-mark = 0\n", wantErr: ErrBadValue, wantKey: "hold-mark", wantLine: 1},
 		{name: "table keyword", file: "table = \"ip\"\n", wantErr: ErrBadValue, wantKey: "table", wantLine: 1},
 		{name: "relative socket", file: "socket = \"x.sock\"\n", wantErr: ErrBadValue, wantKey: "socket", wantLine: 1},
 		{name: "bad log level", file: "log-level = \"loud\"\n", wantErr: ErrBadValue, wantKey: "log-level", wantLine: 1},
@@ -380,6 +382,37 @@ func TestMemoryLimitSizes(t *testing.T) {
 			}{tt.want, tt.text}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("Set(%q) (-want +got):\n%s", tt.in, diff)
+			}
+		})
+	}
+}
+
+// TestMarksOverlap: mark and hold-mark are checked together once both are
+// set, whatever their order: the default hold-mark's bit as mark fails
+// until hold-mark moves.
+func TestMarksOverlap(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		args    []string
+		wantErr string
+	}{
+		{name: "mark on the default hold-mark", file: "mark = 0x00200000\n", wantErr: "hold-mark 0x00200000 overlaps mark 0x00200000"},
+		{name: "hold-mark on the default mark", args: []string{"--hold-mark", "0x00100000"}, wantErr: "hold-mark 0x00100000 overlaps mark 0x00100000"},
+		{name: "moved apart", file: "mark = 0x00200000\nhold-mark = 0x00100000\n"},
+		{name: "moved apart, flag after file", file: "hold-mark = 0x4\n", args: []string{"--mark", "0x00200000"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(t, writeFile(t, tc.file), true, tc.args...)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("load: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrBadValue) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("load: %v, want ErrBadValue with %q", err, tc.wantErr)
 			}
 		})
 	}

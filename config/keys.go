@@ -130,15 +130,27 @@ var Keys = []*Key{
 			if err != nil {
 				return fmt.Errorf("%w: %q is not a 32-bit number (decimal or 0x…)", ErrBadValue, t)
 			}
-			r := rules.DefaultConfig()
-			r.Mark = uint32(n)
-			if err := r.Validate(); err != nil {
-				return fmt.Errorf("%w: %v", ErrBadValue, err)
+			if n == 0 {
+				// Its overlap with hold-mark is checked once both are set (Load).
+				return fmt.Errorf("%w: mark must not be 0", ErrBadValue)
 			}
 			s.Rules.Mark = uint32(n)
 			return nil
 		},
 		get: func(s *Settings) string { return fmt.Sprintf("0x%08x", s.Rules.Mark) }},
+	{Name: "hold-mark", Usage: "packet mark `bit(s)` with which ftpct holds a control connection it resizes, in the packet path (reserved to ftpct; must not overlap mark)", Rules: true, kind: kindMark,
+		set: func(s *Settings, t string) error {
+			n, err := strconv.ParseUint(t, 0, 32)
+			if err != nil {
+				return fmt.Errorf("%w: %q is not a 32-bit number (decimal or 0x…)", ErrBadValue, t)
+			}
+			if n == 0 {
+				return fmt.Errorf("%w: hold-mark must not be 0", ErrBadValue)
+			}
+			s.Rules.HoldMark = uint32(n)
+			return nil
+		},
+		get: func(s *Settings) string { return fmt.Sprintf("0x%08x", s.Rules.HoldMark) }},
 	{Name: "table", Usage: "`name` of ftpct's own nftables tables (ip and ip6)", Rules: true, kind: kindString,
 		set: func(s *Settings, t string) error {
 			r := rules.DefaultConfig()
