@@ -15,6 +15,10 @@ const (
 	// DecisionPending: the packet waits for its holes to be committed
 	// (Engine.Defer); its decision is given later to the VerdictFunc.
 	DecisionPending
+	// DecisionRepeat gives the packet back to the kernel unmodified with
+	// the hold mark (Engine.HoldInPath): the divert chains hold its flow and
+	// queue it again, with the mark (Worker.HandleMarked).
+	DecisionRepeat
 )
 
 func (v Decision) String() string {
@@ -27,6 +31,8 @@ func (v Decision) String() string {
 		return "drop"
 	case DecisionPending:
 		return "pending"
+	case DecisionRepeat:
+		return "repeat"
 	}
 	return "unknown"
 }

@@ -66,6 +66,7 @@ type deferrer struct {
 	c       Committer
 	verdict VerdictFunc
 	guard   *guard // nil: announcements wait for their holes (Guard)
+	inPath  bool   // a first resize is held in the packet path (HoldInPath)
 	// w handles the packets that waited behind a decided one. Only the
 	// committer's goroutine uses it (its done calls come one at a time).
 	w *Worker
@@ -80,14 +81,17 @@ type flowID struct {
 	dir     conntrack.Dir
 }
 
-// waiting is a flow whose oldest packet waits for its holes.
+// waiting is a flow whose oldest packet waits for its holes, or for its
+// second pass (rep).
 type waiting struct {
 	queued []queued // later packets, in arrival order
+	rep    *repeat  // the session's first resize, given back to be held (holdpath.go)
 }
 
 type queued struct {
-	tag uint64
-	pkt []byte
+	tag  uint64
+	pkt  []byte
+	held bool // queued with the hold mark
 }
 
 // pending is an announcement admitted while its hole is not committed yet.
@@ -111,11 +115,13 @@ type ticket struct {
 	grants []pending
 	keys   []guardKey // its holes in the guard's registry (guarded)
 	holds  bool       // its operations hold the session's flows
+	heldIn bool       // it came with the hold mark (held in the packet path)
+	prev   bool       // whether the session was recorded held before it (heldIn)
 }
 
 // behind queues packet tag of sess's direction dir when an earlier packet
 // of that flow waits; the session is locked.
-func (a *deferrer) behind(sess *conntrack.Session, dir conntrack.Dir, tag uint64, pkt []byte) bool {
+func (a *deferrer) behind(sess *conntrack.Session, dir conntrack.Dir, tag uint64, pkt []byte, held bool) bool {
 	if a == nil || a.n.Load() == 0 {
 		return false
 	}
@@ -123,7 +129,7 @@ func (a *deferrer) behind(sess *conntrack.Session, dir conntrack.Dir, tag uint64
 	defer a.mu.Unlock()
 	f, ok := a.flows[flowID{sess.ID, dir}]
 	if ok {
-		f.queued = append(f.queued, queued{tag: tag, pkt: bytes.Clone(pkt)})
+		f.queued = append(f.queued, queued{tag: tag, pkt: bytes.Clone(pkt), held: held})
 	}
 	return ok
 }
@@ -143,20 +149,38 @@ func (a *deferrer) wait(sess *conntrack.Session, dir conntrack.Dir) {
 // asked for hole operations, submits them and defers the decision; with the
 // guard and mayMark, and unless the packet is its session's first resize
 // (which must be held first) or the committer is far behind (guard.busy),
-// the decision is given at once (guarded).
-func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, s *segment, now time.Time, mayMark bool) (Decision, []byte) {
+// the decision is given at once (guarded). A
+// first resize is held in the packet path (repeatFirst) where the engine
+// may (HoldInPath), else its holds join its holes' transaction and it
+// waits. heldIn: the packet came with the hold mark, its own flow held.
+func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, s *segment, now time.Time, mayMark, heldIn bool) (Decision, []byte) {
+	e := w.e
+	prev := false
+	if heldIn {
+		// Recorded held while it is decided, so that nothing holds its
+		// flows by a commit: its reverse flow is held on its way out.
+		prev = e.persist.setHeld(sess, true)
+	}
+	orig := s.in
 	w.ops, w.grants = w.ops[:0], w.grants[:0]
 	d, out := w.decide(sess, dir, s, now)
 	if len(w.ops) == 0 {
-		return d, out
+		return w.leaves(sess, heldIn, prev, d, out)
 	}
-	e := w.e
 	hold := e.persist.mustHold(sess, dir, w.before)
 	if mayMark && e.async.guard != nil && !hold && !e.async.guard.busy() {
-		return w.guarded(tag, sess, dir, s, d, out, now)
+		d, out = w.guarded(tag, sess, dir, s, d, out, now)
+		return w.leaves(sess, heldIn, prev, d, out)
+	}
+	if hold && mayMark && e.async.guard != nil && e.async.inPath && !e.async.guard.busy() {
+		return w.repeatFirst(tag, sess, dir, s, orig, d, out, now)
+	}
+	if hold {
+		e.stats.FirstResizesByCommit.Add(1)
 	}
 	t := &ticket{e: e, tag: tag, sess: sess, dir: dir, d: d, forced: s.forced, before: w.before,
-		added: len(sess.Stream[dir].Records()) - w.kept, grants: slices.Clone(w.grants), holds: hold}
+		added: len(sess.Stream[dir].Records()) - w.kept, grants: slices.Clone(w.grants), holds: hold,
+		heldIn: heldIn, prev: prev}
 	if d == DecisionModified {
 		t.out = bytes.Clone(out)
 	}
@@ -176,6 +200,9 @@ func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, 
 		if d, _ := t.settle(rules.Result{Err: err}, now); d != DecisionDrop {
 			e.stats.Dropped.Add(1)
 		}
+		if heldIn {
+			e.persist.setHeld(sess, prev)
+		}
 		return DecisionDrop, nil
 	}
 	e.async.wait(sess, dir)
@@ -191,6 +218,9 @@ func (t *ticket) done(r rules.Result) {
 	t.sess.Lock()
 	defer t.sess.Unlock()
 	d, out := t.settle(r, e.now())
+	if t.heldIn && d == DecisionDrop {
+		e.persist.setHeld(t.sess, t.prev) // its reverse flow is not held
+	}
 	a.verdict(t.tag, d, out)
 	k := flowID{t.sess.ID, t.dir}
 	for {
@@ -208,7 +238,7 @@ func (t *ticket) done(r rules.Result) {
 		f.queued[0] = queued{}
 		f.queued = f.queued[1:]
 		a.mu.Unlock()
-		d, out := a.w.again(q.tag, t.sess, t.dir, q.pkt)
+		d, out := a.w.again(q.tag, t.sess, t.dir, q.pkt, q.held)
 		if d == DecisionPending {
 			return // it waits in turn, the rest behind it
 		}
@@ -217,8 +247,9 @@ func (t *ticket) done(r rules.Result) {
 }
 
 // again handles a packet that waited behind another of its flow; the
-// session is locked.
-func (w *Worker) again(tag uint64, sess *conntrack.Session, dir conntrack.Dir, pkt []byte) (Decision, []byte) {
+// session is locked. held: it was queued with the hold mark, which its
+// deferred verdict keeps (nfq.Queue.Verdict sets no mark).
+func (w *Worker) again(tag uint64, sess *conntrack.Session, dir conntrack.Dir, pkt []byte, held bool) (Decision, []byte) {
 	var s segment
 	if err := rewrite.Decode(pkt, &s.p); err != nil {
 		return DecisionAccept, nil // not reached: it was decoded before
@@ -226,7 +257,7 @@ func (w *Worker) again(tag uint64, sess *conntrack.Session, dir conntrack.Dir, p
 	s.in, s.payload = pkt, s.p.Payload(pkt)
 	// Its decision is given by the committer's goroutine, which cannot
 	// mark it: no guard.
-	return w.locked(tag, sess, dir, &s, w.e.now(), false)
+	return w.locked(tag, sess, dir, &s, w.e.now(), false, held)
 }
 
 // settle decides t's packet once its operations are committed (or not).

@@ -170,6 +170,7 @@ func (e *Engine) SessionGone(t conntrack.Tuple) {
 // a new connection (a client's SYN) reuses its addresses and ports.
 func (e *Engine) retire(s *conntrack.Session) {
 	e.sessions.Remove(s)
+	e.async.forgetRepeats(s.ID)
 	e.persist.forget(s)
 	e.forget(s.ID, nil)
 	e.stats.SessionsReused.Add(1)
@@ -182,6 +183,7 @@ func (e *Engine) end(s *conntrack.Session) bool {
 	if !e.sessions.Remove(s) {
 		return false
 	}
+	e.async.forgetRepeats(s.ID)
 	e.persist.forget(s)
 	e.forget(s.ID, nil)
 	e.stats.SessionsEnded.Add(1)

@@ -174,7 +174,7 @@ func TestGuardFirstResizeWaits(t *testing.T) {
 		t.Errorf("announcement of a held session: pending %v, marked %v (-want +got):\n%s", pending, marked, diff)
 	}
 	r.c.commit(t, rules.Result{})
-	checkCounters(t, r.e, map[string]uint64{"guarded": 1, "deferred": 3, "expect_created": 3})
+	checkCounters(t, r.e, map[string]uint64{"guarded": 1, "deferred": 3, "expect_created": 3, "first_resizes_by_commit": 1, "first_resizes_in_path": 0})
 }
 
 // TestGuardAllocs: the guard's checks allocate nothing: a SYN for no hole

@@ -528,7 +528,14 @@ func holdOps(s *conntrack.Session) []rules.Op {
 }
 
 // held records that s's flows were held (holdOps committed).
-func (p *persister) held(s *conntrack.Session) {
+func (p *persister) held(s *conntrack.Session) { p.setHeld(s, true) }
+
+// setHeld records whether s's flows are held and returns what was recorded
+// before: a packet that came back with the hold mark (its own flow held by
+// the divert chains) is recorded held while it is decided, and the record
+// is put back if it does not leave (its reverse flow is held only on its
+// way out).
+func (p *persister) setHeld(s *conntrack.Session, held bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.byID[s.ID]
@@ -536,7 +543,9 @@ func (p *persister) held(s *conntrack.Session) {
 		st = &stored{}
 		p.byID[s.ID] = st
 	}
-	st.held = true
+	prev := st.held
+	st.held = held
+	return prev
 }
 
 // ownedHole is x's hole, with the session that announced it as owner.

@@ -36,6 +36,8 @@ type Worker struct {
 	text    stream.Text    // &txt, as the normaliser asks for it
 	kept    int            // records of the packet's direction before it
 	marked  bool           // the packet leaves with the guard's mark (Marked)
+	hold    bool           // the packet leaves with the hold mark (Held)
+	aux     *Worker        // handles the packets that waited behind a repeated one (holdpath.go)
 	before  stream.Summary // its Snapshot before it, for persistence
 }
 
@@ -74,9 +76,16 @@ func (w *Worker) Handle(pkt []byte) (Decision, []byte) { return w.HandleID(0, pk
 // return DecisionPending: the packet's decision is given later, with tag, to
 // the engine's VerdictFunc (see deferred.go).
 func (w *Worker) HandleID(tag uint64, pkt []byte) (Decision, []byte) {
+	return w.HandleMarked(tag, pkt, false)
+}
+
+// HandleMarked is HandleID for a packet that was queued with the hold mark
+// when held is true (Engine.HoldInPath): the divert chains held its flow
+// before they queued it again. See holdpath.go.
+func (w *Worker) HandleMarked(tag uint64, pkt []byte, held bool) (Decision, []byte) {
 	e := w.e
 	e.stats.Packets.Add(1)
-	w.marked = false
+	w.marked, w.hold = false, false
 	var s segment
 	if err := rewrite.Decode(pkt, &s.p); err != nil {
 		e.stats.NotTCP.Add(1)
@@ -93,11 +102,14 @@ func (w *Worker) HandleID(tag uint64, pkt []byte) (Decision, []byte) {
 	}
 	sess.Lock()
 	defer sess.Unlock()
-	if e.async.behind(sess, dir, tag, pkt) {
+	if d, out, ok := w.repeated(tag, sess, dir, &s, held, now); ok {
+		return d, out
+	}
+	if e.async.behind(sess, dir, tag, pkt, held) {
 		e.stats.Deferred.Add(1)
 		return DecisionPending, nil
 	}
-	return w.locked(tag, sess, dir, &s, now, true)
+	return w.locked(tag, sess, dir, &s, now, true, held)
 }
 
 // decide runs the layers on segment s of the locked session sess.
