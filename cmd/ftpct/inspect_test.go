@@ -21,6 +21,7 @@ import (
 	"github.com/ftpct/ftpct/conntrack"
 	"github.com/ftpct/ftpct/control"
 	"github.com/ftpct/ftpct/engine"
+	"github.com/ftpct/ftpct/nfq"
 	"github.com/ftpct/ftpct/rules"
 )
 
@@ -240,9 +241,9 @@ func TestWatchEndsWhenDaemonStops(t *testing.T) {
 func TestHandlePacketAllocs(t *testing.T) {
 	d, _, _ := testDaemon(t, "127.0.0.1:0")
 	w := d.eng.NewWorker()
-	d.handlePacket(w, 1, clientPacket(t, 1, "PORT 10,0,1,2,156,65\r\n"))
+	d.handlePacket(w, 1, clientPacket(t, 1, "PORT 10,0,1,2,156,65\r\n"), false)
 	noop := clientPacket(t, 23, "NOOP\r\n")
-	if n := testing.AllocsPerRun(200, func() { d.handlePacket(w, 2, noop) }); n != 0 {
+	if n := testing.AllocsPerRun(200, func() { d.handlePacket(w, 2, noop, false) }); n != 0 {
 		t.Errorf("%v allocs per packet, want 0", n)
 	}
 }
@@ -326,6 +327,32 @@ func TestEventText(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if diff := cmp.Diff(tt.want, tt.ev.text()); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestMarkedVerdict: an accept leaves with the marks the engine asked for;
+// other verdicts are kept.
+func TestMarkedVerdict(t *testing.T) {
+	tests := []struct {
+		name         string
+		v            nfq.Verdict
+		marked, held bool
+		want         nfq.Verdict
+	}{
+		{name: "plain", v: nfq.Accept, want: nfq.Accept},
+		{name: "guard", v: nfq.Accept, marked: true, want: nfq.AcceptMark},
+		{name: "hold", v: nfq.Accept, held: true, want: nfq.AcceptHold},
+		{name: "both", v: nfq.Accept, marked: true, held: true, want: nfq.AcceptMarkHold},
+		{name: "drop keeps", v: nfq.Drop, marked: true, held: true, want: nfq.Drop},
+		{name: "repeat keeps", v: nfq.Repeat, want: nfq.Repeat},
+		{name: "pending keeps", v: nfq.Pending, held: true, want: nfq.Pending},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := markedVerdict(tc.v, tc.marked, tc.held); got != tc.want {
+				t.Errorf("markedVerdict(%v, %v, %v) = %v, want %v", tc.v, tc.marked, tc.held, got, tc.want)
 			}
 		})
 	}

@@ -167,13 +167,13 @@ func (d *daemon) timedCommitter(c engine.Committer) engine.Committer {
 // handlePacket is the engine's verdict on the queued packet tag names (see
 // verdict), timed when metrics are on (a packet left pending is timed until
 // then).
-func (d *daemon) handlePacket(w *engine.Worker, tag uint64, pkt []byte) (engine.Decision, []byte) {
+func (d *daemon) handlePacket(w *engine.Worker, tag uint64, pkt []byte, held bool) (engine.Decision, []byte) {
 	m := d.ops.metrics
 	if m == nil {
-		return w.HandleID(tag, pkt)
+		return w.HandleMarked(tag, pkt, held)
 	}
 	start := time.Now()
-	v, out := w.HandleID(tag, pkt)
+	v, out := w.HandleMarked(tag, pkt, held)
 	m.ObservePacket(time.Since(start))
 	return v, out
 }

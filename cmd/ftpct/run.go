@@ -134,6 +134,9 @@ func (d *daemon) start(parent context.Context) error {
 	// Two daemons with one mark would share one accept rule, and the
 	// first to stop would remove it from under the other.
 	claims = append(claims, resource{fmt.Sprintf("mark/%#x", o.Rules.Mark), fmt.Sprintf("mark %#08x", o.Rules.Mark)})
+	// Two daemons with one hold mark would each hold the other's
+	// resized flows (both tables' hold-mark rules see the bit).
+	claims = append(claims, resource{fmt.Sprintf("mark/%#x", o.Rules.HoldMark), fmt.Sprintf("hold-mark %#08x", o.Rules.HoldMark)})
 	for _, c := range claims {
 		cl, err := claim(c.name, c.what)
 		if err != nil {
@@ -183,6 +186,10 @@ func (d *daemon) start(parent context.Context) error {
 	d.commit.SetLogger(d.log)
 	d.eng.Defer(d.timedCommitter(d.commit), d.verdict)
 	d.eng.Guard(o.Rules.Ports)
+	// A session's first resize holds its flows in the packet path: given
+	// back to the kernel once with the hold mark (engine/holdpath.go, the
+	// rules' hold-mark rules), it waits for no commit either.
+	d.eng.HoldInPath()
 	d.observe(d.srv, handlers)
 
 	// One worker per queue: the kernel hashes each flow to one queue, the
@@ -191,7 +198,8 @@ func (d *daemon) start(parent context.Context) error {
 	for n := range queueNums(o.Rules) {
 		qcfg := nfq.DefaultConfig()
 		qcfg.Num = n
-		qcfg.Mark = o.Rules.Mark // the guard's mark (AcceptMark)
+		qcfg.Mark = o.Rules.Mark         // the guard's mark (AcceptMark)
+		qcfg.HoldMark = o.Rules.HoldMark // the hold mark (Repeat, AcceptHold)
 		qcfg.Logger = d.log.With("queue", n)
 		// The queues outlive ctx: teardown closes them once the
 		// committer's last pass gave the waiting packets their verdicts.
@@ -278,18 +286,33 @@ func (d *daemon) handler(w *engine.Worker, qi int) nfq.Handler {
 		if !d.isReady.Load() {
 			<-d.ready // the kernel keeps queueing meanwhile
 		}
-		v, out := d.handlePacket(w, uint64(qi)<<32|uint64(p.ID), p.Data)
+		held := p.Mark&d.cfg.Rules.HoldMark != 0
+		v, out := d.handlePacket(w, uint64(qi)<<32|uint64(p.ID), p.Data, held)
 		if d.level.Level() <= slog.LevelDebug {
-			d.log.Debug("packet", "queue", d.cfg.Rules.Queue+uint16(qi), "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out), "marked", w.Marked())
+			d.log.Debug("packet", "queue", d.cfg.Rules.Queue+uint16(qi), "id", p.ID, "hook", p.Hook, "len", len(p.Data), "verdict", v.String(), "out_len", len(out), "marked", w.Marked(), "held", held)
 		}
 		nv, payload := queueVerdict(v, out)
-		if nv == nfq.Accept && w.Marked() {
-			// Its hole may not be committed yet: the guard chains put
-			// its destination in @guard on its way out.
-			nv = nfq.AcceptMark
-		}
-		return nv, payload
+		return markedVerdict(nv, w.Marked(), w.Held()), payload
 	}
+}
+
+// markedVerdict is the accept verdict nv with the marks the packet must
+// leave with: the guard's (its hole may not be committed yet: the guard
+// chains put its destination in @guard on its way out) and the hold mark
+// (its reverse flow is held on its way out). Other verdicts are kept.
+func markedVerdict(nv nfq.Verdict, marked, held bool) nfq.Verdict {
+	if nv != nfq.Accept {
+		return nv
+	}
+	switch {
+	case marked && held:
+		return nfq.AcceptMarkHold
+	case marked:
+		return nfq.AcceptMark
+	case held:
+		return nfq.AcceptHold
+	}
+	return nv
 }
 
 // queueVerdict is the queue's verdict for the engine's decision.
@@ -301,6 +324,8 @@ func queueVerdict(v engine.Decision, out []byte) (nfq.Verdict, []byte) {
 		return nfq.Accept, out
 	case engine.DecisionPending:
 		return nfq.Pending, nil
+	case engine.DecisionRepeat:
+		return nfq.Repeat, nil
 	default:
 		return nfq.Accept, nil
 	}
