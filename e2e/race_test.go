@@ -28,8 +28,9 @@ func TestHoleRace(t *testing.T) {
 			for i := range rounds {
 				start := time.Now()
 				// Three transfers per session: in active modes
-				// the first PORT resizes the session and waits for
-				// its commit; the later ones are guarded.
+				// the first PORT resizes the session, which is held
+				// in the packet path (it goes back to the kernel once
+				// with the hold mark); all are guarded.
 				res, out, err := runPeer(l, "c", 20*time.Second, "splitclient.py", "--server", serverAddr,
 					"--port", fmt.Sprint(altPort), "--mode", mode, "--file", "hello.txt",
 					"--op-timeout", "1", "--timeout", "10", "--repeat", "3")
@@ -40,14 +41,20 @@ func TestHoleRace(t *testing.T) {
 		})
 	}
 	dt := delta(before, d.usedSettled(before["expect_used"]+4*3*rounds))
-	t.Logf("deferred +%d, guarded +%d, guard_syns +%d, guard_waits +%d, expect_created +%d, expect_used +%d, expect_refused +%d",
-		dt["deferred"], dt["guarded"], dt["guard_syns"], dt["guard_waits"], dt["expect_created"], dt["expect_used"], dt["expect_refused"])
+	t.Logf("deferred +%d, guarded +%d, guard_syns +%d, guard_waits +%d, expect_created +%d, expect_used +%d, expect_refused +%d, first_resizes_in_path +%d, first_resizes_by_commit +%d",
+		dt["deferred"], dt["guarded"], dt["guard_syns"], dt["guard_waits"], dt["expect_created"], dt["expect_used"], dt["expect_refused"],
+		dt["first_resizes_in_path"], dt["first_resizes_by_commit"])
 	// Each session has three announcements. The passive ones (227, 229:
 	// the server is not translated, nothing is resized) leave at once,
 	// guarded; in active modes the first is its session's first resize,
-	// which waits for its commit (the session is held in it), and the
-	// later two are guarded. The data connection of each guarded one went
-	// through the guard (those that raced their hole waited in it).
+	// whose flows the kernel holds in the packet path before it leaves,
+	// guarded too, and the later two are guarded. The data connection of
+	// each guarded one went through the guard (those that raced their hole
+	// waited in it).
+	if dt["first_resizes_in_path"] != 2*rounds || dt["first_resizes_by_commit"] != 0 {
+		t.Errorf("first_resizes_in_path +%d, first_resizes_by_commit +%d; want %d and 0: one first resize per active session, none waiting for a commit",
+			dt["first_resizes_in_path"], dt["first_resizes_by_commit"], 2*rounds)
+	}
 	if want := 2*3*rounds + 2*2*rounds; dt["guarded"] < int64(want) {
 		t.Errorf("guarded +%d, want at least %d: announcements waited for their holes", dt["guarded"], want)
 	}
