@@ -24,8 +24,9 @@ import (
 // transaction, and the packet's decision waits (DecisionPending) until its
 // holes are committed: a data connection never races its hole. (With
 // Engine.Guard, only a session's first resize waits so, its flows held in
-// the same transaction: guard.go.) The worker goes on with other packets.
-// Later packets of the same flow (session and
+// the same transaction: guard.go; with Engine.HoldInPath not even that one,
+// unless it waited behind another packet: holdpath.go.) The worker goes on
+// with other packets. Later packets of the same flow (session and
 // direction) wait behind it, unread, and are handled in order once it is
 // decided, so a flow is never reordered and the state they meet is final.
 //

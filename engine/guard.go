@@ -29,13 +29,15 @@ import (
 // A commit that fails after the announcement left refuses its expectation
 // (ReasonRules, audited): the packet is out already, and the peer's data
 // connection finds no hole, as when the kernel's helper cannot create an
-// expectation. The first resize of a session still waits for its commit
-// (DecisionPending, deferred.go): the session must be held (set hold)
-// before a resized packet leaves, and its flows are added in the
-// transaction that opens its holes. So does an announcement that finds
-// the committer guardBacklog holes behind. Packets that waited behind another
-// of their flow are decided by the committer's goroutine, which cannot mark
-// them: they wait for their holes as without the guard.
+// expectation. The session must be held (set hold) before a resized
+// packet leaves: with Engine.HoldInPath the kernel holds it in the packet
+// path (holdpath.go), else the first resize of a session waits for its
+// commit (DecisionPending, deferred.go), its flows added in the transaction
+// that opens its holes. An announcement (or a first resize) that finds the
+// committer guardBacklog holes behind waits for its commit too. Packets
+// that waited behind another of their flow are decided by the committer's
+// goroutine, which cannot mark them: they wait for their holes as without
+// the guard.
 
 // Guard makes announcements' packets leave before their holes are
 // committed, marked (Worker.Marked), and holds the SYNs of those holes
