@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -22,18 +23,51 @@ import (
 
 // TestHoldMark checks the kernel facts the first resize without a commit
 // rests on. A reader gives the first data packet of a control connection
-// back with nfq.Repeat (NF_REPEAT, hold mark set): the kernel runs
-// divert_out again from its first rule, the hold-mark rule adds the
-// packet's own flow to @hold, and the hold rule queues it again, with the
-// bit. The reader accepts it then keeping the bit (AcceptHold): at its last
-// hook (guard_post) the reverse flow joins @hold and the bit is cleared, so
-// no later hook sees it. From then on the server's bare ACKs are queued
-// (the reverse flow is held). A second connection whose packets are never
-// repeated gets nothing held: the rules add exactly that. Everything runs
-// over loopback in one namespace (output, postrouting, input).
+// back with nfq.Repeat (NF_REPEAT, hold mark set): the kernel runs the
+// divert chain that queued it again from its first rule, the hold-mark
+// rule adds the packet's own flow to @hold, and the hold rule queues it
+// again, with the bit. The reader accepts it then keeping the bit
+// (AcceptHold): at its last hook the reverse flow joins @hold and the bit
+// is cleared, so no later hook sees it. From then on the server's bare
+// ACKs are queued (the reverse flow is held). A second connection whose
+// packets are never repeated gets nothing held: the rules add exactly
+// that. Two paths: over loopback (divert_out, last hook postrouting) and
+// from a peer namespace over a veth (divert_pre, last hook input).
 func TestHoldMark(t *testing.T) {
 	requireRoot(t)
-	ns, path := newNS(t)
+	tests := []struct {
+		name     string
+		peer     bool // the client is in a namespace of its own
+		cli, srv netip.Addr
+	}{
+		{name: "local", cli: netip.MustParseAddr("127.0.0.1"), srv: netip.MustParseAddr("127.0.0.1")},
+		{name: "from a peer", peer: true, cli: netip.MustParseAddr("10.78.0.1"), srv: netip.MustParseAddr("10.78.0.2")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ns, path := newNS(t)
+			cliPath := path
+			if tc.peer {
+				cliNS, p := newNS(t)
+				cliPath = p
+				veth := fmt.Sprintf("fth%d", os.Getpid()%100000)
+				const cliMAC, srvMAC = "02:00:00:78:00:01", "02:00:00:78:00:02"
+				nsExec(t, cliNS, "ip", "link", "add", veth, "address", cliMAC, "type", "veth", "peer", "name", "eth0", "address", srvMAC, "netns", ns)
+				nsExec(t, cliNS, "ip", "neigh", "replace", tc.srv.String(), "lladdr", srvMAC, "dev", veth, "nud", "permanent")
+				nsExec(t, ns, "ip", "neigh", "replace", tc.cli.String(), "lladdr", cliMAC, "dev", "eth0", "nud", "permanent")
+				nsExec(t, cliNS, "ip", "addr", "add", tc.cli.String()+"/24", "dev", veth)
+				nsExec(t, ns, "ip", "addr", "add", tc.srv.String()+"/24", "dev", "eth0")
+				nsExec(t, cliNS, "ip", "link", "set", veth, "up")
+				nsExec(t, ns, "ip", "link", "set", "eth0", "up")
+			}
+			holdMark(t, ns, path, cliPath, tc.cli, tc.srv)
+		})
+	}
+}
+
+// holdMark runs TestHoldMark's checks with the rules in namespace ns (at
+// path) and the client in the namespace at cliPath.
+func holdMark(t *testing.T, ns, path, cliPath string, cli, srv netip.Addr) {
 	cfg := DefaultConfig()
 	cfg.NetNS, cfg.Accept, cfg.IPv6 = path, false, false
 	if err := newManager(t, cfg).Install(); err != nil {
@@ -90,7 +124,7 @@ func TestHoldMark(t *testing.T) {
 	}
 	t.Cleanup(func() { cancel(); q.Close() })
 
-	server := netip.MustParseAddrPort("127.0.0.1:21")
+	server := netip.AddrPortFrom(srv, 21)
 	var ln net.Listener
 	if err := inNetNS(t, path, func() (err error) {
 		ln, err = net.Listen("tcp", server.String())
@@ -120,7 +154,7 @@ func TestHoldMark(t *testing.T) {
 	converse := func(src netip.AddrPort) {
 		t.Helper()
 		var c net.Conn
-		if err := inNetNS(t, path, func() (err error) {
+		if err := inNetNS(t, cliPath, func() (err error) {
 			d := net.Dialer{Timeout: time.Second, LocalAddr: net.TCPAddrFromAddrPort(src)}
 			c, err = d.Dial("tcp", server.String())
 			return err
@@ -138,12 +172,15 @@ func TestHoldMark(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	plain, rep := netip.MustParseAddrPort("127.0.0.1:40030"), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), repeatPort)
+	plain, rep := netip.AddrPortFrom(cli, 40030), netip.AddrPortFrom(cli, repeatPort)
 	converse(plain)
 	converse(rep)
 
 	held := nsExec(t, ns, "nft", "list", "set", "ip", cfg.Table, holdSetName)
-	for _, want := range []string{"127.0.0.1 . 127.0.0.1 . 40031 . 21", "127.0.0.1 . 127.0.0.1 . 21 . 40031"} {
+	for _, want := range []string{
+		fmt.Sprintf("%s . %s . %d . 21", cli, srv, repeatPort),
+		fmt.Sprintf("%s . %s . 21 . %d", srv, cli, repeatPort),
+	} {
 		if !strings.Contains(held, want) {
 			t.Errorf("@hold lacks %s:\n%s", want, held)
 		}
