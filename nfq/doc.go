@@ -48,6 +48,7 @@
 // path: Repeat gives the packet back unmodified with them set (NF_REPEAT:
 // the kernel runs the hook entry that queued it again, first rule on, and a
 // rule there sees the bits), AcceptHold and AcceptMarkHold accept it with
-// them set. Any other verdict of a packet queued with them clears them, so
-// they leave the queue only where the Handler asked for them.
+// them set. Any other verdict a Handler returns for a packet queued with
+// them clears them, so they leave the reader only where it asked for them;
+// a deferred verdict leaves the mark as the packet was queued.
 package nfq

@@ -87,8 +87,10 @@ type Config struct {
 	// Mark holds the packet-mark bits an AcceptMark verdict sets.
 	Mark uint32
 	// HoldMark holds the packet-mark bits Repeat, AcceptHold and
-	// AcceptMarkHold set. Every other verdict of a packet queued with
-	// them clears them (its verdict carries NFQA_MARK without them).
+	// AcceptMarkHold set. Every other verdict a Handler returns for a
+	// packet queued with them clears them (its verdict carries NFQA_MARK
+	// without them); a deferred one (Queue.Verdict) carries no mark and
+	// leaves the packet's mark as it was queued.
 	HoldMark uint32
 	// Logger receives the queue's own complaints, once each (the counters
 	// count every one); nil discards them.
