@@ -177,7 +177,7 @@ func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, 
 		return w.repeatFirst(tag, sess, dir, s, orig, d, out, now)
 	}
 	if hold {
-		e.stats.FirstResizesByCommit.Add(1)
+		e.stats.FirstByCommit.Add(1)
 	}
 	t := &ticket{e: e, tag: tag, sess: sess, dir: dir, d: d, forced: s.forced, before: w.before,
 		added: len(sess.Stream[dir].Records()) - w.kept, grants: slices.Clone(w.grants), holds: hold,

@@ -146,7 +146,7 @@ func (w *Worker) repeated(tag uint64, sess *conntrack.Session, dir conntrack.Dir
 func (w *Worker) second(rep *repeat, sess *conntrack.Session, dir conntrack.Dir, now time.Time) (Decision, []byte, bool) {
 	e, t := w.e, rep.t
 	prev := e.persist.setHeld(sess, true)
-	e.stats.FirstResizesInPath.Add(1)
+	e.stats.FirstInPath.Add(1)
 	d, out := t.d, t.out
 	if d == DecisionModified && !e.persist.after(sess, dir, t.before, now) { // before the verdict
 		// Not reached: the session is held. The holes stay (unused,
