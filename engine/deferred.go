@@ -162,7 +162,9 @@ func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, 
 		// flows by a commit: its reverse flow is held on its way out.
 		prev = e.persist.setHeld(sess, true)
 	}
-	orig := s.in
+	// The packet as it came: deciding may make s another one (held bytes
+	// put in front, a line beginning held back).
+	orig, seq := s.in, s.p.Seq
 	w.ops, w.grants = w.ops[:0], w.grants[:0]
 	d, out := w.decide(sess, dir, s, now)
 	if len(w.ops) == 0 {
@@ -174,7 +176,7 @@ func (w *Worker) locked(tag uint64, sess *conntrack.Session, dir conntrack.Dir, 
 		return w.leaves(sess, heldIn, prev, d, out)
 	}
 	if hold && mayMark && e.async.guard != nil && e.async.inPath && !e.async.guard.busy() {
-		return w.repeatFirst(tag, sess, dir, s, orig, d, out, now)
+		return w.repeatFirst(tag, sess, dir, s, orig, seq, d, out, now)
 	}
 	if hold {
 		e.stats.FirstByCommit.Add(1)

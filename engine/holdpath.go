@@ -71,11 +71,12 @@ type repeat struct {
 	in  []byte       // the packet as it came
 }
 
-// repeatFirst gives the packet of segment s (orig as it came), its
-// session's first resize decided d, back to the kernel to hold its flow:
-// its holes, in w.ops, are submitted as guarded does, and its decision is
-// kept for its second pass. The session is locked.
-func (w *Worker) repeatFirst(tag uint64, sess *conntrack.Session, dir conntrack.Dir, s *segment, orig []byte, d Decision, out []byte, now time.Time) (Decision, []byte) {
+// repeatFirst gives the packet of segment s (orig, with sequence number
+// seq, as it came: s may be what deciding made of it), its session's first
+// resize decided d, back to the kernel to hold its flow: its holes, in
+// w.ops, are submitted as guarded does, and its decision is kept for its
+// second pass. The session is locked.
+func (w *Worker) repeatFirst(tag uint64, sess *conntrack.Session, dir conntrack.Dir, s *segment, orig []byte, seq seqnum.Value, d Decision, out []byte, now time.Time) (Decision, []byte) {
 	e := w.e
 	a := e.async
 	t := &ticket{e: e, tag: tag, sess: sess, dir: dir, d: d, forced: s.forced, before: w.before,
@@ -96,7 +97,7 @@ func (w *Worker) repeatFirst(tag uint64, sess *conntrack.Session, dir conntrack.
 	}
 	a.wait(sess, dir)
 	a.mu.Lock()
-	a.flows[flowID{sess.ID, dir}].rep = &repeat{t: t, seq: s.p.Seq, in: bytes.Clone(orig)}
+	a.flows[flowID{sess.ID, dir}].rep = &repeat{t: t, seq: seq, in: bytes.Clone(orig)}
 	a.mu.Unlock()
 	return DecisionRepeat, nil
 }

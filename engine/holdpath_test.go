@@ -120,6 +120,19 @@ func TestHoldInPath(t *testing.T) {
 			wantCount: map[string]uint64{"first_resizes_in_path": 1, "replays": 1},
 		},
 		{
+			// The first resize is the line's rest, sent with the held
+			// beginning put in front (from sequence 1016, not 1018): its
+			// second pass is recognised by the sequence number it came
+			// with.
+			name: "a split command: held bytes put in front",
+			steps: []step{
+				{id: 1, in: masqC2S(1016, 5008, "PO"), want: passed{Got: got{Verdict: "accept-modified", Seq: 1016, Ack: 5008}}, writes: 0, subs: 0},
+				{id: 2, in: masqC2S(1018, 5008, guardPort1[2:]), want: repeat, writes: 0, subs: 1},
+				{id: 2, held: true, want: rewritten, writes: 1, subs: 1},
+			},
+			wantCount: map[string]uint64{"first_resizes_in_path": 1, "held_lines": 1, "deferred": 0},
+		},
+		{
 			name: "second pass after a restart",
 			steps: []step{
 				{id: 1, in: masqC2S(1016, 5008, guardPort1), held: true, want: rewritten, writes: 1, subs: 1},
