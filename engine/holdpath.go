@@ -31,8 +31,8 @@ import (
 //     and, for its announcements, the guard's mark (Marked). At its last
 //     hook the guard chains add its reverse flow to @hold and clear the
 //     bit, before it leaves. The packets that waited behind it are
-//     decided then (they may leave just before it: TCP takes them out of
-//     order, and they are mapped).
+//     decided right after its verdict is in line to be written
+//     (Worker.Decided), so that they leave after it, in order.
 //
 // A crash before the second pass loses the queued packet (no bypass) and
 // leaves at most its own flow held and no labels: its retransmission is
@@ -135,8 +135,27 @@ func (w *Worker) repeated(tag uint64, sess *conntrack.Session, dir conntrack.Dir
 		w.hold = false
 		d, out = w.locked(tag, sess, dir, s, now, true, true)
 	}
-	w.drain(sess, dir)
+	// The packets that waited behind it leave after it (Decided): its
+	// verdict is not written yet.
+	w.after, w.afterD = sess, dir
 	return d, out, true
+}
+
+// Decided tells w that the decision of the packet it handled last is in
+// line to be written to the kernel (the queue's Config.Decided): the
+// packets of its flow that waited behind a first resize settled by that
+// packet (repeated) get their decisions now, through the engine's
+// VerdictFunc, so they follow it and a flow is never reordered.
+// HandleMarked calls it first if the caller did not.
+func (w *Worker) Decided() {
+	sess, dir := w.after, w.afterD
+	if sess == nil {
+		return
+	}
+	w.after = nil
+	sess.Lock()
+	defer sess.Unlock()
+	w.drain(sess, dir)
 }
 
 // second settles the kept decision of rep at its second pass: the flows are

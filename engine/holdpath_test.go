@@ -30,6 +30,9 @@ type passed struct {
 	Got    got
 	Marked bool // the guard's mark
 	Held   bool // the hold mark
+	// Early counts decisions of other packets given while this one's,
+	// given at once, was not in line yet: they would leave before it.
+	Early int
 }
 
 // pass hands packet id to the worker, queued with the hold mark when held;
@@ -40,15 +43,18 @@ func (r *holdRig) pass(t *testing.T, id uint64, s seg, held bool) passed {
 	if r.in[id] == nil {
 		r.in[id] = build(t, s)
 	}
+	n := len(r.given)
 	d, out := r.w.HandleMarked(id, r.in[id], held)
-	var g got
+	p := passed{Marked: r.w.Marked(), Held: r.w.Held()}
 	switch d {
 	case DecisionPending, DecisionRepeat:
-		g = got{Verdict: d.String()}
+		p.Got = got{Verdict: d.String()}
 	default:
-		g = inspect(t, d, r.in[id], out)
+		p.Got = inspect(t, d, r.in[id], out)
+		p.Early = len(r.given) - n
 	}
-	return passed{Got: g, Marked: r.w.Marked(), Held: r.w.Held()}
+	r.w.Decided() // its verdict is in line, as the queue calls it
+	return p
 }
 
 func opKinds(ops []rules.Op) []rules.OpKind {
@@ -64,7 +70,8 @@ func opKinds(ops []rules.Op) []rules.OpKind {
 // written; at its second pass, with the hold mark, its labels are written
 // before its verdict, which is the rewrite, with the guard's and the hold
 // mark, and nothing is held by a commit. The packets around it: a later
-// one of its flow waits behind it and is decided at the second pass; a
+// one of its flow waits behind it and is decided once the second pass's
+// verdict is in line (Decided), never before it (Early); a
 // retransmission before the second pass goes back too; a marked packet
 // with no decision kept (a restart between the passes) is decided afresh,
 // held; a marked packet dropped leaves the session not held.

@@ -30,14 +30,16 @@ type Worker struct {
 	cut     []byte // the payload of a resent segment completed (complete)
 	whole   []byte // that segment
 	evict   []expect.Expectation
-	ops     []rules.Op     // hole operations of the packet, to commit before its verdict
-	grants  []pending      // the announcements they are for
-	txt     ftpText        // the FTP layer's text of the current session's rewrites
-	text    stream.Text    // &txt, as the normaliser asks for it
-	kept    int            // records of the packet's direction before it
-	marked  bool           // the packet leaves with the guard's mark (Marked)
-	hold    bool           // the packet leaves with the hold mark (Held)
-	aux     *Worker        // handles the packets that waited behind a repeated one (holdpath.go)
+	ops     []rules.Op         // hole operations of the packet, to commit before its verdict
+	grants  []pending          // the announcements they are for
+	txt     ftpText            // the FTP layer's text of the current session's rewrites
+	text    stream.Text        // &txt, as the normaliser asks for it
+	kept    int                // records of the packet's direction before it
+	marked  bool               // the packet leaves with the guard's mark (Marked)
+	hold    bool               // the packet leaves with the hold mark (Held)
+	aux     *Worker            // handles the packets that waited behind a repeated one (holdpath.go)
+	after   *conntrack.Session // its flow's waiting packets are decided after its verdict (Decided)
+	afterD  conntrack.Dir
 	before  stream.Summary // its Snapshot before it, for persistence
 }
 
@@ -83,6 +85,7 @@ func (w *Worker) HandleID(tag uint64, pkt []byte) (Decision, []byte) {
 // when held is true (Engine.HoldInPath): the divert chains held its flow
 // before they queued it again. See holdpath.go.
 func (w *Worker) HandleMarked(tag uint64, pkt []byte, held bool) (Decision, []byte) {
+	w.Decided() // if the caller did not
 	e := w.e
 	e.stats.Packets.Add(1)
 	w.marked, w.hold = false, false

@@ -95,6 +95,12 @@ type Config struct {
 	// Logger receives the queue's own complaints, once each (the counters
 	// count every one); nil discards them.
 	Logger *slog.Logger
+	// Decided, when set, is called on the reader's goroutine once the
+	// verdict a Handler returned (not Pending) is in line to be written,
+	// before the next packet is handled: a Queue.Verdict it makes is
+	// written after that verdict, so the kernel reinjects the packets in
+	// that order.
+	Decided func()
 }
 
 // DefaultConfig returns queue 21 sized for bursts of control traffic.

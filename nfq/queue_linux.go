@@ -246,6 +246,9 @@ func (q *Queue) packet(p Packet) {
 	q.wbuf = appendVerdict(q.wbuf, q.cfg.Num, p.ID, v, mark, setMark, out)
 	q.nwait++
 	q.wmu.Unlock()
+	if q.cfg.Decided != nil {
+		q.cfg.Decided()
+	}
 }
 
 // flush writes the verdicts the reader decided and has not written yet.

@@ -982,3 +982,54 @@ func TestBatchedVerdicts(t *testing.T) {
 		})
 	}
 }
+
+// TestDecidedAfterVerdict: Config.Decided runs once the Handler's verdict
+// is in line, so a deferred verdict it gives (packet 1, waiting behind
+// packet 2's decision) is written after that verdict, not before it; it is
+// not called for a Pending one.
+func TestDecidedAfterVerdict(t *testing.T) {
+	ip := []byte{0x45, 0, 0, 21, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 'x'}
+	f := newFakeSock(t)
+	var q *Queue
+	var calls []uint32 // packets after whose verdict Decided ran
+	var last uint32
+	cfg := Config{Num: 7, MaxQueueLen: 100, ReadBuffer: 1 << 20}
+	cfg.Decided = func() {
+		calls = append(calls, last)
+		if last == 2 {
+			if err := q.Verdict(1, Accept, nil); err != nil {
+				t.Errorf("Verdict(1): %v", err)
+			}
+		}
+	}
+	q, err := start(context.Background(), f, cfg, func(p Packet) (Verdict, []byte) {
+		last = p.ID
+		if p.ID == 1 {
+			return Pending, nil
+		}
+		return Accept, nil
+	})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
+	for id := uint32(1); id <= 2; id++ {
+		f.in <- fakeRead{b: packetMsg(t, id, 1, ip)}
+	}
+	f.waitWrites(t, 3) // the bind, then packets 2 and 1
+	if err := q.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	want := []decodedVerdict{{ID: 2, Verdict: nfAccept}, {ID: 1, Verdict: nfAccept}}
+	for i := range want {
+		w := &want[i]
+		w.Type, w.Flags, w.Seq = typeVerdict, 1, w.ID
+		w.NfGen = []byte{0, 0, 0, 7}
+	}
+	if diff := cmp.Diff(want, f.verdicts(t)); diff != "" {
+		t.Errorf("verdicts sent (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]uint32{2}, calls); diff != "" {
+		t.Errorf("Decided after packets (-want +got):\n%s", diff)
+	}
+}

@@ -201,9 +201,12 @@ func (d *daemon) start(parent context.Context) error {
 		qcfg.Mark = o.Rules.Mark         // the guard's mark (AcceptMark)
 		qcfg.HoldMark = o.Rules.HoldMark // the hold mark (Repeat, AcceptHold)
 		qcfg.Logger = d.log.With("queue", n)
+		w := d.eng.NewWorker()
+		// Packets that waited behind a first resize leave after it.
+		qcfg.Decided = w.Decided
 		// The queues outlive ctx: teardown closes them once the
 		// committer's last pass gave the waiting packets their verdicts.
-		q, err := nfq.Open(context.WithoutCancel(ctx), qcfg, d.handler(d.eng.NewWorker(), len(d.queues)))
+		q, err := nfq.Open(context.WithoutCancel(ctx), qcfg, d.handler(w, len(d.queues)))
 		if err != nil {
 			return err
 		}
