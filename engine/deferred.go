@@ -225,15 +225,25 @@ func (t *ticket) done(r rules.Result) {
 		e.persist.setHeld(t.sess, t.prev) // its reverse flow is not held
 	}
 	a.verdict(t.tag, d, out)
-	k := flowID{t.sess.ID, t.dir}
+	a.decideWaiting(a.w, t.sess, t.dir)
+}
+
+// decideWaiting decides, with w, the packets of sess's direction dir that
+// waited behind one just decided, in order, until one waits in turn (or a
+// first resize is given back: holdpath.go); the flow stops waiting once
+// none is left. The session is locked.
+func (a *deferrer) decideWaiting(w *Worker, sess *conntrack.Session, dir conntrack.Dir) {
+	k := flowID{sess.ID, dir}
 	for {
 		a.mu.Lock()
 		f, ok := a.flows[k]
-		if !ok || len(f.queued) == 0 {
-			if ok {
-				delete(a.flows, k)
-				a.n.Add(-1)
-			}
+		if !ok || f.rep != nil {
+			a.mu.Unlock()
+			return
+		}
+		if len(f.queued) == 0 {
+			delete(a.flows, k)
+			a.n.Add(-1)
 			a.mu.Unlock()
 			return
 		}
@@ -241,7 +251,7 @@ func (t *ticket) done(r rules.Result) {
 		f.queued[0] = queued{}
 		f.queued = f.queued[1:]
 		a.mu.Unlock()
-		d, out := a.w.again(q.tag, t.sess, t.dir, q.pkt, q.held)
+		d, out := w.again(q.tag, sess, dir, q.pkt, q.held)
 		if d == DecisionPending {
 			return // it waits in turn, the rest behind it
 		}

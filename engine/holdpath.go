@@ -204,36 +204,12 @@ func (w *Worker) leaves(sess *conntrack.Session, heldIn, prev bool, d Decision, 
 
 // drain decides the packets that waited behind a settled first resize of
 // sess's direction dir, with w.aux (w's buffers hold the resize's
-// decision), as ticket.done does. The session is locked.
+// decision). The session is locked.
 func (w *Worker) drain(sess *conntrack.Session, dir conntrack.Dir) {
-	a := w.e.async
-	k := flowID{sess.ID, dir}
-	for {
-		a.mu.Lock()
-		f, ok := a.flows[k]
-		if !ok || f.rep != nil {
-			a.mu.Unlock()
-			return
-		}
-		if len(f.queued) == 0 {
-			delete(a.flows, k)
-			a.n.Add(-1)
-			a.mu.Unlock()
-			return
-		}
-		q := f.queued[0]
-		f.queued[0] = queued{}
-		f.queued = f.queued[1:]
-		a.mu.Unlock()
-		if w.aux == nil {
-			w.aux = w.e.NewWorker()
-		}
-		d, out := w.aux.again(q.tag, sess, dir, q.pkt, q.held)
-		if d == DecisionPending {
-			return // it waits in turn, the rest behind it
-		}
-		a.verdict(q.tag, d, out)
+	if w.aux == nil {
+		w.aux = w.e.NewWorker()
 	}
+	w.e.async.decideWaiting(w.aux, sess, dir)
 }
 
 // forgetRepeats drops the kept first resizes of session id, which ended,
