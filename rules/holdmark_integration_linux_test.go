@@ -32,7 +32,8 @@ import (
 // ACKs are queued (the reverse flow is held). A second connection whose
 // packets are never repeated gets nothing held: the rules add exactly
 // that. Two paths: over loopback (divert_out, last hook postrouting) and
-// from a peer namespace over a veth (divert_pre, last hook input).
+// from a peer namespace over a veth (divert_pre, last hook input); over
+// loopback also in the ip6 table.
 func TestHoldMark(t *testing.T) {
 	requireRoot(t)
 	tests := []struct {
@@ -42,6 +43,7 @@ func TestHoldMark(t *testing.T) {
 	}{
 		{name: "local", cli: netip.MustParseAddr("127.0.0.1"), srv: netip.MustParseAddr("127.0.0.1")},
 		{name: "from a peer", peer: true, cli: netip.MustParseAddr("10.78.0.1"), srv: netip.MustParseAddr("10.78.0.2")},
+		{name: "local, IPv6", cli: netip.MustParseAddr("::1"), srv: netip.MustParseAddr("::1")},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -69,16 +71,20 @@ func TestHoldMark(t *testing.T) {
 // path) and the client in the namespace at cliPath.
 func holdMark(t *testing.T, ns, path, cliPath string, cli, srv netip.Addr) {
 	cfg := DefaultConfig()
-	cfg.NetNS, cfg.Accept, cfg.IPv6 = path, false, false
+	cfg.NetNS, cfg.Accept, cfg.IPv6 = path, false, cli.Is6()
 	if err := newManager(t, cfg).Install(); err != nil {
 		t.Fatalf("Install: %v", err)
 	}
+	fam := "ip"
+	if cli.Is6() {
+		fam = "ip6"
+	}
 	// Counts packets that still carry the hold bit after the guard chains.
-	nsExec(t, ns, "nft", "add table ip probe; "+
-		"add chain ip probe post { type filter hook postrouting priority 400; }; "+
-		"add chain ip probe in { type filter hook input priority 400; }; "+
-		"add rule ip probe post meta mark & 0x00200000 == 0x00200000 counter; "+
-		"add rule ip probe in meta mark & 0x00200000 == 0x00200000 counter")
+	nsExec(t, ns, "nft", strings.ReplaceAll("add table FAM probe; "+
+		"add chain FAM probe post { type filter hook postrouting priority 400; }; "+
+		"add chain FAM probe in { type filter hook input priority 400; }; "+
+		"add rule FAM probe post meta mark & 0x00200000 == 0x00200000 counter; "+
+		"add rule FAM probe in meta mark & 0x00200000 == 0x00200000 counter", "FAM", fam))
 
 	const repeatPort = 40031 // the client port whose first data packet is repeated
 	type event struct {
@@ -92,13 +98,19 @@ func holdMark(t *testing.T, ns, path, cliPath string, cli, srv netip.Addr) {
 	repeated := false
 	handle := func(p nfq.Packet) (nfq.Verdict, []byte) {
 		b := p.Data
-		if len(b) < 20 || b[0]>>4 != 4 || b[9] != 6 {
+		var tcp []byte
+		var length int // the IP payload's
+		switch {
+		case len(b) >= 40 && b[0]>>4 == 6 && b[6] == 6: // no extension headers here
+			tcp, length = b[40:], int(binary.BigEndian.Uint16(b[4:]))
+		case len(b) >= 20 && b[0]>>4 == 4 && b[9] == 6:
+			ihl := int(b[0]&0x0f) * 4
+			tcp, length = b[ihl:], int(binary.BigEndian.Uint16(b[2:]))-ihl
+		default:
 			return nfq.Accept, nil
 		}
-		ihl := int(b[0]&0x0f) * 4
-		tcp := b[ihl:]
 		ev := event{sport: binary.BigEndian.Uint16(tcp[0:]), dport: binary.BigEndian.Uint16(tcp[2:]),
-			held: p.Mark&cfg.HoldMark != 0, flags: tcp[13], payload: int(binary.BigEndian.Uint16(b[2:])) - ihl - int(tcp[12]>>4)*4}
+			held: p.Mark&cfg.HoldMark != 0, flags: tcp[13], payload: length - int(tcp[12]>>4)*4}
 		mu.Lock()
 		defer mu.Unlock()
 		seen = append(seen, ev)
@@ -176,7 +188,7 @@ func holdMark(t *testing.T, ns, path, cliPath string, cli, srv netip.Addr) {
 	converse(plain)
 	converse(rep)
 
-	held := nsExec(t, ns, "nft", "list", "set", "ip", cfg.Table, holdSetName)
+	held := nsExec(t, ns, "nft", "list", "set", fam, cfg.Table, holdSetName)
 	for _, want := range []string{
 		fmt.Sprintf("%s . %s . %d . 21", cli, srv, repeatPort),
 		fmt.Sprintf("%s . %s . 21 . %d", srv, cli, repeatPort),
@@ -189,7 +201,7 @@ func holdMark(t *testing.T, ns, path, cliPath string, cli, srv netip.Addr) {
 		t.Errorf("@hold holds the connection never repeated:\n%s", held)
 	}
 	for _, chain := range []string{"post", "in"} {
-		if out := nsExec(t, ns, "nft", "list", "chain", "ip", "probe", chain); !strings.Contains(out, "packets 0 ") {
+		if out := nsExec(t, ns, "nft", "list", "chain", fam, "probe", chain); !strings.Contains(out, "packets 0 ") {
 			t.Errorf("packets with the hold bit after the guard chains (%s):\n%s", chain, out)
 		}
 	}
