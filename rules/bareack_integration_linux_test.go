@@ -51,53 +51,8 @@ func TestBareACKsOfFlowsNotHeld(t *testing.T) {
 	openQueue(t, path, cfg.Queue, handle)
 
 	server := netip.MustParseAddrPort("127.0.0.1:21")
-	var ln net.Listener
-	if err := inNetNS(t, path, func() (err error) {
-		ln, err = net.Listen("tcp", server.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b := make([]byte, 5)
-				if _, err := io.ReadFull(c, b); err != nil {
-					return
-				}
-				time.Sleep(100 * time.Millisecond) // the ACK of "hello" goes alone
-				c.Write([]byte("ok"))
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	converse := func(src netip.AddrPort) {
-		t.Helper()
-		var c net.Conn
-		if err := inNetNS(t, path, func() (err error) {
-			d := net.Dialer{Timeout: time.Second, LocalAddr: net.TCPAddrFromAddrPort(src)}
-			c, err = d.Dial("tcp", server.String())
-			return err
-		}); err != nil {
-			t.Fatalf("dial from %v: %v", src, err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(3 * time.Second))
-		if _, err := c.Write([]byte("hello")); err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 2)
-		if _, err := io.ReadFull(c, b); err != nil {
-			t.Fatalf("read from %v: %v", src, err)
-		}
-		time.Sleep(100 * time.Millisecond) // the ACK of "ok" goes alone
-	}
+	helloServer(t, path, server)
+	converse := func(src netip.AddrPort) { sayHello(t, path, src, server) }
 	free, held := netip.MustParseAddrPort("127.0.0.1:40021"), netip.MustParseAddrPort("127.0.0.1:40022")
 	if err := m.Hold(Flow{Src: held, Dst: server}, Flow{Src: server, Dst: held}); err != nil {
 		t.Fatal(err)
@@ -162,4 +117,62 @@ func openQueue(t *testing.T, path string, num uint16, handle nfq.Handler) *nfq.Q
 		q.Close()
 	})
 	return q
+}
+
+// helloServer listens on server in the namespace at path until the test
+// ends: each connection reads "hello", answers "ok" 100 ms later (so the
+// ACK of "hello" goes alone) and reads to the end.
+func helloServer(t *testing.T, path string, server netip.AddrPort) {
+	t.Helper()
+	var ln net.Listener
+	if err := inNetNS(t, path, func() (err error) {
+		ln, err = net.Listen("tcp", server.String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 5)
+				if _, err := io.ReadFull(c, b); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond) // the ACK of "hello" goes alone
+				c.Write([]byte("ok"))
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+}
+
+// sayHello connects from src, in the namespace at path, to a helloServer
+// at server, sends "hello", reads "ok", and waits 100 ms (the ACK of "ok"
+// goes alone) before closing.
+func sayHello(t *testing.T, path string, src, server netip.AddrPort) {
+	t.Helper()
+	var c net.Conn
+	if err := inNetNS(t, path, func() (err error) {
+		d := net.Dialer{Timeout: time.Second, LocalAddr: net.TCPAddrFromAddrPort(src)}
+		c, err = d.Dial("tcp", server.String())
+		return err
+	}); err != nil {
+		t.Fatalf("dial from %v: %v", src, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 2)
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatalf("read from %v: %v", src, err)
+	}
+	time.Sleep(100 * time.Millisecond) // the ACK of "ok" goes alone
 }

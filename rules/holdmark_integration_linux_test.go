@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"regexp"
@@ -15,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ftpct/ftpct/nfq"
 	"github.com/google/go-cmp/cmp"
@@ -137,53 +134,8 @@ func holdMark(t *testing.T, ns, path, cliPath string, cli, srv netip.Addr) {
 	t.Cleanup(func() { cancel(); q.Close() })
 
 	server := netip.AddrPortFrom(srv, 21)
-	var ln net.Listener
-	if err := inNetNS(t, path, func() (err error) {
-		ln, err = net.Listen("tcp", server.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b := make([]byte, 5)
-				if _, err := io.ReadFull(c, b); err != nil {
-					return
-				}
-				time.Sleep(100 * time.Millisecond) // the ACK of "hello" goes alone
-				c.Write([]byte("ok"))
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	converse := func(src netip.AddrPort) {
-		t.Helper()
-		var c net.Conn
-		if err := inNetNS(t, cliPath, func() (err error) {
-			d := net.Dialer{Timeout: time.Second, LocalAddr: net.TCPAddrFromAddrPort(src)}
-			c, err = d.Dial("tcp", server.String())
-			return err
-		}); err != nil {
-			t.Fatalf("dial from %v: %v", src, err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(3 * time.Second))
-		if _, err := c.Write([]byte("hello")); err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 2)
-		if _, err := io.ReadFull(c, b); err != nil {
-			t.Fatalf("read from %v: %v", src, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	helloServer(t, path, server)
+	converse := func(src netip.AddrPort) { sayHello(t, cliPath, src, server) }
 	plain, rep := netip.AddrPortFrom(cli, 40030), netip.AddrPortFrom(cli, repeatPort)
 	converse(plain)
 	converse(rep)
