@@ -7,14 +7,17 @@
 # program that accepts every queued packet unread (bench/qaccept: the ceiling
 # of any NFQUEUE helper), through the kernel helper with that program queueing
 # every control packet besides (kqueue: the ceiling of an NFQUEUE helper for
-# full sessions) and with no helper (the ceiling of the setup), in a
+# full sessions), through the kernel helper with that program queueing what
+# ftpct's rules queue before any flow is held (kqmin: fewer packets than ftpct
+# queues, so a bound ftpct cannot pass) and with no helper (the ceiling of
+# the setup), in a
 # rotating order so that noise from the rest of the machine hits every
 # variant. Prints a markdown table of the medians over rounds.
 #
 #   bench/sidebyside.sh [--rounds N] [--dur SECONDS] [--idle K] [--out FILE]
 #                                      defaults: 3 rounds, 5 s per load, 5000 idle
 #                                      sessions; --rounds 0: memory only, --idle 0: none
-#   bench/sidebyside.sh --variants ftpct   only some variants (default "kernel ftpct kqueue queue none")
+#   bench/sidebyside.sh --variants ftpct   only some variants (default "kernel ftpct kqueue kqmin queue none")
 #   bench/sidebyside.sh --no-reuse         skip the client-port reuse check
 #   bench/sidebyside.sh --timeline N       instead of the loads: N sessions one at a time
 #                                      through the kernel helper and through ftpct,
@@ -22,7 +25,7 @@
 #                                      the gateway's transit time per kind of packet
 #                                      per session (bench/timeline.py)
 #   FTPCT_FLAGS="--queues 1" bench/sidebyside.sh ...   extra flags for `ftpct run`
-#                                      (its --queues also for queue and kqueue)
+#                                      (its --queues also for queue, kqueue and kqmin)
 #   FTPCT_BASE=/tmp/ftpct-old bench/sidebyside.sh --variants "ftpct base" ...
 #                                      variant base: that ftpct binary (another
 #                                      build, same flags) alongside this tree's,
@@ -62,12 +65,16 @@
 # -hold-all (every packet of a control connection queued, bare ACKs included,
 # and every first SYN: at least what ftpct queues in these loads): storm and
 # sessions must succeed as with the kernel helper, and bench/qaccept must have
-# accepted packets.
+# accepted packets. The kqmin variant is kqueue with plain bench/qaccept:
+# ftpct's own rules, nothing held, nothing guarded, so it queues a subset of
+# what ftpct queues (all of a control connection's packets but the bare ACKs,
+# not the data connections' SYNs): whatever ftpct does, it cannot be faster
+# than kqmin. Its checks are kqueue's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
-ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct kqueue queue none" TIMELINE=0 REUSE=1
+ROUNDS=3 DUR=5 IDLE=5000 SMOKE=0 OUT= VARIANTS="kernel ftpct kqueue kqmin queue none" TIMELINE=0 REUSE=1
 STORM_CONNS=8 CONC=16 NOOP_CONNS=8
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -79,7 +86,7 @@ while [[ $# -gt 0 ]]; do
 	--variants) VARIANTS=$2; shift 2 ;;
 	--timeline) TIMELINE=$2; shift 2 ;;
 	--no-reuse) REUSE=0; shift ;;
-	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--variants 'kernel ftpct kqueue queue none'] [--timeline N] [--no-reuse] [--out FILE]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--smoke] [--rounds N] [--dur SECONDS] [--idle K] [--variants 'kernel ftpct kqueue kqmin queue none'] [--timeline N] [--no-reuse] [--out FILE]" >&2; exit 2 ;;
 	esac
 done
 if ((SMOKE)); then ROUNDS=1 DUR=1 IDLE=50; fi
@@ -110,7 +117,7 @@ FAIL_EXITS=$SMOKE # --smoke stops at the first failed check
 bench_init b ftpct-bench
 
 bench_build
-if [[ " $VARIANTS " == *" queue "* || " $VARIANTS " == *" kqueue "* ]]; then
+if [[ " $VARIANTS " == *" queue "* || " $VARIANTS " == *" kqueue "* || " $VARIANTS " == *" kqmin "* ]]; then
 	go build -o "$WORK/qaccept" ./bench/qaccept
 	QACCEPT=$WORK/qaccept
 fi
@@ -126,7 +133,7 @@ SERVER=203.0.113.2:21
 
 KERNEL_RULE=(-t raw -A PREROUTING -p tcp --dport 21 -j CT --helper ftp) # lab.sh's "kernel" line
 
-# The queue and kqueue variants: as many queues as ftpct's --queues in FTPCT_FLAGS (ftpct's
+# The queue, kqueue and kqmin variants: as many queues as ftpct's --queues in FTPCT_FLAGS (ftpct's
 # default, one per CPU, otherwise).
 QUEUES=$(nproc)
 read -ra fflags <<< "${FTPCT_FLAGS:-}"
@@ -188,6 +195,9 @@ setup() {
 	kqueue)
 		"${G[@]}" iptables "${KERNEL_RULE[@]}"
 		start_qaccept -hold-all || { "${G[@]}" iptables "${KERNEL_RULE[@]/-A/-D}"; return 1; } ;;
+	kqmin)
+		"${G[@]}" iptables "${KERNEL_RULE[@]}"
+		start_qaccept || { "${G[@]}" iptables "${KERNEL_RULE[@]/-A/-D}"; return 1; } ;;
 	none) ;;
 	esac
 }
@@ -203,8 +213,8 @@ teardown() {
 		stop_ftpct
 		FTPCT=$FTPCT_OWN ;;
 	queue) stop_qaccept "$round" queue ;;
-	kqueue)
-		stop_qaccept "$round" kqueue
+	kqueue | kqmin)
+		stop_qaccept "$round" "$1"
 		"${G[@]}" iptables "${KERNEL_RULE[@]/-A/-D}" ;;
 	none) ;;
 	esac
@@ -217,7 +227,7 @@ teardown() {
 helper_pid() {
 	case $1 in
 	ftpct | base) echo "$FTPCT_PID" ;;
-	queue | kqueue) echo "$QA_PID" ;;
+	queue | kqueue | kqmin) echo "$QA_PID" ;;
 	esac
 }
 
@@ -304,9 +314,9 @@ fi
 
 read -ra variants <<< "$VARIANTS"
 for v in "${variants[@]}"; do
-	case $v in kernel | ftpct | kqueue | queue | none) ;;
+	case $v in kernel | ftpct | kqueue | kqmin | queue | none) ;;
 	base) [[ -x ${FTPCT_BASE:-} ]] || { echo "--variants base: FTPCT_BASE must name an ftpct binary" >&2; exit 2; } ;;
-	*) echo "--variants: kernel, ftpct, base, kqueue, queue or none, not '$v'" >&2; exit 2 ;;
+	*) echo "--variants: kernel, ftpct, base, kqueue, kqmin, queue or none, not '$v'" >&2; exit 2 ;;
 	esac
 done
 nv=${#variants[@]}
@@ -338,9 +348,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
 			if ((REUSE)); then
 				# Three sessions in a row from one client port, as a client
 				# whose port the kernel hands out again right away.
-				local_data=$((31100 + 40 * round)); [[ $v == ftpct ]] && local_data=$((local_data + 10))
+				local_data=$((31100 + 50 * round)); [[ $v == ftpct ]] && local_data=$((local_data + 10))
 				[[ $v == base ]] && local_data=$((local_data + 20))
 				[[ $v == kqueue ]] && local_data=$((local_data + 30))
+				[[ $v == kqmin ]] && local_data=$((local_data + 40))
 				load "$round" "$v" sessions -tag reuse -conns 1 -max 3 -dur 30s -ports "$local_data-$((local_data + 9))" \
 					-src-port $((61000 + round)) -want ok
 			fi

@@ -149,6 +149,15 @@ func TestReport(t *testing.T) {
 				"- queue.packets: — / — / 500 / 400 / — / —",
 			},
 		},
+		{
+			name: "the kernel helper with the queue at ftpct's fewest crossings: its column and two ratios",
+			add:  []sample{{"1", "kqmin", "storm.storm_port_per_s", 20000}, {"1", "kqmin", "queue.packets", 450}},
+			want: []string{
+				"| load (median of rounds) | kernel helper | ftpct | kernel helper + queue (NFQUEUE ceiling, sessions) | kernel helper + queue at ftpct's fewest crossings (bound for ftpct) | queue only (NFQUEUE ceiling) | no helper (ceiling) | ftpct, base build | ftpct / kernel | ftpct / queue only | kernel + queue / kernel | ftpct / kernel + queue | kernel + queue (min) / kernel | ftpct / kernel + queue (min) | ftpct / base build |",
+				"| announcement storm: PORT/s | 30000 | 1900 | 15000 | 20000 | 0 | — | — | 0.06 | — | 0.50 | 0.13 | 0.67 | 0.10 | — |",
+				"- queue.packets: — / — / 500 / 450 / 400 / — / —",
+			},
+		},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {

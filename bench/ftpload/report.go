@@ -77,6 +77,7 @@ var columns = []column{
 	{"kernel", "kernel helper", "kernel", false},
 	{"ftpct", "ftpct", "ftpct", false},
 	{"kqueue", "kernel helper + queue (NFQUEUE ceiling, sessions)", "kernel + queue", true},
+	{"kqmin", "kernel helper + queue at ftpct's fewest crossings (bound for ftpct)", "kernel + queue (min)", true},
 	{"queue", "queue only (NFQUEUE ceiling)", "queue only", false},
 	{"none", "no helper (ceiling)", "none", false},
 	{"base", "ftpct, base build", "base build", true},
@@ -87,6 +88,7 @@ var columns = []column{
 var ratios = [][2]string{
 	{"ftpct", "kernel"}, {"ftpct", "queue"},
 	{"kqueue", "kernel"}, {"ftpct", "kqueue"},
+	{"kqmin", "kernel"}, {"ftpct", "kqmin"},
 	{"ftpct", "base"},
 }
 
@@ -97,6 +99,8 @@ func columnHead(v string) string {
 		return "queue only"
 	case "kqueue":
 		return "kernel + queue"
+	case "kqmin":
+		return "kernel + queue (min)"
 	case "base":
 		return "base build"
 	}
@@ -153,7 +157,7 @@ func report(w io.Writer, samples []sample) {
 	for _, m := range extra {
 		all = append(all, row{metric: m, label: m})
 	}
-	// The kernel helper with the queue (sidebyside.sh's kqueue) and an
+	// The kernel helper with the queue (sidebyside.sh's kqueue and kqmin) and an
 	// ftpct of another build (its FTPCT_BASE) get their own columns and
 	// ratios when they were measured.
 	measured := func(v string) bool {
