@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -161,27 +162,26 @@ func TestLabels(t *testing.T) {
 	}
 }
 
-// TestCloseInterruptsRequest: Close returns at once while a request holds
-// the socket in a blocked read, and that request then fails.
-func TestCloseInterruptsRequest(t *testing.T) {
+// TestCloseDuringRequest: Close returns at once while a request holds the
+// socket in a blocked read (as a Lookup waiting for a lost answer); that
+// read ends with an error within the reply timeout, and requests after
+// Close fail.
+func TestCloseDuringRequest(t *testing.T) {
 	requireRoot(t)
 	_, path := newNS(t)
 	k := dialIn(t, path)
 	// A request in progress: the lock held and a read with nothing to
-	// come (no request was sent), as a Lookup waiting for a lost answer.
+	// come (no request was sent).
 	k.mu.Lock()
-	_ = k.c.SetReadDeadline(time.Now().Add(time.Minute))
-	rc, err := k.c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
 	readDone := make(chan error, 1)
 	go func() {
 		defer k.mu.Unlock()
-		readDone <- rc.Read(func(fd uintptr) bool {
-			_, _, err := unix.Recvfrom(int(fd), make([]byte, 64), unix.MSG_DONTWAIT)
-			return err != unix.EAGAIN
-		})
+		k.io.buf = k.buf[:]
+		if err := k.rc.Read(k.readFn); err != nil {
+			readDone <- err
+			return
+		}
+		readDone <- k.io.err
 	}()
 	time.Sleep(50 * time.Millisecond) // let the read block
 	closed := make(chan error, 1)
@@ -191,16 +191,16 @@ func TestCloseInterruptsRequest(t *testing.T) {
 		if err != nil {
 			t.Errorf("Close: %v", err)
 		}
-	case <-time.After(2 * time.Second):
+	case <-time.After(replyTimeout / 2):
 		t.Fatal("Close blocked behind a request in progress")
 	}
 	select {
 	case err := <-readDone:
-		if err == nil {
-			t.Error("the blocked read ended without an error")
+		if !errors.Is(err, errReplyTimeout) {
+			t.Errorf("the blocked read ended with %v, want errReplyTimeout", err)
 		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Close did not end the blocked read")
+	case <-time.After(replyTimeout + 2*time.Second):
+		t.Fatal("the blocked read did not end within the reply timeout")
 	}
 	if _, err := k.Lookup(Tuple{Src: netip.MustParseAddr("127.0.0.1"), Dst: netip.MustParseAddr("127.0.0.1"), SrcPort: 1, DstPort: 2}); !errors.Is(err, errClosed) {
 		t.Errorf("Lookup after Close: %v, want errClosed", err)
@@ -208,6 +208,53 @@ func TestCloseInterruptsRequest(t *testing.T) {
 	if err := k.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+}
+
+// TestKernelSocketNotPolled: the request socket is blocking and not in the
+// runtime's poller, so the answers the kernel queues on it wake no thread
+// (the Kernel type's doc): a poller deadline cannot be set on it.
+func TestKernelSocketNotPolled(t *testing.T) {
+	requireRoot(t)
+	ns, path := newNS(t)
+	nft(t, ns, labelRule)
+	k := dialIn(t, path)
+	if err := k.f.SetReadDeadline(time.Now().Add(time.Second)); !errors.Is(err, os.ErrNoDeadline) {
+		t.Errorf("SetReadDeadline on the request socket: %v, want os.ErrNoDeadline (not in the poller)", err)
+	}
+	var flags int
+	if err := k.rc.Control(func(fd uintptr) { flags, _ = unix.FcntlInt(fd, unix.F_GETFL, 0) }); err != nil {
+		t.Fatal(err)
+	}
+	if flags&unix.O_NONBLOCK != 0 {
+		t.Errorf("the request socket is non-blocking (flags %#x)", flags)
+	}
+	// And it still answers: a lookup and an update of a real entry.
+	tu := connect(t, path)
+	var labels [LabelsSize]byte
+	labels[3] = 0x42
+	if err := k.SetResized(tu, labels); err != nil {
+		t.Fatalf("SetResized: %v", err)
+	}
+	if b, err := k.Lookup(tu); err != nil || b.Labels != labels {
+		t.Errorf("Lookup: labels %x, err %v; want %x", b.Labels, err, labels)
+	}
+}
+
+// marshal is m as it goes on the wire, its header's length set (as
+// netlink.Conn.Send sets it).
+func marshal(m netlink.Message) ([]byte, error) {
+	m.Header.Length = uint32(nlmsgHdrLen + len(m.Data))
+	return m.MarshalBinary()
+}
+
+// send writes b to k's socket as one datagram, outside any request (the
+// caller holds no lock: tests only).
+func (k *Kernel) send(b []byte) error {
+	var werr error
+	if err := k.rc.Write(func(fd uintptr) bool { _, werr = unix.Write(int(fd), b); return true }); err != nil {
+		return err
+	}
+	return werr
 }
 
 // TestSetResizedAllocs: SetResized on an existing entry, the request and
@@ -245,7 +292,11 @@ func TestSetResizedAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	stale.Header.Sequence = k.seq + 1000
-	if _, err := k.c.Send(stale); err != nil {
+	sb, err := marshal(stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.send(sb); err != nil {
 		t.Fatal(err)
 	}
 	gone := Tuple{Src: netip.MustParseAddr("127.0.0.1"), Dst: netip.MustParseAddr("127.0.0.1"), SrcPort: 1, DstPort: 1}
@@ -319,33 +370,43 @@ func BenchmarkSetResizedBatch(b *testing.B) {
 			}
 			var labels [LabelsSize]byte
 			labels[0] = 0x18
-			msgs := make([]netlink.Message, n)
+			var batch []byte
+			buf := make([]byte, 8192)
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				labels[15] = byte(i)
+				batch = batch[:0]
+				acked := map[uint32]bool{}
 				for j, tu := range tus {
 					m, err := resizedRequest(tu, labels)
 					if err != nil {
 						b.Fatal(err)
 					}
-					msgs[j] = m
-				}
-				sent, err := k.c.SendMessages(msgs)
-				if err != nil {
-					b.Fatal(err)
-				}
-				acked := map[uint32]bool{}
-				for _, m := range sent {
-					acked[m.Header.Sequence] = false
-				}
-				for left := n; left > 0; {
-					got, err := k.c.Receive()
+					m.Header.Sequence = uint32(i*n + j + 1)
+					mb, err := marshal(m)
 					if err != nil {
 						b.Fatal(err)
 					}
-					for _, m := range got {
-						if done, ok := acked[m.Header.Sequence]; ok && !done && m.Header.Type == netlink.Error {
-							acked[m.Header.Sequence] = true
+					batch = append(batch, mb...)
+					acked[m.Header.Sequence] = false
+				}
+				if err := k.send(batch); err != nil {
+					b.Fatal(err)
+				}
+				for left := n; left > 0; {
+					var nr int
+					var rerr error
+					if err := k.rc.Read(func(fd uintptr) bool { nr, rerr = unix.Read(int(fd), buf); return true }); err != nil || rerr != nil {
+						b.Fatal(err, rerr)
+					}
+					for rest := buf[:nr]; len(rest) > 0; {
+						h, _, next, err := nextMessage(rest)
+						if err != nil {
+							b.Fatal(err)
+						}
+						rest = next
+						if done, ok := acked[h.Seq]; ok && !done && h.Type == nlmsgError {
+							acked[h.Seq] = true
 							left--
 						}
 					}

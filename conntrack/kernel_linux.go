@@ -5,6 +5,7 @@ package conntrack
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,10 +27,20 @@ import (
 // until the ACK and decodes the entry in place (events_linux.go decodes
 // the kernel's events the same way).
 //
-// Requests are serialised on one socket. Close does not wait for them: it
-// closes the socket, which ends a read in progress.
+// Requests are serialised on one socket. Close does not wait for them.
+//
+// The socket is blocking and kept out of the Go runtime's network poller
+// (epoll). The kernel answers a ctnetlink request while it is written (the
+// answer is queued on the socket before write returns), so the read that
+// follows finds it at once and never waits in the poller. Registered there,
+// every answer arriving on the socket would wake the thread blocked in
+// epoll_pwait for nothing: on the packet path (SetResized, one per rewritten
+// announcement) that was half of ftpct's thread wake-ups by its own threads
+// in an announcement storm (BENCHMARKS.md, branch handoff). A reply that
+// does not come ends the read after replyTimeout (SO_RCVTIMEO) instead of a
+// poller deadline.
 type Kernel struct {
-	c      *netlink.Conn
+	f      *os.File // the socket, not in the poller
 	rc     syscall.RawConn
 	closed atomic.Bool
 
@@ -51,8 +62,9 @@ type ioCall struct {
 	err error
 }
 
-// rw runs op on c.buf, again after EINTR, and keeps its result; on EAGAIN
-// (the socket is non-blocking) it returns false to wait in the poller.
+// rw runs op on c.buf (the socket blocks), again after EINTR, and keeps its
+// result: EAGAIN is the socket's timeout (SO_RCVTIMEO) and is kept as
+// errReplyTimeout.
 func (c *ioCall) rw(fd uintptr, op func(int, []byte) (int, error)) bool {
 	for {
 		n, err := op(int(fd), c.buf)
@@ -60,23 +72,62 @@ func (c *ioCall) rw(fd uintptr, op func(int, []byte) (int, error)) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			c.n, c.err = 0, errReplyTimeout
+			return true
 		}
 		c.n, c.err = n, err
 		return true
 	}
 }
 
+// replyTimeout is the longest a request waits for the kernel's answer: a
+// reply that does not come is a kernel or library fault, not a reason to
+// stall the packet path.
+const replyTimeout = time.Second
+
+// errReplyTimeout: no answer within replyTimeout.
+var errReplyTimeout = fmt.Errorf("ctnetlink: no answer within %v", replyTimeout)
+
 // DialKernel opens a ctnetlink connection in the current network namespace.
 func DialKernel() (*Kernel, error) {
-	c, rc, err := dialNetfilter("ctnetlink")
+	f, rc, err := dialBlocking("ctnetlink", replyTimeout)
 	if err != nil {
 		return nil, err
 	}
-	k := &Kernel{c: c, rc: rc, req: make([]byte, 0, maxRequestLen)}
+	k := &Kernel{f: f, rc: rc, req: make([]byte, 0, maxRequestLen)}
 	k.readFn = func(fd uintptr) bool { return k.io.rw(fd, unix.Read) }
 	k.writeFn = func(fd uintptr) bool { return k.io.rw(fd, unix.Write) }
 	return k, nil
+}
+
+// dialBlocking opens a blocking netfilter netlink socket in the current
+// network namespace, bound to an address the kernel picks, whose reads give
+// up after timeout; what names it in errors. It is not registered with the
+// runtime's poller (os.NewFile keeps a blocking descriptor out of it): its
+// reads and writes are plain system calls through the returned RawConn, and
+// Close of the file waits for none of them (the descriptor is released when
+// the last one returns).
+func dialBlocking(what string, timeout time.Duration) (*os.File, syscall.RawConn, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", what, err)
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return nil, nil, fmt.Errorf("%s socket receive timeout: %w", what, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, nil, fmt.Errorf("bind %s socket: %w", what, err)
+	}
+	f := os.NewFile(uintptr(fd), what)
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s socket: %w", what, err)
+	}
+	return f, rc, nil
 }
 
 // dialNetfilter opens a netfilter netlink socket in the current network
@@ -96,13 +147,14 @@ func dialNetfilter(what string) (*netlink.Conn, syscall.RawConn, error) {
 }
 
 // Close closes the connection. It is idempotent and does not wait for a
-// request in progress: closing the socket ends its read, and it returns an
-// error.
+// request in progress: that one ends with its answer (or, if none comes,
+// after replyTimeout), the socket is released after it, and requests made
+// after Close fail.
 func (k *Kernel) Close() error {
 	if !k.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	return k.c.Close()
+	return k.f.Close()
 }
 
 // ctnetlink attribute types, include/uapi/linux/netfilter/nfnetlink_conntrack.h.
@@ -217,9 +269,6 @@ func (k *Kernel) exchange(fn func(h nlHeader, body []byte) error) error {
 	if k.closed.Load() {
 		return errClosed
 	}
-	// A reply that does not come is a kernel or library fault, not a reason
-	// to stall the packet path.
-	_ = k.c.SetReadDeadline(time.Now().Add(time.Second))
 	k.io.buf = k.req
 	if err := k.rc.Write(k.writeFn); err != nil {
 		return k.failed(err)
