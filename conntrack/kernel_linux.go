@@ -32,13 +32,13 @@ import (
 // The socket is blocking and kept out of the Go runtime's network poller
 // (epoll). The kernel answers a ctnetlink request while it is written (the
 // answer is queued on the socket before write returns), so the read that
-// follows finds it at once. Registered in the poller,
-// every answer arriving on the socket would wake the thread blocked in
-// epoll_pwait for nothing: on the packet path (SetResized, one per rewritten
-// announcement) that was a third to a half of the wake-ups ftpct's threads
-// made of each other in an announcement storm (BENCHMARKS.md, branch handoff). A reply that
-// does not come ends the read after replyTimeout (SO_RCVTIMEO) instead of a
-// poller deadline.
+// follows finds it at once. Registered in the poller, every answer arriving
+// on the socket would wake the thread blocked in epoll_pwait for nothing: on
+// the packet path (SetResized, one per rewritten announcement) that was a
+// third to a half of the wake-ups ftpct's threads made of each other in an
+// announcement storm (BENCHMARKS.md, branch handoff). A reply that does not
+// come ends the read after replyTimeout (SO_RCVTIMEO) instead of a poller
+// deadline.
 type Kernel struct {
 	f      *os.File // the socket, not in the poller
 	rc     syscall.RawConn
