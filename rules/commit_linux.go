@@ -555,16 +555,17 @@ func (m *Manager) flush(pre, add, opdel, pure setElems) (uint64, error) {
 			for _, s := range e.sets {
 				var err error
 				if i == 1 {
-					err = m.conn.SetAddElements(s, e.elems[s])
+					err = m.elems.add(s, e.elems[s])
 				} else {
-					err = m.conn.SetDeleteElements(s, e.elems[s])
+					err = m.elems.del(s, e.elems[s])
 				}
 				if err != nil {
+					m.elems.discard()
 					return fmt.Errorf("commit %d elements: %w", n, err)
 				}
 			}
 		}
-		if err := m.conn.Flush(); err != nil {
+		if err := m.elems.commit(); err != nil {
 			return fmt.Errorf("commit %d elements: %w", n, hint(err))
 		}
 		return nil
@@ -576,21 +577,23 @@ func (m *Manager) flush(pre, add, opdel, pure setElems) (uint64, error) {
 // how many transactions it sent.
 func (m *Manager) deleteEach(e setElems, res []Result) (txs uint64) {
 	for _, s := range e.sets {
-		for j, el := range e.elems[s] {
+		elems := e.elems[s]
+		for j := range elems {
 			m.txs.Add(1)
 			txs++
 			err := m.locked(func() error {
-				if err := m.conn.SetDeleteElements(s, []nftables.SetElement{el}); err != nil {
+				if err := m.elems.del(s, elems[j:j+1]); err != nil {
+					m.elems.discard()
 					return err
 				}
-				return m.conn.Flush()
+				return m.elems.commit()
 			})
 			if err != nil && !errors.Is(err, unix.ENOENT) {
 				i := e.reqs[s][j]
 				res[i].CloseErr = errors.Join(res[i].CloseErr, fmt.Errorf("delete from %s: %w", s.Name, hint(err)))
 				continue
 			}
-			m.recordDel(s, el.Key)
+			m.recordDel(s, elems[j].Key)
 		}
 	}
 	return txs

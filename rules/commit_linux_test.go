@@ -12,9 +12,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
-	"github.com/mdlayher/netlink"
-	"github.com/mdlayher/netlink/nltest"
-	"golang.org/x/sys/unix"
 )
 
 // TestPlanNetting: what a pass sends to the kernel, per element, given
@@ -253,28 +250,18 @@ func TestPlannerScratchShrinks(t *testing.T) {
 	}
 }
 
-// fakeNftables is a netlink peer for the Manager's nftables connection that
-// rejects, with ENOENT, every transaction deleting an element whose raw
-// attributes contain missing (the key of an element the kernel no longer
-// has), and accepts every other; it counts the transactions.
+// fakeNftables is the kernel for the Manager's element transactions: it
+// rejects, with ENOENT, every transaction deleting an element whose key is
+// missing (the key of an element the kernel no longer has), and accepts
+// every other; it counts the transactions.
 type fakeNftables struct {
-	missing []byte
-	txs     int
+	fakeKernel
+	txs int
 }
 
-func (f *fakeNftables) dial(req []netlink.Message) ([]netlink.Message, error) {
-	if req == nil {
-		// The acknowledgement nftables reads for each message sent.
-		return []netlink.Message{{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 4)}}, nil
-	}
+func (f *fakeNftables) send(b []byte) error {
 	f.txs++
-	del := netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_DELSETELEM)
-	for _, msg := range req {
-		if msg.Header.Type == del && bytes.Contains(msg.Data, f.missing) {
-			return nltest.Error(int(unix.ENOENT), []netlink.Message{msg})
-		}
-	}
-	return nil, nil
+	return f.fakeKernel.send(b)
 }
 
 // TestCommitterRejections: a pass the kernel rejects whole is counted with
@@ -360,12 +347,8 @@ func TestCommitterRejections(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fake := &fakeNftables{missing: hole(gone).expectKey()}
-			conn, err := nftables.New(nftables.WithTestDial(fake.dial))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := &Manager{cfg: DefaultConfig(), conn: conn, tables: []*tableObjs{newTableObjs("ftpct", familyIPv4)}}
+			fake := &fakeNftables{fakeKernel: fakeKernel{missing: [][]byte{hole(gone).expectKey()}}}
+			m := &Manager{cfg: DefaultConfig(), elems: newElemBatch(fake), tables: []*tableObjs{newTableObjs("ftpct", familyIPv4)}}
 			c := m.Committer()
 			var logs bytes.Buffer
 			c.SetLogger(slog.New(slog.NewJSONHandler(&logs, nil)))

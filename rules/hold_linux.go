@@ -15,19 +15,16 @@ import (
 // resized, before it stores the state that makes the resize survive.
 // Holding a held flow again is not an error.
 func (m *Manager) Hold(flows ...Flow) error {
-	return m.holdOp("hold", flows, func(o *tableObjs, elems []nftables.SetElement) error {
-		return m.conn.SetAddElements(o.hold, elems)
-	})
+	return m.holdOp("hold", flows, m.elems.add)
 }
 
 // Release removes flows from the hold set; flows not held are ignored.
 func (m *Manager) Release(flows ...Flow) error {
 	var errs []error
 	for _, f := range flows {
-		// One batch per flow: a missing element fails its batch (ENOENT).
-		err := m.holdOp("release", []Flow{f}, func(o *tableObjs, elems []nftables.SetElement) error {
-			return m.conn.SetDeleteElements(o.hold, elems)
-		})
+		// One transaction per flow: a missing element fails its
+		// transaction (ENOENT).
+		err := m.holdOp("release", []Flow{f}, m.elems.del)
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			errs = append(errs, err)
 		}
@@ -35,8 +32,11 @@ func (m *Manager) Release(flows ...Flow) error {
 	return errors.Join(errs...)
 }
 
-func (m *Manager) holdOp(what string, flows []Flow, op func(*tableObjs, []nftables.SetElement) error) error {
+// holdOp commits op of flows' elements on the hold sets of their families
+// in one transaction (the Manager's element writer, as the committer's).
+func (m *Manager) holdOp(what string, flows []Flow, op func(*nftables.Set, []nftables.SetElement) error) error {
 	byTable := map[*tableObjs][]nftables.SetElement{}
+	var order []*tableObjs
 	for _, f := range flows {
 		f, err := f.normalize()
 		if err != nil {
@@ -46,15 +46,19 @@ func (m *Manager) holdOp(what string, flows []Flow, op func(*tableObjs, []nftabl
 		if err != nil {
 			return fmt.Errorf("%s %v: %w", what, f, err)
 		}
+		if _, ok := byTable[o]; !ok {
+			order = append(order, o)
+		}
 		byTable[o] = append(byTable[o], nftables.SetElement{Key: f.holdKey()})
 	}
 	return m.locked(func() error {
-		for o, elems := range byTable {
-			if err := op(o, elems); err != nil {
+		for _, o := range order {
+			if err := op(o.hold, byTable[o]); err != nil {
+				m.elems.discard()
 				return fmt.Errorf("%s: %w", what, err)
 			}
 		}
-		if err := m.conn.Flush(); err != nil {
+		if err := m.elems.commit(); err != nil {
 			return fmt.Errorf("%s: %w", what, hint(err))
 		}
 		return nil

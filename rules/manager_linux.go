@@ -41,8 +41,11 @@ type Manager struct {
 	// (ledger.go); it has its own lock.
 	known ledger
 
-	mu     sync.Mutex
-	conn   *nftables.Conn
+	mu   sync.Mutex
+	conn *nftables.Conn
+	// elems writes the element transactions of the committer and the
+	// hold set (elembatch_linux.go) on a socket of its own.
+	elems  *elemBatch
 	closed bool
 	// txs counts the element transactions the committer sent (tests).
 	txs atomic.Uint64
@@ -66,20 +69,28 @@ func New(cfg Config) (*Manager, error) {
 	cfg.Ports = append([]uint16(nil), cfg.Ports...)
 	m := &Manager{cfg: cfg, newTool: newIptables}
 	opts := []nftables.ConnOption{nftables.AsLasting()}
+	netns := 0
 	if cfg.NetNS != "" {
 		f, err := os.Open(cfg.NetNS)
 		if err != nil {
 			return nil, fmt.Errorf("open network namespace: %w", err)
 		}
 		m.ns = f
-		opts = append(opts, nftables.WithNetNSFd(int(f.Fd())))
+		netns = int(f.Fd())
+		opts = append(opts, nftables.WithNetNSFd(netns))
 	}
 	conn, err := nftables.New(opts...)
 	if err != nil {
 		m.closeNS()
 		return nil, fmt.Errorf("open nftables netlink socket: %w", hint(err))
 	}
-	m.conn = conn
+	sock, err := dialElemSocket(netns)
+	if err != nil {
+		conn.CloseLasting()
+		m.closeNS()
+		return nil, fmt.Errorf("open nftables netlink socket: %w", hint(err))
+	}
+	m.conn, m.elems = conn, newElemBatch(sock)
 	for _, f := range cfg.families() {
 		m.tables = append(m.tables, newTableObjs(cfg.Table, f))
 	}
@@ -594,7 +605,7 @@ func (m *Manager) Shutdown() error {
 		return nil
 	}
 	m.closed = true
-	err := m.conn.CloseLasting()
+	err := errors.Join(m.conn.CloseLasting(), m.elems.close())
 	m.closeNS()
 	return err
 }
