@@ -1,7 +1,9 @@
 // Package rules is ftpct's rule manager: the only package that talks to
 // nftables (over netlink, github.com/google/nftables; no nft binary per
 // call) and iptables (github.com/coreos/go-iptables, only at Install and
-// Remove).
+// Remove). The set-element transactions of the Committer and of Hold and
+// Release, many per second in a storm, go through a writer of its own
+// (see "Element transactions").
 //
 // # What Install puts in place
 //
@@ -103,14 +105,40 @@
 // ignores ENOENT: an element already used by its connection or expired is
 // not an error.
 //
+// # Element transactions
+//
+// The Committer's passes (Manager.flush, deleteEach) and Hold and Release
+// are written by elemBatch (elembatch_linux.go) on a NETLINK_NETFILTER
+// socket of its own, opened in the same network namespace: the
+// NFT_MSG_NEWSETELEM and NFT_MSG_DELSETELEM messages google/nftables'
+// SetAddElements and SetDeleteElements would send (the same attributes and
+// flags, NLM_F_CREATE included, so duplicate adds and missing deletes
+// succeed or fail as they did; the unit tests compare the two encodings),
+// between NFNL_MSG_BATCH_BEGIN and _END, built in a buffer it keeps and
+// sent with one sendmsg. Only the last message asks for an acknowledgement
+// (NLM_F_ACK): nfnetlink processes the batch inside that sendmsg, aborts it
+// whole if any message fails, and answers each failing message with its
+// error and then the last one, in order, so one recvmsg reads a committed
+// transaction's answer, where google/nftables reads one per message. A
+// rejected transaction's error names the set and, from the extended ack
+// (NETLINK_EXT_ACK's attribute offset), the element at fault, and wraps
+// the errno (errors.Is(err, unix.ENOENT)). An element list longer than one
+// netlink attribute (64 KiB) is split into messages of the same set, and
+// the socket's send buffer is raised (SO_SNDBUFFORCE) for a transaction
+// larger than it, as nft does. Once its buffers have grown a transaction
+// allocates nothing. The integration tests check these kernel semantics
+// and compare every outcome with google/nftables'. Install, Remove,
+// listing, Reconcile, Open and Close use google/nftables.
+//
 // # Privileges, namespaces, concurrency
 //
 // Everything needs CAP_NET_ADMIN (root); permission errors say so.
 // Config.NetNS names a network namespace file (e.g. /run/netns/x): the
-// netlink socket is opened there and the iptables binary is started from
+// netlink sockets are opened there and the iptables binary is started from
 // a locked OS thread switched into it (the thread is discarded afterwards).
-// A Manager is safe for concurrent use: one lasting netlink connection is
-// shared under a mutex. Shutdown closes it without removing rules.
+// A Manager is safe for concurrent use: its two netlink sockets (one
+// lasting google/nftables connection, one for element transactions) are
+// used under one mutex. Shutdown closes them without removing rules.
 //
 // Script prints what Install puts in place, for `ftpct rules` and for
 // operators who run with --no-install-rules: an `nft -f` script whose tables

@@ -27,8 +27,8 @@ type acceptTool interface {
 }
 
 // Manager installs and removes ftpct's rules and opens and closes holes.
-// It is safe for concurrent use: one lasting nftables netlink connection
-// is shared under a mutex.
+// It is safe for concurrent use: its lasting nftables netlink connection
+// and its element writer's socket are used under one mutex.
 type Manager struct {
 	cfg    Config
 	ns     *os.File // network namespace (Config.NetNS), nil for the caller's
