@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftpct/ftpct/internal/netnstest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
@@ -292,5 +293,55 @@ func TestElemBatchLarge(t *testing.T) {
 	}
 	if n := count(); n != 0 {
 		t.Fatalf("%d elements left in the set, want 0", n)
+	}
+}
+
+// TestElemBatchNoPermission: a socket opened without CAP_NET_ADMIN
+// (nfnetlink checks the opener's credentials) has its transaction refused
+// at the batch begin, EPERM, which ends the wait for the answer; the
+// Manager's hint says what is missing, and nothing is added.
+func TestElemBatchNoPermission(t *testing.T) {
+	_, _, m := installed(t, ip4NoAccept)
+	o := m.tables[0]
+	var sock elemSocket
+	// On a thread of its own in the namespace, CAP_NET_ADMIN dropped
+	// from its effective set for the socket's creation; the thread ends
+	// with its goroutine (netnstest.In).
+	err := netnstest.In(t, m.cfg.NetNS, func() error {
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			return err
+		}
+		data[0].Effective &^= 1 << unix.CAP_NET_ADMIN
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			return err
+		}
+		s, err := dialElemSocket(0)
+		sock = s
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newElemBatch(sock)
+	defer b.close()
+	h := Hole{Peer: netip.MustParseAddr("192.0.2.7"), Addr: netip.MustParseAddr("198.51.100.1"), Port: 2000, Timeout: time.Minute}
+	if err := b.add(o.expect, []nftables.SetElement{{Key: h.expectKey(), Timeout: h.timeoutDuration()}}); err != nil {
+		t.Fatal(err)
+	}
+	err = hint(b.commit())
+	if !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "CAP_NET_ADMIN") {
+		t.Fatalf("commit without CAP_NET_ADMIN: %v, want EPERM with the hint", err)
+	}
+	if got := setContents(t, m, o.expect); len(got) != 0 {
+		t.Errorf("refused transaction added %q", got)
+	}
+	// The socket is not left with an answer the next transaction reads.
+	if err := b.add(o.expect, []nftables.SetElement{{Key: h.expectKey(), Timeout: h.timeoutDuration()}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.commit(); !errors.Is(err, unix.EPERM) {
+		t.Errorf("second commit: %v, want EPERM", err)
 	}
 }

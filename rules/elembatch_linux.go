@@ -282,8 +282,12 @@ func (b *elemBatch) discard() { b.begin = 0 }
 // (else aborts it whole), and then sends those replies in message order.
 // So the last message's reply (its error, or the acknowledgement only it
 // asks for) comes last, after every error of the batch; an error naming
-// the batch begin (no permission, out of memory, a failed commit) ends it
-// too. The integration tests check this on the running kernel.
+// the batch begin (no permission; also out of memory and a failed commit,
+// which the tests do not provoke) ends it too. The integration tests
+// (elembatch_integration_linux_test.go) check this on the running kernel.
+// Replies of an earlier transaction left unread (one that ended at its
+// batch begin's error) are recognised by their sequence numbers and
+// skipped.
 // A rejected transaction's error joins one *elemError per failing message,
 // each naming its element when the kernel says which (extended ack).
 func (b *elemBatch) commit() error {
