@@ -99,6 +99,21 @@ type elemCall struct {
 	elems []nftables.SetElement
 }
 
+// putCalls hands each of calls to add or del, in order, and stops at the
+// first error: the same calls for google/nftables' Conn and an elemBatch.
+func putCalls(calls []elemCall, add, del func(*nftables.Set, []nftables.SetElement) error) error {
+	for _, c := range calls {
+		op := add
+		if c.del {
+			op = del
+		}
+		if err := op(c.set, c.elems); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // nftablesBatch is what google/nftables sends for calls, captured through
 // its test dial.
 func nftablesBatch(t *testing.T, calls []elemCall) []netlink.Message {
@@ -115,15 +130,8 @@ func nftablesBatch(t *testing.T, calls []elemCall) []netlink.Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range calls {
-		if c.del {
-			err = conn.SetDeleteElements(c.set, c.elems)
-		} else {
-			err = conn.SetAddElements(c.set, c.elems)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := putCalls(calls, conn.SetAddElements, conn.SetDeleteElements); err != nil {
+		t.Fatal(err)
 	}
 	if err := conn.Flush(); err != nil {
 		t.Fatalf("Flush: %v", err)
@@ -322,16 +330,8 @@ func TestElemBatchEncoding(t *testing.T) {
 			}
 			fk := &fakeKernel{}
 			b := newElemBatch(fk)
-			for _, c := range tt.calls {
-				var err error
-				if c.del {
-					err = b.del(c.set, c.elems)
-				} else {
-					err = b.add(c.set, c.elems)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+			if err := putCalls(tt.calls, b.add, b.del); err != nil {
+				t.Fatal(err)
 			}
 			if err := b.commit(); err != nil {
 				t.Fatalf("commit: %v", err)
@@ -480,17 +480,7 @@ func TestElemBatchErrors(t *testing.T) {
 				binary.NativeEndian.PutUint32(req[8:], 1)
 				fk.stale = fakeReply(req, -int32(unix.EEXIST), 0)
 			}
-			var err error
-			for _, c := range tt.calls {
-				if c.del {
-					err = b.del(c.set, c.elems)
-				} else {
-					err = b.add(c.set, c.elems)
-				}
-				if err != nil {
-					break
-				}
-			}
+			err := putCalls(tt.calls, b.add, b.del)
 			if err != nil {
 				b.discard()
 				if len(fk.sent) != 0 {
@@ -532,16 +522,8 @@ func TestElemBatchAllocs(t *testing.T) {
 	b := newElemBatch(nopKernel{})
 	pass := benchPass(v4, v6, 18)
 	run := func() {
-		for _, c := range pass {
-			var err error
-			if c.del {
-				err = b.del(c.set, c.elems)
-			} else {
-				err = b.add(c.set, c.elems)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		if err := putCalls(pass, b.add, b.del); err != nil {
+			t.Fatal(err)
 		}
 		if err := b.commit(); err != nil {
 			t.Fatal(err)
@@ -617,12 +599,8 @@ func BenchmarkElemBatchEncode(b *testing.B) {
 	pass := benchPass(v4, v6, 18)
 	b.ReportAllocs()
 	for b.Loop() {
-		for _, c := range pass {
-			if c.del {
-				eb.del(c.set, c.elems)
-			} else {
-				eb.add(c.set, c.elems)
-			}
+		if err := putCalls(pass, eb.add, eb.del); err != nil {
+			b.Fatal(err)
 		}
 		if err := eb.commit(); err != nil {
 			b.Fatal(err)
