@@ -124,32 +124,16 @@ func openQueue(t *testing.T, path string, num uint16, handle nfq.Handler) *nfq.Q
 // ACK of "hello" goes alone) and reads to the end.
 func helloServer(t *testing.T, path string, server netip.AddrPort) {
 	t.Helper()
-	var ln net.Listener
-	if err := inNetNS(t, path, func() (err error) {
-		ln, err = net.Listen("tcp", server.String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b := make([]byte, 5)
-				if _, err := io.ReadFull(c, b); err != nil {
-					return
-				}
-				time.Sleep(100 * time.Millisecond) // the ACK of "hello" goes alone
-				c.Write([]byte("ok"))
-				io.Copy(io.Discard, c)
-			}()
+	listenIn(t, path, server, func(c net.Conn) {
+		defer c.Close()
+		b := make([]byte, 5)
+		if _, err := io.ReadFull(c, b); err != nil {
+			return
 		}
-	}()
+		time.Sleep(100 * time.Millisecond) // the ACK of "hello" goes alone
+		c.Write([]byte("ok"))
+		io.Copy(io.Discard, c)
+	})
 }
 
 // sayHello connects from src, in the namespace at path, to a helloServer

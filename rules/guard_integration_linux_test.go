@@ -65,23 +65,10 @@ func TestGuard(t *testing.T) {
 	t.Cleanup(func() { cancel(); q.Close() })
 
 	serve(t, path, netip.MustParseAddrPort("127.0.0.1:5000"))
-	var ln net.Listener
-	if err := inNetNS(t, path, func() (err error) {
-		ln, err = net.Listen("tcp", "127.0.0.1:21")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); c.Read(make([]byte, 100)) }()
-		}
-	}()
+	listenIn(t, path, netip.MustParseAddrPort("127.0.0.1:21"), func(c net.Conn) {
+		defer c.Close()
+		c.Read(make([]byte, 100))
+	})
 	// announce sends one control line from 127.0.0.2 to 127.0.0.1:21.
 	announce := func() {
 		t.Helper()

@@ -457,9 +457,9 @@ func inNetNS(t *testing.T, path string, f func() error) error {
 	return netnstest.In(t, path, f)
 }
 
-// serve listens on addr inside the namespace and answers every connection
-// with its own port number.
-func serve(t *testing.T, nsPath string, addr netip.AddrPort) {
+// listenIn listens on addr inside the namespace at nsPath until the test
+// ends and runs handle on its own goroutine for each connection.
+func listenIn(t *testing.T, nsPath string, addr netip.AddrPort, handle func(net.Conn)) {
 	t.Helper()
 	var ln net.Listener
 	if err := inNetNS(t, nsPath, func() (err error) {
@@ -475,10 +475,19 @@ func serve(t *testing.T, nsPath string, addr netip.AddrPort) {
 			if err != nil {
 				return
 			}
-			fmt.Fprintf(c, "%d", addr.Port())
-			c.Close()
+			go handle(c)
 		}
 	}()
+}
+
+// serve listens on addr inside the namespace and answers every connection
+// with its own port number.
+func serve(t *testing.T, nsPath string, addr netip.AddrPort) {
+	t.Helper()
+	listenIn(t, nsPath, addr, func(c net.Conn) {
+		fmt.Fprintf(c, "%d", addr.Port())
+		c.Close()
+	})
 }
 
 // dial connects from the namespace and returns what the server said, or
